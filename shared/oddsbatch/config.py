@@ -1,0 +1,120 @@
+"""Configuration of one function instance, read once from environment variables.
+
+Every knob of a deployed function is here, with its variable name and default, so the
+README's configuration reference and Terraform's environment block have one source.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+# endpoint (object-name segment) -> default target table
+ENDPOINT_TABLES: dict[str, str] = {
+    "game-lines": "odds_api_game_lines",
+    "player-props": "odds_api_player_props",
+}
+ENDPOINTS = tuple(ENDPOINT_TABLES)
+OBJECT_ROOT = "odds-api/"
+
+# name -> (default, help). The README's configuration table is generated from this.
+SETTINGS_HELP: dict[str, tuple[str, str]] = {
+    "ODDSBATCH_PROJECT": ("$GOOGLE_CLOUD_PROJECT", "GCP project of the BigQuery dataset and Firestore database."),
+    "ODDSBATCH_DATASET": ("odds_api", "BigQuery dataset holding the target and staging tables."),
+    "ODDSBATCH_TABLE": ("per endpoint", "Target table (odds_api_game_lines / odds_api_player_props)."),
+    "ODDSBATCH_BIGQUERY_LOCATION": ("US", "Location of the dataset, used for jobs."),
+    "ODDSBATCH_FIRESTORE_DATABASE": ("(default)", "Firestore database id."),
+    "ODDSBATCH_LOCK_COLLECTION": ("oddsbatch_locks", "Collection of batch locks, one document per (endpoint, date)."),
+    "ODDSBATCH_PENDING_COLLECTION": ("oddsbatch_pending", "Collection of pending-work markers, one per (object, generation)."),
+    "ODDSBATCH_RUNS_COLLECTION": ("oddsbatch_runs", "Collection of finished batch records (status, demo counts)."),
+    "ODDSBATCH_SETTLE_SECONDS": ("2", "Delay before the lock holder lists pending work, so a burst lands in one batch."),
+    "ODDSBATCH_LEASE_SECONDS": ("600", "Lock lease: a lock older than this is taken over at once."),
+    "ODDSBATCH_TTL_DAYS": ("7", "expireAt offset of lock and marker documents (Firestore TTL garbage collection only)."),
+    "ODDSBATCH_QUARANTINE_BUCKET": ("source bucket", "Bucket that receives copies of unreadable files."),
+    "ODDSBATCH_QUARANTINE_PREFIX": ("quarantine/", "Object-name prefix of quarantined copies."),
+    "ODDSBATCH_DOWNLOAD_WORKERS": ("8", "Parallel object downloads per batch."),
+    "ODDSBATCH_MERGE_ATTEMPTS": ("5", "Attempts of a MERGE that hits a serialization conflict."),
+    "ODDSBATCH_BIGQUERY_ENDPOINT": ("(Google)", "Local only: BigQuery API endpoint of the emulator (anonymous credentials)."),
+}
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {raw!r}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _float(env, name, default)
+    if value != int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {env.get(name)!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str
+    project: str
+    dataset: str
+    table: str
+    bigquery_location: str = "US"
+    firestore_database: str = "(default)"
+    lock_collection: str = "oddsbatch_locks"
+    pending_collection: str = "oddsbatch_pending"
+    runs_collection: str = "oddsbatch_runs"
+    settle_seconds: float = 2.0
+    lease_seconds: float = 600.0
+    ttl_days: float = 7.0
+    quarantine_bucket: str | None = None
+    quarantine_prefix: str = "quarantine/"
+    download_workers: int = 8
+    merge_attempts: int = 5
+    bigquery_endpoint: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def prefixes(self) -> tuple[str, str]:
+        """Object-name prefixes this function owns (live and historical)."""
+        return (f"{OBJECT_ROOT}{self.endpoint}/", f"{OBJECT_ROOT}{self.endpoint}-history/")
+
+    def owns(self, object_name: str) -> bool:
+        return object_name.startswith(self.prefixes)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, endpoint: str, env: Mapping[str, str] | None = None) -> "Settings":
+        if endpoint not in ENDPOINT_TABLES:
+            raise ValueError(f"unknown endpoint {endpoint!r}; expected one of {', '.join(ENDPOINTS)}")
+        env = os.environ if env is None else env
+        project = env.get("ODDSBATCH_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCLOUD_PROJECT")
+        if not project:
+            raise ValueError("ODDSBATCH_PROJECT (or GOOGLE_CLOUD_PROJECT) must be set")
+        return cls(
+            endpoint=endpoint,
+            project=project,
+            dataset=env.get("ODDSBATCH_DATASET") or "odds_api",
+            table=env.get("ODDSBATCH_TABLE") or ENDPOINT_TABLES[endpoint],
+            bigquery_location=env.get("ODDSBATCH_BIGQUERY_LOCATION") or "US",
+            firestore_database=env.get("ODDSBATCH_FIRESTORE_DATABASE") or "(default)",
+            lock_collection=env.get("ODDSBATCH_LOCK_COLLECTION") or "oddsbatch_locks",
+            pending_collection=env.get("ODDSBATCH_PENDING_COLLECTION") or "oddsbatch_pending",
+            runs_collection=env.get("ODDSBATCH_RUNS_COLLECTION") or "oddsbatch_runs",
+            settle_seconds=_float(env, "ODDSBATCH_SETTLE_SECONDS", 2.0),
+            lease_seconds=_float(env, "ODDSBATCH_LEASE_SECONDS", 600.0),
+            ttl_days=_float(env, "ODDSBATCH_TTL_DAYS", 7.0),
+            quarantine_bucket=env.get("ODDSBATCH_QUARANTINE_BUCKET") or None,
+            quarantine_prefix=env.get("ODDSBATCH_QUARANTINE_PREFIX") or "quarantine/",
+            download_workers=_int(env, "ODDSBATCH_DOWNLOAD_WORKERS", 8),
+            merge_attempts=_int(env, "ODDSBATCH_MERGE_ATTEMPTS", 5),
+            bigquery_endpoint=env.get("ODDSBATCH_BIGQUERY_ENDPOINT") or None,
+        )
