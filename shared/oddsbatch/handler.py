@@ -1,0 +1,68 @@
+"""The CloudEvent handler both functions bind: ignore, coalesce, or hold the batch.
+
+Retry contract (functions/v2 tips-retry): raise to be retried, return to stop. A
+TransientError propagates so functions-framework answers 500 and Eventarc redelivers;
+bad files are quarantined inside the batch and never raise.
+
+The ignore path touches nothing but the object name: the Google clients are imported
+only once an event is known to be this function's own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from . import logs
+from .config import Settings
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+
+@dataclass(frozen=True)
+class StorageEvent:
+    """The fields of a GCS object-finalize CloudEvent that the batch uses."""
+
+    event_id: str
+    bucket: str
+    name: str
+    generation: int
+    created: str | None = None  # RFC 3339 timeCreated
+    size: int | None = None
+
+    @classmethod
+    def from_cloud_event(cls, event_id: str, data: Mapping[str, Any]) -> "StorageEvent":
+        size = data.get("size")
+        return cls(
+            event_id=str(event_id),
+            bucket=str(data.get("bucket", "")),
+            name=str(data.get("name", "")),
+            generation=int(data.get("generation") or 0),
+            created=data.get("timeCreated"),
+            size=int(size) if size not in (None, "") else None,
+        )
+
+
+def make_handler(endpoint: str, env: Mapping[str, str] | None = None) -> Callable[[Any], str]:
+    """Bind settings once per instance; returns handle(cloud_event) -> decision."""
+    settings = Settings.from_env(endpoint, env)
+
+    def handle(cloud_event) -> str:
+        started = time.monotonic()
+        event_type = cloud_event["type"]
+        data = cloud_event.data or {}
+        name = data.get("name", "") if isinstance(data, Mapping) else ""
+        if event_type != FINALIZED or not settings.owns(name):
+            # Not ours: acknowledge at once, no Firestore, no BigQuery.
+            logs.log("ignored", endpoint=endpoint, object=name, event_type=event_type)
+            return "ignored"
+        event = StorageEvent.from_cloud_event(cloud_event["id"], data)
+        from .batch import handle_event  # lazy: the clients come with it
+
+        decision = handle_event(settings, event)
+        logs.log("event_done", endpoint=endpoint, object=event.name, decision=decision,
+                 event_id=event.event_id, seconds=round(time.monotonic() - started, 3))
+        return decision
+
+    return handle
