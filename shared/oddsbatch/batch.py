@@ -1,0 +1,232 @@
+"""One event's path through the batch: record the work, then coalesce or hold the lock.
+
+The holder does the work of everyone who coalesced onto it: per round it reads the
+pending markers, downloads and transforms those objects in parallel, loads ONE staging
+table, runs ONE MERGE, deletes the markers it merged; then releases the lock and re-reads
+the queue, taking the lock again if late work arrived (see lock.py for why nothing is
+lost in between).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from . import faults, logs, transform
+from .clients import firestore_client, storage_client
+from .config import Settings
+from .errors import BadInputError, TransientError, classify
+from .handler import StorageEvent
+from .lock import EXPIRE_AT_FIELD, BatchLock, Marker, PendingWork
+from .paths import parse_object_name
+from .tables import table_for_endpoint
+from .warehouse import Warehouse, ndjson
+
+# Files per MERGE round: bounds the memory of one round on a backfill date.
+MAX_FILES_PER_ROUND = 2000
+
+
+@dataclass
+class RoundResult:
+    run_id: str
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    merges: int = 0
+    inserted: int = 0
+    updated: int = 0
+    quarantined: int = 0
+    gone: int = 0
+    seconds: dict = field(default_factory=dict)
+
+
+def _ttl(settings: Settings) -> timedelta:
+    return timedelta(days=settings.ttl_days)
+
+
+def _created(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError:
+        return None
+
+
+def quarantine(settings: Settings, bucket: str, name: str, generation: int, reason: str) -> None:
+    """Copy an unreadable object aside with its reason; the original stays where it was."""
+    from google.api_core.exceptions import NotFound
+
+    client = storage_client(settings.project)
+    source_bucket = client.bucket(bucket)
+    target_bucket = client.bucket(settings.quarantine_bucket or bucket)
+    target_name = f"{settings.quarantine_prefix}{name}"
+    try:
+        copy = source_bucket.copy_blob(source_bucket.blob(name), target_bucket, target_name,
+                                       source_generation=generation or None)
+        copy.metadata = {"oddsbatch-reason": reason[:1024], "oddsbatch-source-bucket": bucket,
+                         "oddsbatch-source-generation": str(generation)}
+        copy.patch()
+    except NotFound:
+        logs.log("quarantine_source_gone", severity="WARNING", object=name, generation=generation, reason=reason)
+        return
+    except Exception as exc:
+        raise classify(exc) from exc
+    logs.log("quarantined", severity="WARNING", endpoint=settings.endpoint, object=name, generation=generation,
+             reason=reason, quarantine_object=f"gs://{target_bucket.name}/{target_name}")
+
+
+def handle_event(settings: Settings, event: StorageEvent) -> str:
+    """Record the event's work, then hold the batch or leave it to the holder."""
+    try:
+        ref = parse_object_name(event.name)
+    except BadInputError as bad:  # no date to batch under: quarantine on its own
+        quarantine(settings, event.bucket, event.name, event.generation, bad.reason)
+        return "quarantined"
+    try:
+        db = firestore_client(settings.project, settings.firestore_database)
+        pending = PendingWork(db, settings.pending_collection, ref.batch_key, _ttl(settings))
+        pending.add(event.bucket, event.name, event.generation, event.event_id, event.created)
+        lock = BatchLock(db.collection(settings.lock_collection), ref.batch_key, owner=event.event_id,
+                         lease=timedelta(seconds=settings.lease_seconds), ttl=_ttl(settings))
+        acquired = lock.acquire()
+    except Exception as exc:
+        raise classify(exc) from exc
+    if not acquired:
+        logs.log("coalesced", batch_key=ref.batch_key, object=event.name, event_id=event.event_id)
+        return "coalesced"
+    return BatchHolder(settings, ref.batch_key, ref.game_date, lock, pending, db).run()
+
+
+class BatchHolder:
+    """The invocation that holds the lock of one batch key and merges its queue."""
+
+    def __init__(self, settings: Settings, key: str, game_date: date, lock: BatchLock, pending: PendingWork, db,
+                 sleep=time.sleep):
+        self.settings = settings
+        self.key = key
+        self.game_date = game_date
+        self.lock = lock
+        self.pending = pending
+        self.db = db
+        self.sleep = sleep
+        self.spec = table_for_endpoint(settings.endpoint)
+        self._warehouse: Warehouse | None = None
+
+    @property
+    def warehouse(self) -> Warehouse:
+        if self._warehouse is None:
+            self._warehouse = Warehouse(self.settings, self.spec)
+        return self._warehouse
+
+    def run(self) -> str:
+        rounds = 0
+        logs.log("batch_started", batch_key=self.key, owner=self.lock.owner, how=self.lock.how)
+        try:
+            while True:
+                if self.settings.settle_seconds:
+                    self.sleep(self.settings.settle_seconds)  # let the rest of the burst land
+                while True:
+                    markers = self.pending.list(limit=MAX_FILES_PER_ROUND)
+                    if not markers:
+                        break
+                    self.lock.renew()
+                    self.merge_round(markers)
+                    rounds += 1
+                    if len(markers) < MAX_FILES_PER_ROUND:
+                        break
+                faults.point("before_release")
+                self.lock.release()
+                if not self.pending.has_any():
+                    return "merged" if rounds else "nothing_pending"
+                if not self.lock.acquire():  # late work: someone else holds it now
+                    logs.log("handed_over", batch_key=self.key, rounds=rounds)
+                    return "handed_over"
+                logs.log("late_work", batch_key=self.key, rounds=rounds)
+        except Exception as exc:
+            error = classify(exc)
+            logs.log("failed", severity="ERROR", batch_key=self.key, error=str(error)[:500],
+                     transient=isinstance(error, TransientError))
+            try:
+                self.lock.release()
+            except Exception:  # noqa: BLE001 - the lease expires anyway
+                pass
+            raise error from exc
+
+    def _read(self, marker: Marker) -> tuple[Marker, bytes | None, int, str | None]:
+        """Download and transform one object: (marker, ndjson, rows, bad-input reason)."""
+        from google.api_core.exceptions import NotFound
+
+        blob = storage_client(self.settings.project).bucket(marker.bucket).blob(marker.name,
+                                                                               generation=marker.generation or None)
+        try:
+            data = blob.download_as_bytes()
+        except NotFound:
+            return marker, None, 0, None
+        except Exception as exc:
+            raise classify(exc) from exc
+        try:
+            rows = transform.rows_for_object(marker.name, data, marker.generation, _created(marker.created))
+        except BadInputError as bad:
+            return marker, b"", 0, bad.reason
+        return marker, ndjson(rows), len(rows), None
+
+    def merge_round(self, markers: list[Marker]) -> RoundResult:
+        result = RoundResult(run_id=uuid.uuid4().hex[:16])
+        started = time.monotonic()
+        with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as staged:
+            with ThreadPoolExecutor(max_workers=self.settings.download_workers) as pool:
+                for marker, payload, rows, reason in pool.map(self._read, markers):
+                    if payload is None:
+                        result.gone += 1
+                        logs.log("object_gone", batch_key=self.key, object=marker.name, generation=marker.generation)
+                    elif reason is not None:
+                        quarantine(self.settings, marker.bucket, marker.name, marker.generation, reason)
+                        result.quarantined += 1
+                    else:
+                        staged.write(payload)
+                        result.files += 1
+                        result.rows += rows
+                        result.bytes += len(payload)
+            result.seconds["read"] = round(time.monotonic() - started, 3)
+            if result.rows:
+                staged.seek(0)
+                t = time.monotonic()
+                staging_id = self.warehouse.stage(result.run_id, staged.read())
+                result.seconds["load"] = round(time.monotonic() - t, 3)
+                faults.point("after_load")
+                t = time.monotonic()
+                merged = self.warehouse.merge(result.run_id, staging_id, self.game_date)
+                result.seconds["merge"] = round(time.monotonic() - t, 3)
+                result.merges, result.inserted, result.updated = 1, merged.inserted, merged.updated
+                faults.point("after_merge")
+                self.warehouse.drop_staging(staging_id)
+        try:
+            self.pending.remove(markers)
+        except Exception as exc:
+            raise classify(exc) from exc
+        result.seconds["total"] = round(time.monotonic() - started, 3)
+        self._record(result)
+        logs.log("merged", batch_key=self.key, run_id=result.run_id, files=result.files, rows=result.rows,
+                 bytes=result.bytes, merges=result.merges, inserted=result.inserted, updated=result.updated,
+                 quarantined=result.quarantined, gone=result.gone, seconds=result.seconds,
+                 table=self.spec.name)
+        return result
+
+    def _record(self, result: RoundResult) -> None:
+        """A finished round, for `oddsbatch status` and the demo's counts (TTL-collected)."""
+        now = datetime.now(timezone.utc)
+        try:
+            self.db.collection(self.settings.runs_collection).document(result.run_id).set({
+                "batch_key": self.key, "endpoint": self.settings.endpoint, "table": self.spec.name,
+                "game_date": self.game_date.isoformat(), "owner": self.lock.owner, "finished_at": now,
+                "files": result.files, "rows": result.rows, "bytes": result.bytes, "merges": result.merges,
+                "inserted": result.inserted, "updated": result.updated, "quarantined": result.quarantined,
+                "gone": result.gone, "seconds": result.seconds, EXPIRE_AT_FIELD: now + timedelta(days=30),
+            })
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a merged round
+            logs.log("run_record_failed", severity="WARNING", run_id=result.run_id, error=str(exc)[:300])

@@ -1,0 +1,53 @@
+"""Fault injection for tests, switched on only by environment variables.
+
+Unset (production), every hook is a dictionary lookup that does nothing.
+
+- ODDSBATCH_FAULT_CRASH_AT: comma-separated crash points (after_load, after_merge,
+  before_release); the process dies there with os._exit, as a killed instance would.
+- ODDSBATCH_FAULT_CRASH_RATE: probability of crashing at an armed point (default 1.0).
+- ODDSBATCH_FAULT_SEED: seed of that draw (per process, mixed with the pid).
+- ODDSBATCH_FAULT_SLEEP_AT / ODDSBATCH_FAULT_SLEEP_SECONDS: sleep at a point (a slow batch).
+- ODDSBATCH_FAULT_MERGE_CONFLICTS: the first N attempts of every MERGE fail with
+  BigQuery's serialization error.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+
+CRASH_POINTS = ("after_load", "after_merge", "before_release")
+_rng: random.Random | None = None
+
+
+def _points(variable: str) -> set[str]:
+    return {p.strip() for p in os.environ.get(variable, "").split(",") if p.strip()}
+
+
+def _draw() -> float:
+    global _rng
+    if _rng is None:
+        _rng = random.Random(f"{os.environ.get('ODDSBATCH_FAULT_SEED', '0')}-{os.getpid()}")
+    return _rng.random()
+
+
+def point(name: str) -> None:
+    """A named place in the batch where a test may crash or slow the process."""
+    if name in _points("ODDSBATCH_FAULT_SLEEP_AT"):
+        time.sleep(float(os.environ.get("ODDSBATCH_FAULT_SLEEP_SECONDS", "1")))
+    if name in _points("ODDSBATCH_FAULT_CRASH_AT"):
+        if _draw() < float(os.environ.get("ODDSBATCH_FAULT_CRASH_RATE", "1")):
+            sys.stdout.write(f'{{"severity": "WARNING", "message": "fault_crash", "point": "{name}"}}\n')
+            sys.stdout.flush()
+            os._exit(70)
+
+
+def maybe_fail_merge(attempt: int) -> None:
+    """Raise BigQuery's serialization error on the first N attempts of a MERGE."""
+    failures = int(os.environ.get("ODDSBATCH_FAULT_MERGE_CONFLICTS", "0") or 0)
+    if attempt <= failures:
+        from google.api_core.exceptions import BadRequest
+
+        raise BadRequest("Could not serialize access to table due to concurrent update (injected fault)")

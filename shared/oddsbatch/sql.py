@@ -1,0 +1,93 @@
+"""SQL builders: small pure functions returning BigQuery statements. Nothing here runs SQL.
+
+Identifiers always pass through `quote`; values are query parameters (@game_date), never
+formatted into the text.
+"""
+
+from __future__ import annotations
+
+from .tables import MERGE_SET_COLUMNS, TableSpec
+
+
+def quote(identifier: str) -> str:
+    """Backtick-quote one identifier (or a dotted path), escaping what BigQuery escapes."""
+    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def table_path(project: str, dataset: str, table: str) -> str:
+    return quote(f"{project}.{dataset}.{table}")
+
+
+def _null_safe_equal(left: str, right: str) -> str:
+    return f"({left} = {right} OR ({left} IS NULL AND {right} IS NULL))"
+
+
+def _key_match(spec: TableSpec, target: str, source: str) -> str:
+    nullable = set(spec.nullable_key)
+    parts = [f"{target}.{quote(spec.partition_field)} = @game_date"]
+    for column in spec.natural_key:
+        if column == spec.partition_field:
+            continue
+        left, right = f"{target}.{quote(column)}", f"{source}.{quote(column)}"
+        parts.append(_null_safe_equal(left, right) if column in nullable else f"{left} = {right}")
+    return "\n  AND ".join(parts)
+
+
+def _values_differ(spec: TableSpec, target: str, source: str) -> str:
+    return "\n    OR ".join(
+        f"NOT {_null_safe_equal(f'{target}.{quote(c)}', f'{source}.{quote(c)}')}" for c in spec.value_columns
+    )
+
+
+def deduplicated_source_sql(spec: TableSpec, staging: str) -> str:
+    """One source row per natural key: BigQuery rejects a MERGE where two source rows match
+    one target row. The newest generation of the last-named object wins, deterministically."""
+    columns = ", ".join(quote(c) for c in spec.staged_columns)
+    key = ", ".join(quote(c) for c in spec.natural_key)
+    return (
+        f"SELECT {columns}\n"
+        f"  FROM {staging}\n"
+        f"  WHERE {quote(spec.partition_field)} = @game_date\n"
+        f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY {key}\n"
+        f"    ORDER BY {quote('source_generation')} DESC, {quote('source_object')} DESC) = 1"
+    )
+
+
+def _source_wins(target: str, source: str) -> str:
+    """The same order as the source dedup: a key's final row is the one from the newest
+    (generation, object) ever merged, whatever order batches ran in."""
+    gen, obj = quote("source_generation"), quote("source_object")
+    return (f"({source}.{gen} > {target}.{gen} OR "
+            f"({source}.{gen} = {target}.{gen} AND {source}.{obj} > {target}.{obj}))")
+
+
+def merge_sql(spec: TableSpec, target: str, staging: str) -> str:
+    """The one MERGE of a batch: insert new keys; update a key only when the source row
+    wins the (generation, object) order and a value changed.
+
+    Both conditions keep replays byte-identical (ingested_at is set on insert only) and
+    make the result independent of the order in which batches ran. The partition filter
+    in ON keeps the scan of the target to one game_date.
+    """
+    staged = spec.staged_columns
+    insert_columns = ", ".join(quote(c) for c in staged + MERGE_SET_COLUMNS)
+    insert_values = ", ".join([f"S.{quote(c)}" for c in staged] + ["CURRENT_TIMESTAMP()"] * len(MERGE_SET_COLUMNS))
+    updates = ",\n    ".join(f"{quote(c)} = S.{quote(c)}" for c in spec.value_columns)
+    return (
+        f"MERGE {target} AS T\n"
+        f"USING (\n  {deduplicated_source_sql(spec, staging)}\n) AS S\n"
+        f"ON {_key_match(spec, 'T', 'S')}\n"
+        f"WHEN MATCHED AND {_source_wins('T', 'S')} AND (\n    {_values_differ(spec, 'T', 'S')}\n  ) THEN UPDATE SET\n    {updates}\n"
+        f"WHEN NOT MATCHED THEN INSERT ({insert_columns})\n  VALUES ({insert_values})"
+    )
+
+
+def count_rows_sql(target: str, partition_field: str = "game_date") -> str:
+    """Rows of one game date (the partition filter is required by the table)."""
+    return f"SELECT COUNT(*) AS n FROM {target} WHERE {quote(partition_field)} = @game_date"
+
+
+def source_objects_sql(target: str, partition_field: str = "game_date") -> str:
+    """The (object, generation) pairs a table holds for one date: what reconcile compares."""
+    return (f"SELECT DISTINCT source_object, source_generation FROM {target} "
+            f"WHERE {quote(partition_field)} = @game_date")

@@ -1,0 +1,62 @@
+"""The MERGE builder: key, partition filter, dedup and update rules, read from the text."""
+
+import re
+
+from oddsbatch import sql, tables
+
+
+def merge_for(endpoint):
+    spec = tables.table_for_endpoint(endpoint)
+    return spec, sql.merge_sql(spec, sql.table_path("p", "d", "t"), sql.quote("p.d.staging"))
+
+
+def test_quote_escapes_backticks():
+    assert sql.quote("a`b") == "`a\\`b`"
+    assert sql.table_path("proj", "ds", "tbl") == "`proj.ds.tbl`"
+
+
+def test_merge_matches_on_partition_parameter_and_whole_natural_key():
+    for endpoint in ("game-lines", "player-props"):
+        spec, statement = merge_for(endpoint)
+        on = statement.split("\nON ", 1)[1].split("\nWHEN", 1)[0]
+        assert "T.`game_date` = @game_date" in on
+        for column in spec.natural_key:
+            assert f"T.`{column}`" in on, column
+        for column in spec.nullable_key:  # a NULL point must still match NULL
+            assert f"T.`{column}` IS NULL AND S.`{column}` IS NULL" in on
+
+
+def test_outcome_point_and_line_are_part_of_the_key():
+    assert "outcome_point" in tables.table_for_endpoint("game-lines").natural_key
+    assert "line" in tables.table_for_endpoint("player-props").natural_key
+
+
+def test_source_is_deduplicated_on_the_natural_key():
+    spec, statement = merge_for("game-lines")
+    using = statement.split("USING (", 1)[1].split(") AS S", 1)[0]
+    assert "QUALIFY ROW_NUMBER() OVER (PARTITION BY " + ", ".join(f"`{c}`" for c in spec.natural_key) in using
+    assert "WHERE `game_date` = @game_date" in using
+
+
+def test_update_only_when_source_wins_and_a_value_changed():
+    spec, statement = merge_for("player-props")
+    matched = statement.split("WHEN MATCHED AND ", 1)[1].split("THEN UPDATE", 1)[0]
+    assert "S.`source_generation` > T.`source_generation`" in matched
+    for column in spec.value_columns:
+        assert f"NOT (T.`{column}` = S.`{column}`" in matched
+    updated = re.findall(r"^\s+`(\w+)` = S\.", statement.split("THEN UPDATE SET", 1)[1].split("WHEN NOT", 1)[0], re.M)
+    assert updated == list(spec.value_columns)
+    assert "ingested_at" not in updated
+
+
+def test_insert_sets_ingested_at_and_every_staged_column():
+    spec, statement = merge_for("game-lines")
+    insert = statement.split("WHEN NOT MATCHED THEN INSERT (", 1)[1]
+    columns = insert.split(")", 1)[0].replace("`", "").split(", ")
+    assert columns == list(spec.staged_columns) + ["ingested_at"]
+    assert insert.rstrip().endswith("CURRENT_TIMESTAMP())")
+
+
+def test_no_literal_values_in_statement():
+    _, statement = merge_for("game-lines")
+    assert not re.search(r"'\d{4}-\d{2}-\d{2}'", statement)
