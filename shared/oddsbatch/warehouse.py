@@ -106,7 +106,7 @@ class Warehouse:
             try:
                 faults.maybe_fail_merge(attempt)
                 job = self.client.query(statement, job_config=config,
-                                        job_id=self._job_id(run_id, f"merge_{attempt}"))
+                                        job_id=self._job_id(run_id, f"merge_{attempt}"), job_retry=None)
                 job.result()
                 stats = job.dml_stats
                 inserted = int(stats.inserted_row_count) if stats else int(job.num_dml_affected_rows or 0)
