@@ -1,0 +1,198 @@
+"""The holder loop's branches, with Firestore, GCS and BigQuery replaced by in-memory fakes.
+
+Pure logic only: the same paths run against the emulators in tests/integration.
+"""
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from google.api_core.exceptions import NotFound, ServiceUnavailable
+
+from oddsbatch import batch
+from oddsbatch.config import Settings
+from oddsbatch.errors import TransientError
+from oddsbatch.handler import StorageEvent
+from oddsbatch.lock import BatchLock, PendingWork
+
+from .firestore_fake import FakeFirestore
+
+DATA = Path(__file__).parent.parent / "data"
+DAY = "2025-01-21"
+KEY = f"game-lines_{DAY}"
+GOOD = (DATA / "event_odds_game_lines_american_synthetic.json").read_bytes().replace(
+    b'"a1b2c3d4e5f6g7h8i9j0"', b'"a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"')
+
+
+def name(i):
+    return f"odds-api/game-lines/{DAY}/a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6-BOSLAL/20250120_18{i:02d}00-snap-18{i:02d}.json"
+
+
+class FakeBlob:
+    def __init__(self, objects, name):
+        self.objects, self.name = objects, name
+
+    def download_as_bytes(self):
+        if self.name not in self.objects:
+            raise NotFound(self.name)
+        return self.objects[self.name]
+
+
+class FakeStorage:
+    def __init__(self, objects):
+        self.objects = objects
+
+    def bucket(self, _bucket):
+        return self
+
+    def blob(self, name, generation=None):
+        return FakeBlob(self.objects, name)
+
+
+class FakeWarehouse:
+    def __init__(self, fail_merges=0, on_merge=None):
+        self.staged, self.merges, self.fail_merges, self.on_merge = [], 0, fail_merges, on_merge
+
+    def stage(self, run_id, payload):
+        self.staged.append(payload)
+        return f"staging_{run_id}"
+
+    def merge(self, run_id, staging_id, game_date):
+        if self.fail_merges:
+            self.fail_merges -= 1
+            raise TransientError("BigQuery 503")
+        self.merges += 1
+        if self.on_merge:
+            self.on_merge()
+        return type("MergeResult", (), {"inserted": 1, "updated": 0})()
+
+    def drop_staging(self, staging_id):
+        pass
+
+
+@pytest.fixture
+def world(monkeypatch):
+    db = FakeFirestore()
+    objects = {}
+    quarantined = []
+    monkeypatch.setattr(batch, "storage_client", lambda project: FakeStorage(objects))
+    monkeypatch.setattr(batch, "firestore_client", lambda project, database: db)
+    monkeypatch.setattr(batch, "quarantine", lambda s, b, n, g, reason: quarantined.append((n, reason)))
+    settings = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_SETTLE_SECONDS": "0"})
+    return type("World", (), {"db": db, "objects": objects, "quarantined": quarantined, "settings": settings})
+
+
+def holder(world, owner, warehouse):
+    pending = PendingWork(world.db, world.settings.pending_collection, KEY, timedelta(days=7))
+    lock = BatchLock(world.db.collection(world.settings.lock_collection), KEY, owner, timedelta(minutes=10),
+                     timedelta(days=7))
+    assert lock.acquire()
+    h = batch.BatchHolder(world.settings, KEY, date.fromisoformat(DAY), lock, pending, world.db, sleep=lambda s: None)
+    h._warehouse = warehouse
+    return h, pending
+
+
+def add_file(world, pending, i, data=GOOD):
+    world.objects[name(i)] = data
+    pending.add("bucket", name(i), 1000 + i, f"event-{i}")
+
+
+def test_late_work_arriving_during_the_merge_gets_a_second_round(world):
+    arrived = []
+    wh = FakeWarehouse(on_merge=lambda: arrived or (arrived.append(1), add_file(world, pending, 9)))
+    h, pending = holder(world, "event-1", wh)
+    for i in range(3):
+        add_file(world, pending, i)
+    assert h.run() == "merged"
+    assert wh.merges == 2
+    assert not pending.has_any()
+    assert not any(k.startswith("oddsbatch_locks/") for k in world.db.docs)
+    assert sum(p.count(b"\n") for p in wh.staged) == 4 * 12  # 12 outcomes per file, all staged once
+
+
+def test_a_burst_is_one_merge(world):
+    wh = FakeWarehouse()
+    h, pending = holder(world, "event-1", wh)
+    for i in range(14):
+        add_file(world, pending, i)
+    assert h.run() == "merged"
+    assert wh.merges == 1 and len(wh.staged) == 1
+
+
+def test_late_work_taken_by_someone_else_is_handed_over(world):
+    wh = FakeWarehouse()
+    h, pending = holder(world, "event-1", wh)
+    add_file(world, pending, 0)
+    real_release = h.lock.release
+
+    def release_then_other_event_wins():
+        real_release()
+        add_file(world, pending, 5)
+        other = BatchLock(world.db.collection(world.settings.lock_collection), KEY, "event-5",
+                          timedelta(minutes=10), timedelta(days=7))
+        assert other.acquire()
+
+    h.lock.release = release_then_other_event_wins
+    assert h.run() == "handed_over"
+    assert pending.has_any()  # left for event-5, which holds the lock
+    assert world.db.docs[f"oddsbatch_locks/{KEY}"]["owner"] == "event-5"
+
+
+def test_transient_failure_releases_lock_keeps_markers_and_raises(world):
+    wh = FakeWarehouse(fail_merges=1)
+    h, pending = holder(world, "event-1", wh)
+    add_file(world, pending, 0)
+    with pytest.raises(TransientError):
+        h.run()
+    assert pending.has_any()
+    assert f"oddsbatch_locks/{KEY}" not in world.db.docs
+    # the retried event finishes the work
+    h2, _ = holder(world, "event-1", FakeWarehouse())
+    assert h2.run() == "merged" and not pending.has_any()
+
+
+def test_bad_file_is_quarantined_and_the_rest_merges(world):
+    wh = FakeWarehouse()
+    h, pending = holder(world, "event-1", wh)
+    add_file(world, pending, 0)
+    add_file(world, pending, 1, data=b'{"id": "trunc')
+    assert h.run() == "merged"
+    assert [n for n, _ in world.quarantined] == [name(1)]
+    assert wh.merges == 1 and wh.staged[0].count(b"\n") == 12
+    assert not pending.has_any()
+
+
+def test_object_gone_is_dropped_without_a_merge(world):
+    wh = FakeWarehouse()
+    h, pending = holder(world, "event-1", wh)
+    pending.add("bucket", name(3), 7, "event-3")  # never uploaded / overwritten since
+    assert h.run() == "merged"
+    assert wh.merges == 0 and not pending.has_any()
+
+
+def test_event_finding_the_lock_held_coalesces_without_bigquery(world, monkeypatch):
+    monkeypatch.setattr(batch, "Warehouse", lambda *a, **k: pytest.fail("a coalesced event touched BigQuery"))
+    BatchLock(world.db.collection(world.settings.lock_collection), KEY, "holder", timedelta(minutes=10),
+              timedelta(days=7)).acquire()
+    reads, writes = world.db.reads, world.db.writes
+    event = StorageEvent("event-2", "bucket", name(2), 1002)
+    assert batch.handle_event(world.settings, event) == "coalesced"
+    assert world.db.writes - writes == 1  # the marker; the failed create() is not a write
+    assert world.db.reads - reads == 1  # one get() of the lock to read its lease
+    assert PendingWork(world.db, world.settings.pending_collection, KEY, timedelta(days=7)).has_any()
+
+
+def test_unparseable_name_is_quarantined_without_lock(world):
+    event = StorageEvent("event-x", "bucket", "odds-api/game-lines/2025-02-30/x.json", 1)
+    assert batch.handle_event(world.settings, event) == "quarantined"
+    assert "impossible game date" in world.quarantined[0][1]
+    assert world.db.docs == {}
+
+
+def test_firestore_unavailable_is_transient(world, monkeypatch):
+    def down(*a, **k):
+        raise ServiceUnavailable("firestore down")
+
+    monkeypatch.setattr(PendingWork, "add", down)
+    with pytest.raises(TransientError):
+        batch.handle_event(world.settings, StorageEvent("e", "bucket", name(1), 1))
