@@ -6,7 +6,7 @@ formatted into the text.
 
 from __future__ import annotations
 
-from .tables import MERGE_SET_COLUMNS, TableSpec
+from .tables import MERGE_SET_COLUMNS, PROVENANCE_COLUMNS, TableSpec
 
 
 def quote(identifier: str) -> str:
@@ -34,8 +34,11 @@ def _key_match(spec: TableSpec, target: str, source: str) -> str:
 
 
 def _values_differ(spec: TableSpec, target: str, source: str) -> str:
+    """Data columns only: the same line re-uploaded (a new generation, same values) is no
+    change, so a replayed day leaves the table byte-identical."""
     return "\n    OR ".join(
-        f"NOT {_null_safe_equal(f'{target}.{quote(c)}', f'{source}.{quote(c)}')}" for c in spec.value_columns
+        f"NOT {_null_safe_equal(f'{target}.{quote(c)}', f'{source}.{quote(c)}')}"
+        for c in spec.value_columns if c not in PROVENANCE_COLUMNS
     )
 
 
@@ -63,10 +66,11 @@ def _source_wins(target: str, source: str) -> str:
 
 def merge_sql(spec: TableSpec, target: str, staging: str) -> str:
     """The one MERGE of a batch: insert new keys; update a key only when the source row
-    wins the (generation, object) order and a value changed.
+    wins the (generation, object) order and a data value changed.
 
-    Both conditions keep replays byte-identical (ingested_at is set on insert only) and
-    make the result independent of the order in which batches ran. The partition filter
+    Both conditions keep replays byte-identical (ingested_at is set on insert only, the
+    provenance columns move only with the data) and make the result independent of the
+    order in which batches ran. The partition filter
     in ON keeps the scan of the target to one game_date.
     """
     staged = spec.staged_columns

@@ -46,6 +46,9 @@ class TableSpec:
         return [bigquery.SchemaField.from_api_repr(dict(f)) for f in self.schema]
 
 
+# Where a row came from: updated with the data, never a reason to update on their own.
+PROVENANCE_COLUMNS = ("source_object", "source_generation")
+
 # Set by the MERGE (INSERT ... CURRENT_TIMESTAMP()), never staged: keeps replays byte-identical.
 MERGE_SET_COLUMNS = ("ingested_at",)
 
