@@ -1,0 +1,1 @@
+"""Local emulation: the stack (`oddsbatch up/down/status`), the event bridge, replay/wait."""

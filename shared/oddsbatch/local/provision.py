@@ -1,0 +1,104 @@
+"""Create (and reset) what the functions expect in the local emulators: bucket, dataset, tables.
+
+The tables come from `oddsbatch.tables.all_tables()` (the schema files Terraform also reads):
+DATE partitioning on `partition_field` with require_partition_filter, and clustering.
+Clients come from `oddsbatch.clients`, so the emulator variables must be in os.environ
+(`Stack.apply_env()` / `apply_env(load_env(state_dir))` do that).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Mapping
+
+from .. import clients
+from ..config import Settings
+from ..tables import TableSpec, all_tables
+
+
+def table_resource(project: str, dataset: str, spec: TableSpec):
+    from google.cloud import bigquery
+
+    table = bigquery.Table(f"{project}.{dataset}.{spec.name}", schema=spec.bigquery_schema())
+    table.description = spec.description
+    table.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY,
+                                                        field=spec.partition_field)
+    table.require_partition_filter = spec.require_partition_filter
+    table.clustering_fields = list(spec.clustering) or None
+    return table
+
+
+def create_tables(project: str, dataset: str, endpoint: str | None = None) -> list[str]:
+    bq = clients.bigquery_client(project, endpoint)
+    made = []
+    for spec in all_tables().values():
+        bq.create_table(table_resource(project, dataset, spec), exists_ok=True)
+        made.append(spec.name)
+    return made
+
+
+def _retry(fn, attempts: int = 40, delay: float = 0.25):
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception:  # an emulator that accepts connections but is not serving yet
+            if i == attempts - 1:
+                raise
+            time.sleep(delay)
+
+
+def provision(env: Mapping[str, str]) -> dict:
+    """Bucket, dataset and both tables; idempotent. env = the stack's local.env values."""
+    project, bucket, dataset = env["ODDSBATCH_PROJECT"], env["ODDSBATCH_BUCKET"], env["ODDSBATCH_DATASET"]
+    endpoint = env["ODDSBATCH_BIGQUERY_ENDPOINT"]
+    gcs = clients.storage_client(project)
+    _retry(lambda: gcs.bucket(bucket).exists() or gcs.create_bucket(bucket))
+    bq = clients.bigquery_client(project, endpoint)
+    _retry(lambda: bq.create_dataset(f"{project}.{dataset}", exists_ok=True))
+    tables = create_tables(project, dataset, endpoint)
+    return {"bucket": bucket, "dataset": dataset, "tables": tables}
+
+
+def collections(env: Mapping[str, str]) -> tuple[str, ...]:
+    s = Settings.from_env("game-lines", env)
+    return (s.lock_collection, s.pending_collection, s.runs_collection)
+
+
+def reset(env: Mapping[str, str]) -> None:
+    """Empty the bucket, every Firestore document, and the dataset (targets recreated empty)."""
+    project, bucket, dataset = env["ODDSBATCH_PROJECT"], env["ODDSBATCH_BUCKET"], env["ODDSBATCH_DATASET"]
+    endpoint = env["ODDSBATCH_BIGQUERY_ENDPOINT"]
+    gcs = clients.storage_client(project)
+    blobs = list(gcs.list_blobs(bucket))
+    if blobs:
+        with gcs.batch(raise_exception=False):
+            for blob in blobs:
+                blob.delete()
+        for blob in gcs.list_blobs(bucket):  # whatever the batch left (the emulator's batch support varies)
+            blob.delete()
+    control = env.get("ODDSBATCH_FIRESTORE_CONTROL_URL")
+    if control:
+        urllib.request.urlopen(urllib.request.Request(control.rstrip("/") + "/reset", method="POST"), timeout=10).read()
+    else:
+        fs = clients.firestore_client(project)
+        for name in collections(env):
+            for doc in fs.collection(name).list_documents():
+                doc.delete()
+    bq = clients.bigquery_client(project, endpoint)
+    for t in bq.list_tables(f"{project}.{dataset}"):
+        bq.delete_table(t.reference, not_found_ok=True)
+    create_tables(project, dataset, endpoint)
+
+
+def describe_tables(env: Mapping[str, str]) -> str:
+    """One JSON line per table: partitioning and clustering as the emulator reports them."""
+    bq = clients.bigquery_client(env["ODDSBATCH_PROJECT"], env["ODDSBATCH_BIGQUERY_ENDPOINT"])
+    lines = []
+    for spec in all_tables().values():
+        t = bq.get_table(f"{env['ODDSBATCH_PROJECT']}.{env['ODDSBATCH_DATASET']}.{spec.name}")
+        lines.append(json.dumps({"table": t.table_id, "partition": t.time_partitioning.field if t.time_partitioning else None,
+                                 "require_partition_filter": t.require_partition_filter,
+                                 "clustering": t.clustering_fields}))
+    return "\n".join(lines)
