@@ -136,12 +136,6 @@ def _is_number(value: Any) -> bool:
     return (type(value) is int) or (type(value) is float and math.isfinite(value))
 
 
-def _looks_american(price: int | float) -> bool:
-    if type(price) is float and not price.is_integer():
-        return False
-    return abs(price) >= 100
-
-
 def _convert(price: int | float, price_format: str) -> tuple[float, int]:
     """(decimal, american) of a source price already validated for the file's format."""
     if price_format == "american":
@@ -352,24 +346,33 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot:
                 base["market_last_update"] = _timestamp(market.get("last_update"), f"{mwhere} last_update")[1]
                 outcomes = []
                 for outcome in _required_list(market, "outcomes", f"outcomes of {mwhere}"):
-                    if not isinstance(outcome, dict):
+                    if type(outcome) is not dict:
                         raise _bad(f"wrong shape: an outcome of {mwhere} is a JSON {_type_name(outcome)}")
-                    name = _required_str(outcome, "name", f"outcome name in {mwhere}")
-                    if "price" not in outcome or outcome["price"] is None:
-                        raise _bad(f"missing price of outcome {name!r} in {mwhere}")
-                    price = outcome["price"]
-                    if not _is_number(price):
-                        raise _bad(f"price of outcome {name!r} in {mwhere} is not a number: {price!r:.40}")
+                    name = outcome.get("name")
+                    price = outcome.get("price")
                     point = outcome.get("point")
-                    if point is not None:
+                    description = outcome.get("description")
+                    if type(name) is not str or not name:
+                        name = _required_str(outcome, "name", f"outcome name in {mwhere}")  # raises
+                    kind = type(price)
+                    if kind is int:
+                        if all_american and -100 < price < 100:
+                            all_american = False
+                    elif kind is float and math.isfinite(price):
+                        if all_american and (not price.is_integer() or -100 < price < 100):
+                            all_american = False
+                    elif price is None:
+                        raise _bad(f"missing price of outcome {name!r} in {mwhere}")
+                    else:
+                        raise _bad(f"price of outcome {name!r} in {mwhere} is not a number: {price!r:.40}")
+                    if point is not None and type(point) is not float:
                         if not _is_number(point):
                             raise _bad(f"point of outcome {name!r} in {mwhere} is not a number: {point!r:.40}")
                         point = float(point)
-                    description = _optional_str(outcome, "description", f"description of outcome {name!r} in {mwhere}")
+                    if description is not None and type(description) is not str:
+                        description = _optional_str(outcome, "description", f"description of outcome {name!r} in {mwhere}")
                     outcomes.append((name, description or None, point, price))
-                    n_prices += 1
-                    if all_american and not _looks_american(price):
-                        all_american = False
+                n_prices += len(outcomes)
                 markets.append((base, outcomes))
     price_format = "american" if n_prices and all_american else "decimal"
     tail = {"price_format": price_format, "source_object": ref.name, "source_generation": int(generation)}
@@ -387,6 +390,7 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot:
 def _game_line_rows(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[dict]:
     rows: list[dict] = []
     seen: dict[tuple, int] = {}
+    prices: dict = {}  # source price -> (decimal, american)
     for base, outcomes in markets:
         prefix = (base["game_id"], base["bookmaker_key"], base["market_key"])
         for name, description, point, price in outcomes:
@@ -394,7 +398,10 @@ def _game_line_rows(markets: list[tuple[dict, list[tuple]]], price_format: str) 
             row["outcome_name"] = name
             row["outcome_description"] = description
             row["outcome_point"] = point
-            row["price_decimal"], row["price_american"] = _convert(price, price_format)
+            pair = prices.get(price)
+            if pair is None:
+                pair = prices[price] = _convert(price, price_format)
+            row["price_decimal"], row["price_american"] = pair
             key = prefix + (name, description, point)
             at = seen.get(key)
             if at is None:
@@ -417,12 +424,19 @@ _SIDE_COLUMNS = {s: (f"{s}_price_decimal", f"{s}_price_american") for s in SIDES
 def _player_prop_rows(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[dict]:
     rows: list[dict] = []
     by_key: dict[tuple, dict] = {}
+    prices: dict = {}  # source price -> (decimal, american)
+    sides: dict = {}  # outcome name -> side or None
     for base, outcomes in markets:
         market = base["market_key"]
         is_player_market = market.startswith("player_")
         prefix = (base["game_id"], base["bookmaker_key"], market)
+        template = dict(base)
+        template["player_name"] = template["player_lookup"] = template["line"] = None
+        template.update(_EMPTY_SIDES)
         for name, description, point, price in outcomes:
-            side = _SIDE_OF.get(name.strip().lower())
+            side = sides.get(name, "")
+            if side == "":
+                side = sides[name] = _SIDE_OF.get(name.strip().lower())
             if description is not None:
                 if side is None:
                     if not is_player_market:
@@ -440,15 +454,17 @@ def _player_prop_rows(markets: list[tuple[dict, list[tuple]]], price_format: str
             key = prefix + (player, point)
             row = by_key.get(key)
             if row is None:
-                row = dict(base)
+                row = dict(template)
                 row["player_name"] = player
                 row["player_lookup"] = player_lookup(player)
                 row["line"] = point
-                row.update(_EMPTY_SIDES)
                 by_key[key] = row
                 rows.append(row)
             decimal_col, american_col = _SIDE_COLUMNS[side]
-            row[decimal_col], row[american_col] = _convert(price, price_format)  # a repeated side: last wins
+            pair = prices.get(price)
+            if pair is None:
+                pair = prices[price] = _convert(price, price_format)
+            row[decimal_col], row[american_col] = pair  # a side given twice: the last one wins
     return rows
 
 
