@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from concurrent import futures
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -121,6 +122,7 @@ class Bridge:
         self._out = out or sys.stdout
         self._out_lock = threading.Lock()
         self._local = threading.local()
+        self.instance = uuid.uuid4().hex  # lets `oddsbatch wait` tell a restarted bridge from this one
 
     # -- logging -----------------------------------------------------------------------------
     def log(self, **fields) -> None:
@@ -247,7 +249,8 @@ def start_status(bridge: Bridge, port: int):
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             if self.path.split("?")[0] in ("/status", "/"):
-                body = json.dumps({**bridge.stats.snapshot(), "targets": bridge.targets}).encode()
+                body = json.dumps({**bridge.stats.snapshot(), "instance": bridge.instance,
+                                   "targets": bridge.targets}).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
             elif self.path == "/health":

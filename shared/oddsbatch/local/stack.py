@@ -309,6 +309,7 @@ class Stack:
         self.procs: dict[str, dict] = {}
         self._popen: dict = {}
         self.started_seconds: float | None = None
+        self._baseline = 0  # bridge `received` at the last wait_idle
 
     # urls
     @property
@@ -465,6 +466,56 @@ class Stack:
 
     def status(self) -> list[dict]:
         return status_rows(self.state_dir)
+
+    # -- helpers for tests and the demo (this process's clients point at the stack) -----------
+    def apply_env(self) -> None:
+        apply_env(self.env)
+
+    def storage(self):
+        from .. import clients
+
+        self._ensure_env()
+        return clients.storage_client(self.project)
+
+    def firestore(self):
+        from .. import clients
+
+        self._ensure_env()
+        return clients.firestore_client(self.project)
+
+    def bigquery(self):
+        from .. import clients
+
+        self._ensure_env()
+        return clients.bigquery_client(self.project, self.env["ODDSBATCH_BIGQUERY_ENDPOINT"])
+
+    def _ensure_env(self) -> None:
+        if any(os.environ.get(k) != v for k, v in self.env.items()):
+            apply_env(self.env)
+
+    def log_text(self, name: str) -> str:
+        """The whole log of one process (gcs, firestore, bigquery, bridge, game_lines, player_props)."""
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_idle(self, expected_events: int | None = None, timeout: float = 120.0, poll: float = 0.25) -> dict:
+        """Wait until `expected_events` more finalize events than at the previous wait_idle (or
+        start/reset) reached the bridge, every delivery ended, and no lock or pending marker is left."""
+        from .replay import wait_idle
+
+        self._ensure_env()
+        expected = self._baseline + (expected_events or 0)
+        status = wait_idle(self.env, expected, timeout=timeout, poll=poll)
+        self._baseline = max(expected, status["received"])
+        return status
+
+    def reset(self) -> None:
+        """Empty bucket, Firestore and dataset (targets recreated empty) once in-flight work ended."""
+        from .provision import reset
+
+        self.wait_idle(0)
+        reset(self.env)
+        self.wait_idle(0)  # the deletes publish nothing (only finalize is forwarded)
 
 
 def status_rows(state_dir) -> list[dict]:

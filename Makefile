@@ -1,0 +1,36 @@
+# oddsbatch: local development. Everything installs under git-ignored folders of the repo.
+#   make install   .venv (3.11), .venv-bq (3.13, BigQuery emulator), Firestore emulator node_modules
+#   make up/down   the local stack (emulators, event bridge, both functions) in .oddsbatch/
+#   make test      install, then the whole pytest suite (the integration tests start their own stack)
+#   make demo      install, then the end-to-end demo
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PY := .venv/bin/python
+STATE ?= .oddsbatch
+PYTEST_ARGS ?=
+
+.PHONY: install test demo up down status clean
+
+install:
+	@bash scripts/bootstrap.sh
+
+test: install
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m oddsbatch.local.demo
+
+up: install
+	$(PY) -m oddsbatch.cli up --state-dir $(STATE)
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m oddsbatch.cli down --state-dir $(STATE); else echo "nothing to stop"; fi
+
+status:
+	$(PY) -m oddsbatch.cli status --state-dir $(STATE)
+
+# Stops the stack first, then removes every installed or generated folder.
+clean: down
+	rm -rf .venv .venv-bq shared/oddsbatch/local/node_modules $(STATE) .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf shared/*.egg-info
