@@ -6,7 +6,6 @@ copied from the code's output.
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
