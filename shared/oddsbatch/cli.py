@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p["transform"].add_argument("files", nargs="+", metavar="FILE")
     p["transform"].add_argument("--endpoint", choices=["game-lines", "player-props"],
-                                help="default: from --object-name, else guessed from the payload")
+                                help="required when the endpoint is not in --object-name or the file's odds-api/... path")
     p["transform"].add_argument("--object-name", help="object name to assume (game date, snapshot time)")
     p["transform"].add_argument("--generation", type=int, default=0)
     return parser
