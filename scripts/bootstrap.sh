@@ -49,6 +49,9 @@ if fresh "$stamp" "$want"; then
   log ".venv up to date"
 else
   log "installing .venv ($PY311)"
+  if [[ -x .venv/bin/python ]] && ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+    log ".venv is not Python 3.11: recreating it"; rm -rf .venv
+  fi
   [[ -x .venv/bin/python ]] || "$PY311" -m venv .venv
   quiet_pip .venv/bin/python -m pip install -q -c constraints.txt -r requirements-dev.txt -e .
   echo "$want" > "$stamp"
@@ -62,6 +65,9 @@ if [[ -f "$stamp" ]] && fresh "$stamp" "$(hash_of "$BQREQ"; cat .venv-bq/.python
 else
   PY313="$(find_python 3.13 "${PYTHON313:-}")" || die "Python 3.13 not found (the BigQuery emulator local-bigquery needs it); install it or set PYTHON313=/path/to/python3.13"
   log "installing .venv-bq ($PY313)"
+  if [[ -x .venv-bq/bin/python ]] && ! .venv-bq/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
+    log ".venv-bq is not Python 3.13: recreating it"; rm -rf .venv-bq
+  fi
   [[ -x .venv-bq/bin/python ]] || "$PY313" -m venv .venv-bq
   quiet_pip .venv-bq/bin/python -m pip install -q -r "$BQREQ"
   EXT=.venv-bq/home/.duckdb/extensions/v1.5.5/linux_amd64

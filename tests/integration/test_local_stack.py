@@ -231,6 +231,18 @@ def test_replay_and_wait_commands(stack, tmp_path):
     assert names == {"scratch/replay/a.json", "scratch/replay/b/c.json", "scratch/replay/b/d.txt"}
 
 
+def test_reset_empties_bucket_firestore_and_tables(stack):
+    stack.storage().bucket(stack.bucket).blob("scratch/reset-me.json").upload_from_string(b"{}")
+    stack.wait_idle(expected_events=1)
+    stack.firestore().collection("oddsbatch_runs").document("probe").set({"x": 1})
+    bq = stack.bigquery()
+    bq.query(f"CREATE TABLE `{stack.project}.{stack.dataset}.staging_probe` AS SELECT 1 AS x").result()
+    stack.reset()
+    assert not list(stack.storage().list_blobs(stack.bucket))
+    assert not stack.firestore().collection("oddsbatch_runs").document("probe").get().exists
+    assert {t.table_id for t in bq.list_tables(f"{stack.project}.{stack.dataset}")} == set(all_tables())
+
+
 def test_commands_on_a_stack_that_is_not_up_fail_in_one_line(tmp_path):
     for args in (["wait", "--timeout", "1"], ["replay", str(tmp_path)], ["status"]):
         r = subprocess.run([*CLI, *args, "--state-dir", str(tmp_path / "nothing")], capture_output=True,

@@ -15,6 +15,10 @@ GET http://127.0.0.1:<status-port>/status -> {"received", "delivered", "in_fligh
 "retrying", "failed", "duplicates", "attempts", ...}.
 
     python -m oddsbatch.local.bridge --grpc-port P --status-port S --target URL [--target URL ...]
+
+Every tuning flag defaults from an environment variable, so `oddsbatch up` (which passes the
+caller's ODDSBATCH_* variables through) can be tuned without code: ODDSBATCH_BRIDGE_INITIAL_BACKOFF,
+_MAX_BACKOFF, _MAX_ATTEMPTS, _WORKERS, _TIMEOUT, _DUPLICATE_RATE, _DUPLICATE_DELAY, _SEED.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 from .. import clients
@@ -72,12 +73,9 @@ def reset(env: Mapping[str, str]) -> None:
     endpoint = env["ODDSBATCH_BIGQUERY_ENDPOINT"]
     gcs = clients.storage_client(project)
     blobs = list(gcs.list_blobs(bucket))
-    if blobs:
-        with gcs.batch(raise_exception=False):
-            for blob in blobs:
-                blob.delete()
-        for blob in gcs.list_blobs(bucket):  # whatever the batch left (the emulator's batch support varies)
-            blob.delete()
+    if blobs:  # one by one: fake-gcs-server does not answer batch requests in the client's format
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda b: b.delete(), blobs))
     control = env.get("ODDSBATCH_FIRESTORE_CONTROL_URL")
     if control:
         urllib.request.urlopen(urllib.request.Request(control.rstrip("/") + "/reset", method="POST"), timeout=10).read()

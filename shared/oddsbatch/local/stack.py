@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Mapping
@@ -146,6 +147,17 @@ def _http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return 200 <= r.status < 300
+    except Exception:
+        return False
+
+
+def _http_answers(url: str, timeout: float = 1.0) -> bool:
+    """Any HTTP answer at all (a 4xx included): the server process is serving requests."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
     except Exception:
         return False
 
@@ -309,6 +321,7 @@ class Stack:
         self.procs: dict[str, dict] = {}
         self._popen: dict = {}
         self.started_seconds: float | None = None
+        self.ready_seconds: dict[str, float] = {}  # process -> seconds from spawn to ready
         self._baseline = 0  # bridge `received` at the last wait_idle
 
     # urls
@@ -436,9 +449,10 @@ class Stack:
             "firestore": lambda: _port_open(p["firestore"]) and _http_ok(f"http://{HOST}:{p['firestore_control']}/health"),
             "bigquery": lambda: _http_ok(f"http://{HOST}:{p['bigquery']}/bigquery/v2/projects/{self.project}/datasets"),
             "bridge": lambda: _port_open(p["bridge_grpc"]) and _http_ok(self.env["ODDSBATCH_BRIDGE_STATUS_URL"]),
-            **{fn: (lambda fn=fn: _port_open(p[fn])) for fn in FUNCTIONS},
+            **{fn: (lambda fn=fn: _http_answers(f"http://{HOST}:{p[fn]}/")) for fn in FUNCTIONS},
         }
         pending = dict(checks)
+        t0 = time.monotonic()
         deadline = time.monotonic() + self.start_timeout
         while pending:
             for name in list(pending):
@@ -448,6 +462,7 @@ class Stack:
                                      f"log {self.logs / (name + '.log')}:\n{_tail(self.logs / (name + '.log'))}")
                 if pending[name]():
                     del pending[name]
+                    self.ready_seconds[name] = round(time.monotonic() - t0, 2)
             if not pending:
                 break
             if time.monotonic() > deadline:
@@ -530,7 +545,8 @@ def status_rows(state_dir) -> list[dict]:
 def cmd_up(args) -> int:
     stack = Stack(args.state_dir, settle_seconds=args.settle_seconds)
     stack.start()
-    print(f"stack up in {stack.started_seconds}s (state dir {stack.state_dir})")
+    ready = ", ".join(f"{k} {v}s" for k, v in sorted(stack.ready_seconds.items(), key=lambda kv: kv[1]))
+    print(f"stack up in {stack.started_seconds}s (state dir {stack.state_dir}; ready: {ready})")
     for name, url in stack.urls.items():
         print(f"  {name:<14} {url}")
     print(f"  env file       {stack.state_dir / ENV_FILE}")
