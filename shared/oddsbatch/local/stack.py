@@ -7,7 +7,8 @@
 Processes (free ports chosen at start; logs in <state-dir>/logs/<name>.log):
   gcs          fake-gcs-server (memory backend) publishing object-finalize notifications to the bridge
   firestore    @firestore-emulator/server under node (firestore_emulator.mjs)
-  bigquery     local-bigquery from the Python 3.13 virtualenv .venv-bq (data under <state-dir>/bigquery)
+  bigquery     local-bigquery from the Python 3.13 virtualenv .venv-bq, through bigquery_emulator.py
+               (MERGE into require_partition_filter tables); data under <state-dir>/bigquery
   bridge       oddsbatch.local.bridge: Pub/Sub Publish -> CloudEvents POSTed to both functions
   game_lines / player_props   functions-framework, signature type cloudevent
 
@@ -86,8 +87,8 @@ def _tool_paths(root: Path) -> dict:
         raise StackError("node is not on PATH (the Firestore emulator needs Node.js 18+)")
     if not (LOCAL_DIR / "node_modules" / "@firestore-emulator" / "server").is_dir():
         raise StackError(f"{LOCAL_DIR / 'node_modules'} is missing: run `make install`")
-    bq = _bq_venv(root) / "bin" / "local-bigquery"
-    if not bq.exists():
+    bq = _bq_venv(root) / "bin" / "python"
+    if not (_bq_venv(root) / "bin" / "local-bigquery").exists():
         raise StackError(f"{bq} is missing: run `make install`")
     ff = Path(sys.executable).parent / "functions-framework"
     if not ff.exists():
@@ -95,7 +96,7 @@ def _tool_paths(root: Path) -> dict:
         if not found:
             raise StackError("functions-framework is not installed: run `make install`")
         ff = Path(found)
-    return {"node": node, "fake_gcs": str(_fake_gcs_binary()), "local_bigquery": str(bq),
+    return {"node": node, "fake_gcs": str(_fake_gcs_binary()), "bq_python": str(bq),
             "bq_home": str(_bq_venv(root) / "home"), "functions_framework": str(ff)}
 
 
@@ -383,7 +384,9 @@ class Stack:
         base["PYTHONUNBUFFERED"] = "1"
         base.update(self.extra_env)
         try:
-            self._spawn("bigquery", [tools["local_bigquery"], "serve", "--host", HOST, "--port", str(p["bigquery"]),
+            # bigquery_emulator.py = local-bigquery's CLI + the MERGE partition-filter fix (see its doc)
+            self._spawn("bigquery", [tools["bq_python"], str(LOCAL_DIR / "bigquery_emulator.py"), "serve",
+                                     "--host", HOST, "--port", str(p["bigquery"]),
                                      "--grpc-port", str(p["bigquery_grpc"]), "--project", self.project,
                                      "--data-dir", str(bq_data)],
                         {**base, "HOME": tools["bq_home"]}, ports=[p["bigquery"], p["bigquery_grpc"]])
