@@ -22,7 +22,7 @@ def _default(value):
     return str(value)
 
 
-def log(decision: str, severity: str = "INFO", **fields) -> dict:
+def log(decision: str, /, severity: str = "INFO", **fields) -> dict:
     """Write one structured line and return it (tests read it back)."""
     record = {"severity": severity, "message": decision, "component": "oddsbatch", **fields}
     record.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -12,7 +12,7 @@ Run with the emulator's own Python: `python bigquery_emulator.py serve --host ..
 import contextvars
 import sys
 
-from local_bigquery.catalog import metadata
+from local_bigquery.catalog import metadata, names
 from local_bigquery.cli import main
 from local_bigquery.errors import BigQueryError
 from local_bigquery.jobs import merge
@@ -36,7 +36,8 @@ def _check(tree, table, is_target):
 
 def _run(cur, tree, context):
     target = tree.this
-    stored = metadata.load(Table, target.catalog, target.db, target.name) or Table()
+    project_id, dataset_id, table_id = names.reference(target, context.project_id, context.dataset_id)
+    stored = metadata.load(Table, project_id, dataset_id, table_id) or Table()
     if stored.requirePartitionFilter:
         field = (stored.timePartitioning and stored.timePartitioning.field) or "_PARTITIONTIME"
         on_columns = {c.name.casefold() for c in tree.args["on"].find_all(exp.Column)}
