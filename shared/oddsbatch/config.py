@@ -21,6 +21,7 @@ OBJECT_ROOT = "odds-api/"
 # name -> (default, help). The README's configuration table is generated from this.
 SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_PROJECT": ("$GOOGLE_CLOUD_PROJECT", "GCP project of the BigQuery dataset and Firestore database."),
+    "ODDSBATCH_BUCKET": ("(any)", "Landing bucket; when set, events from any other bucket are acknowledged and ignored."),
     "ODDSBATCH_DATASET": ("odds_api", "BigQuery dataset holding the target and staging tables."),
     "ODDSBATCH_TABLE": ("per endpoint", "Target table (odds_api_game_lines / odds_api_player_props)."),
     "ODDSBATCH_BIGQUERY_LOCATION": ("US", "Location of the dataset, used for jobs."),
@@ -65,6 +66,7 @@ class Settings:
     project: str
     dataset: str
     table: str
+    bucket: str | None = None
     bigquery_location: str = "US"
     firestore_database: str = "(default)"
     lock_collection: str = "oddsbatch_locks"
@@ -85,7 +87,10 @@ class Settings:
         """Object-name prefixes this function owns (live and historical)."""
         return (f"{OBJECT_ROOT}{self.endpoint}/", f"{OBJECT_ROOT}{self.endpoint}-history/")
 
-    def owns(self, object_name: str) -> bool:
+    def owns(self, object_name: str, bucket: str | None = None) -> bool:
+        """True for this function's own objects (in the landing bucket, when one is set)."""
+        if self.bucket and bucket is not None and bucket != self.bucket:
+            return False
         return object_name.startswith(self.prefixes)
 
     def with_(self, **changes) -> "Settings":
@@ -104,6 +109,7 @@ class Settings:
             project=project,
             dataset=env.get("ODDSBATCH_DATASET") or "odds_api",
             table=env.get("ODDSBATCH_TABLE") or ENDPOINT_TABLES[endpoint],
+            bucket=env.get("ODDSBATCH_BUCKET") or None,
             bigquery_location=env.get("ODDSBATCH_BIGQUERY_LOCATION") or "US",
             firestore_database=env.get("ODDSBATCH_FIRESTORE_DATABASE") or "(default)",
             lock_collection=env.get("ODDSBATCH_LOCK_COLLECTION") or "oddsbatch_locks",

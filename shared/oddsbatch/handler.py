@@ -53,7 +53,8 @@ def make_handler(endpoint: str, env: Mapping[str, str] | None = None) -> Callabl
         event_type = cloud_event["type"]
         data = cloud_event.data or {}
         name = data.get("name", "") if isinstance(data, Mapping) else ""
-        if event_type != FINALIZED or not settings.owns(name):
+        bucket = data.get("bucket") if isinstance(data, Mapping) else None
+        if event_type != FINALIZED or not settings.owns(name, bucket):
             # Not ours: acknowledge at once, no Firestore, no BigQuery.
             logs.log("ignored", endpoint=endpoint, object=name, event_type=event_type)
             return "ignored"

@@ -72,6 +72,13 @@ def test_errors_answer_5xx_so_eventarc_retries(app_for, monkeypatch, error, stat
     assert post(app_for("game_lines"), name).status_code == status
 
 
+def test_events_from_another_bucket_are_ignored_when_a_landing_bucket_is_set(app_for, monkeypatch):
+    monkeypatch.setenv("ODDSBATCH_BUCKET", "the-landing-bucket")
+    monkeypatch.setattr(batch, "handle_event", lambda *a: pytest.fail("another bucket's object reached the batch"))
+    name = "odds-api/game-lines/2025-01-21/abc-BOSLAL/20250120_180000-snap-1800.json"
+    assert post(app_for("game_lines"), name).status_code == 200  # the test event says bucket "landing"
+
+
 def test_other_event_types_are_ignored(app_for, monkeypatch):
     monkeypatch.setattr(batch, "handle_event", lambda *a: pytest.fail("a delete event reached the batch"))
     name = "odds-api/game-lines/2025-01-21/abc-BOSLAL/20250120_180000-snap-1800.json"
