@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Build one self-contained bundle per Cloud Function (2nd gen) and deploy it with gcloud.
+#
+# Bundle build/<function>/: the function's main.py, its exact requirements.txt, and a
+# vendored copy of shared/oddsbatch/ (*.py and schemas/*.json; never local/, the local
+# stack, nor __pycache__). Each function is then deployed on the landing bucket's
+# object-finalize event, with Eventarc retries, internal-only ingress and its own
+# service account. Run ./deploy.sh --help for the options.
+set -euo pipefail
+
+readonly FUNCTIONS=(game_lines player_props)
+readonly EVENT_TYPE="google.cloud.storage.object.v1.finalized"
+readonly RUNTIME="python312"
+readonly MAX_EVENT_TIMEOUT=540 # seconds: the ceiling of event-driven functions
+script="${BASH_SOURCE[0]}"
+[[ "$script" == */* ]] || script="./$script"
+ROOT="$(cd "${script%/*}" && pwd)"
+readonly ROOT
+
+usage() {
+  cat <<'EOF'
+Usage: ./deploy.sh [options]
+
+Builds build/<function>/ for game_lines and player_props, then runs
+`gcloud functions deploy` for each.
+
+  --project P                    GCP project (or $ODDSBATCH_DEPLOY_PROJECT); required
+  --bucket B                     landing bucket whose finalize events trigger the functions
+                                 (or $ODDSBATCH_DEPLOY_BUCKET); required
+  --region R                     region (or $ODDSBATCH_DEPLOY_REGION) [us-central1]
+  --dataset D                    BigQuery dataset, ODDSBATCH_DATASET [odds_api]
+  --service-account-game-lines SA
+                                 [oddsbatch-game-lines@P.iam.gserviceaccount.com]
+  --service-account-player-props SA
+                                 [oddsbatch-player-props@P.iam.gserviceaccount.com]
+  --memory M                     memory per instance [512Mi]
+  --timeout T                    seconds, at most 540, e.g. 540 or 540s [540s]
+  --max-instances N              [10]
+  --concurrency C                requests per instance (cpu is 1) [8]
+  --settle-seconds S             ODDSBATCH_SETTLE_SECONDS [2]
+  --lease-seconds L              ODDSBATCH_LEASE_SECONDS, must exceed the timeout [600]
+  --only game_lines|player_props deploy one function
+  --build-dir DIR                where bundles are built [build]
+  --dry-run                      build the bundles, print the gcloud commands (one line
+                                 per function, on stdout), run nothing
+  --build-only                   build the bundles only
+  -h, --help                     this help
+
+Exit status 2 on a usage error (one line on stderr).
+EOF
+}
+
+die() {
+  echo "deploy.sh: $*" >&2
+  exit 2
+}
+
+# --- options --------------------------------------------------------------------------
+project="${ODDSBATCH_DEPLOY_PROJECT:-}"
+region="${ODDSBATCH_DEPLOY_REGION:-us-central1}"
+bucket="${ODDSBATCH_DEPLOY_BUCKET:-}"
+dataset="odds_api"
+sa_game_lines=""
+sa_player_props=""
+memory="512Mi"
+timeout="540s"
+max_instances="10"
+concurrency="8"
+settle_seconds="2"
+lease_seconds="600"
+only=""
+build_dir="build"
+mode="deploy" # deploy | dry-run | build-only
+
+while (($# > 0)); do
+  arg="$1"
+  shift
+  case "$arg" in
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    --dry-run) mode="dry-run" ;;
+    --build-only) mode="build-only" ;;
+    --*=*)
+      # --flag=value: put it back as two words
+      set -- "${arg%%=*}" "${arg#*=}" "$@"
+      continue
+      ;;
+    --project | --region | --bucket | --dataset | --service-account-game-lines | \
+      --service-account-player-props | --memory | --timeout | --max-instances | \
+      --concurrency | --settle-seconds | --lease-seconds | --only | --build-dir)
+      (($# > 0)) || die "$arg needs a value"
+      value="$1"
+      shift
+      case "$arg" in
+        --project) project="$value" ;;
+        --region) region="$value" ;;
+        --bucket) bucket="$value" ;;
+        --dataset) dataset="$value" ;;
+        --service-account-game-lines) sa_game_lines="$value" ;;
+        --service-account-player-props) sa_player_props="$value" ;;
+        --memory) memory="$value" ;;
+        --timeout) timeout="$value" ;;
+        --max-instances) max_instances="$value" ;;
+        --concurrency) concurrency="$value" ;;
+        --settle-seconds) settle_seconds="$value" ;;
+        --lease-seconds) lease_seconds="$value" ;;
+        --only) only="$value" ;;
+        --build-dir) build_dir="$value" ;;
+      esac
+      ;;
+    *) die "unknown option: $arg (see --help)" ;;
+  esac
+done
+
+# --- validation (before anything is built) --------------------------------------------
+selected=()
+case "$only" in
+  "") selected=("${FUNCTIONS[@]}") ;;
+  game_lines | player_props) selected=("$only") ;;
+  *) die "--only must be game_lines or player_props, got '$only'" ;;
+esac
+[[ -n "$build_dir" ]] || die "--build-dir must not be empty"
+
+if [[ "$mode" != "build-only" ]]; then
+  [[ -n "$project" ]] || die "missing --project (or ODDSBATCH_DEPLOY_PROJECT)"
+  [[ -n "$bucket" ]] || die "missing --bucket (or ODDSBATCH_DEPLOY_BUCKET)"
+  [[ -n "$region" ]] || die "missing --region (or ODDSBATCH_DEPLOY_REGION)"
+  [[ "$project" =~ ^[a-z][-a-z0-9.:]*[a-z0-9]$ ]] || die "--project is not a project id: '$project'"
+  [[ "$bucket" =~ ^[a-z0-9][-a-z0-9_.]*[a-z0-9]$ ]] || die "--bucket is not a bucket name (no gs://): '$bucket'"
+  [[ "$region" =~ ^[a-z]+-[a-z]+[0-9]+$ ]] || die "--region is not a region: '$region'"
+  [[ "$dataset" =~ ^[A-Za-z0-9_]+$ ]] || die "--dataset must be letters, digits and underscores, got '$dataset'"
+  [[ "$memory" =~ ^[0-9]+(Mi|Gi|M|G|MB|GB)$ ]] || die "--memory must look like 512Mi or 1Gi, got '$memory'"
+  [[ "$timeout" =~ ^([0-9]+)s?$ ]] || die "--timeout must be whole seconds (540 or 540s), got '$timeout'"
+  timeout_seconds=$((10#${BASH_REMATCH[1]}))
+  ((timeout_seconds >= 1 && timeout_seconds <= MAX_EVENT_TIMEOUT)) ||
+    die "--timeout must be 1..${MAX_EVENT_TIMEOUT} seconds for an event-driven function, got '$timeout'"
+  [[ "$max_instances" =~ ^[1-9][0-9]*$ ]] || die "--max-instances must be a positive whole number, got '$max_instances'"
+  [[ "$concurrency" =~ ^[1-9][0-9]*$ ]] || die "--concurrency must be a positive whole number, got '$concurrency'"
+  [[ "$settle_seconds" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--settle-seconds must be a number >= 0, got '$settle_seconds'"
+  [[ "$lease_seconds" =~ ^[1-9][0-9]*$ ]] || die "--lease-seconds must be a positive whole number, got '$lease_seconds'"
+  ((lease_seconds > timeout_seconds)) ||
+    die "--lease-seconds ($lease_seconds) must exceed the timeout (${timeout_seconds}s), or a running batch loses its lock"
+  if [[ "$mode" == "deploy" ]]; then
+    command -v gcloud >/dev/null 2>&1 || die "gcloud not found on PATH (install the Google Cloud SDK, or use --dry-run)"
+  fi
+fi
+
+# In a dry run stdout carries only the commands; progress goes to stderr.
+say() {
+  if [[ "$mode" == "dry-run" ]]; then echo "$*" >&2; else echo "$*"; fi
+}
+
+# --- bundles --------------------------------------------------------------------------
+# The files of the vendored package, relative to shared/oddsbatch/: modules and schemas,
+# never the local stack (local/) nor bytecode.
+package_files() {
+  (
+    cd "$ROOT/shared/oddsbatch"
+    find . \( -path ./local -o -name __pycache__ \) -prune -o -type f -name '*.py' -print
+    find ./schemas -maxdepth 1 -type f -name '*.json' -print
+  ) | sed 's|^\./||' | LC_ALL=C sort
+}
+
+build_bundle() {
+  local fn="$1" dest="$build_dir/$1" src="$ROOT/functions/$1" rel count=0
+  [[ -f "$src/main.py" && -f "$src/requirements.txt" ]] || die "functions/$fn/main.py or requirements.txt missing"
+  rm -rf "$dest"
+  mkdir -p "$dest/oddsbatch"
+  cp "$src/main.py" "$src/requirements.txt" "$dest/"
+  count=2
+  while IFS= read -r rel; do
+    mkdir -p "$dest/oddsbatch/$(dirname "$rel")"
+    cp "$ROOT/shared/oddsbatch/$rel" "$dest/oddsbatch/$rel"
+    count=$((count + 1))
+  done < <(package_files)
+  say "built $dest ($count files)"
+}
+
+# --- deploy ---------------------------------------------------------------------------
+service_account_for() {
+  case "$1" in
+    game_lines) echo "${sa_game_lines:-oddsbatch-game-lines@${project}.iam.gserviceaccount.com}" ;;
+    player_props) echo "${sa_player_props:-oddsbatch-player-props@${project}.iam.gserviceaccount.com}" ;;
+  esac
+}
+
+deploy_command() {
+  local fn="$1"
+  cmd=(
+    gcloud functions deploy "$fn"
+    --gen2
+    "--runtime=$RUNTIME"
+    "--region=$region"
+    "--project=$project"
+    "--source=$build_dir/$fn"
+    "--entry-point=$fn"
+    "--trigger-event-filters=type=$EVENT_TYPE"
+    "--trigger-event-filters=bucket=$bucket"
+    --retry
+    "--service-account=$(service_account_for "$fn")"
+    --ingress-settings=internal-only
+    "--memory=$memory"
+    "--timeout=${timeout_seconds}s"
+    "--max-instances=$max_instances"
+    "--concurrency=$concurrency"
+    --cpu=1
+    "--set-env-vars=ODDSBATCH_PROJECT=$project,ODDSBATCH_DATASET=$dataset,ODDSBATCH_SETTLE_SECONDS=$settle_seconds,ODDSBATCH_LEASE_SECONDS=$lease_seconds"
+    --no-allow-unauthenticated
+  )
+}
+
+# One line of shell: words printed as they are when safe, else in single quotes.
+shell_words() {
+  local word line=""
+  for word in "$@"; do
+    if [[ ! "$word" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+      word="'${word//\'/\'\\\'\'}'"
+    fi
+    line+="${line:+ }$word"
+  done
+  echo "$line"
+}
+
+for fn in "${selected[@]}"; do
+  build_bundle "$fn"
+done
+if [[ "$mode" == "build-only" ]]; then
+  exit 0
+fi
+
+cmd=()
+for fn in "${selected[@]}"; do
+  deploy_command "$fn"
+  if [[ "$mode" == "dry-run" ]]; then
+    shell_words "${cmd[@]}"
+  else
+    echo "deploying $fn to $project/$region (bucket $bucket)"
+    "${cmd[@]}"
+  fi
+done
