@@ -6,6 +6,8 @@ Unset (production), every hook is a dictionary lookup that does nothing.
   before_release); the process dies there with os._exit, as a killed instance would.
 - ODDSBATCH_FAULT_CRASH_RATE: probability of crashing at an armed point (default 1.0).
 - ODDSBATCH_FAULT_SEED: seed of that draw (per process, mixed with the pid).
+- ODDSBATCH_FAULT_ONCE_DIR: when set, each point crashes at most once across all
+  processes (the first to create `{dir}/{point}` crashes), so a test knows the retry wins.
 - ODDSBATCH_FAULT_SLEEP_AT / ODDSBATCH_FAULT_SLEEP_SECONDS: sleep at a point (a slow batch).
 - ODDSBATCH_FAULT_MERGE_CONFLICTS: the first N attempts of every MERGE fail with
   BigQuery's serialization error.
@@ -38,10 +40,21 @@ def point(name: str) -> None:
     if name in _points("ODDSBATCH_FAULT_SLEEP_AT"):
         time.sleep(float(os.environ.get("ODDSBATCH_FAULT_SLEEP_SECONDS", "1")))
     if name in _points("ODDSBATCH_FAULT_CRASH_AT"):
-        if _draw() < float(os.environ.get("ODDSBATCH_FAULT_CRASH_RATE", "1")):
+        if _draw() < float(os.environ.get("ODDSBATCH_FAULT_CRASH_RATE", "1")) and _first_time(name):
             sys.stdout.write(f'{{"severity": "WARNING", "message": "fault_crash", "point": "{name}"}}\n')
             sys.stdout.flush()
             os._exit(70)
+
+
+def _first_time(name: str) -> bool:
+    once_dir = os.environ.get("ODDSBATCH_FAULT_ONCE_DIR")
+    if not once_dir:
+        return True
+    try:
+        os.close(os.open(os.path.join(once_dir, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
 
 
 def maybe_fail_merge(attempt: int) -> None:
