@@ -164,17 +164,23 @@ package_files() {
 }
 
 build_bundle() {
-  local fn="$1" dest="$build_dir/$1" src="$ROOT/functions/$1" rel count=0
+  local fn="$1" dest="$build_dir/$1" src="$ROOT/functions/$1" listing rel count
+  local -a files
   [[ -f "$src/main.py" && -f "$src/requirements.txt" ]] || die "functions/$fn/main.py or requirements.txt missing"
+  listing="$(package_files)" # a failure here stops the script (a process substitution would not)
+  mapfile -t files <<<"$listing"
+  [[ -f "$ROOT/shared/oddsbatch/${files[0]:-}" ]] || die "no package files found under shared/oddsbatch"
   rm -rf "$dest"
   mkdir -p "$dest/oddsbatch"
   cp "$src/main.py" "$src/requirements.txt" "$dest/"
   count=2
-  while IFS= read -r rel; do
-    mkdir -p "$dest/oddsbatch/$(dirname "$rel")"
+  for rel in "${files[@]}"; do
+    if [[ "$rel" == */* ]]; then
+      mkdir -p "$dest/oddsbatch/${rel%/*}"
+    fi
     cp "$ROOT/shared/oddsbatch/$rel" "$dest/oddsbatch/$rel"
     count=$((count + 1))
-  done < <(package_files)
+  done
   say "built $dest ($count files)"
 }
 
