@@ -28,6 +28,8 @@ Builds build/<function>/ for game_lines and player_props, then runs
   --bucket B                     landing bucket whose finalize events trigger the functions
                                  (or $ODDSBATCH_DEPLOY_BUCKET); required
   --region R                     region (or $ODDSBATCH_DEPLOY_REGION) [us-central1]
+  --trigger-location L           location of the bucket when it differs from the region,
+                                 e.g. us for a US multi-region bucket [the region]
   --dataset D                    BigQuery dataset, ODDSBATCH_DATASET [odds_api]
   --service-account-game-lines SA
                                  [oddsbatch-game-lines@P.iam.gserviceaccount.com]
@@ -59,6 +61,7 @@ die() {
 project="${ODDSBATCH_DEPLOY_PROJECT:-}"
 region="${ODDSBATCH_DEPLOY_REGION:-us-central1}"
 bucket="${ODDSBATCH_DEPLOY_BUCKET:-}"
+trigger_location=""
 dataset="odds_api"
 sa_game_lines=""
 sa_player_props=""
@@ -87,7 +90,7 @@ while (($# > 0)); do
       set -- "${arg%%=*}" "${arg#*=}" "$@"
       continue
       ;;
-    --project | --region | --bucket | --dataset | --service-account-game-lines | \
+    --project | --region | --trigger-location | --bucket | --dataset | --service-account-game-lines | \
       --service-account-player-props | --memory | --timeout | --max-instances | \
       --concurrency | --settle-seconds | --lease-seconds | --only | --build-dir)
       (($# > 0)) || die "$arg needs a value"
@@ -96,6 +99,7 @@ while (($# > 0)); do
       case "$arg" in
         --project) project="$value" ;;
         --region) region="$value" ;;
+        --trigger-location) trigger_location="$value" ;;
         --bucket) bucket="$value" ;;
         --dataset) dataset="$value" ;;
         --service-account-game-lines) sa_game_lines="$value" ;;
@@ -130,6 +134,8 @@ if [[ "$mode" != "build-only" ]]; then
   [[ "$project" =~ ^[a-z][-a-z0-9.:]*[a-z0-9]$ ]] || die "--project is not a project id: '$project'"
   [[ "$bucket" =~ ^[a-z0-9][-a-z0-9_.]*[a-z0-9]$ ]] || die "--bucket is not a bucket name (no gs://): '$bucket'"
   [[ "$region" =~ ^[a-z]+-[a-z]+[0-9]+$ ]] || die "--region is not a region: '$region'"
+  [[ -z "$trigger_location" || "$trigger_location" =~ ^[a-z][-a-z0-9]*[a-z0-9]$ ]] ||
+    die "--trigger-location is not a location: '$trigger_location'"
   [[ "$dataset" =~ ^[A-Za-z0-9_]+$ ]] || die "--dataset must be letters, digits and underscores, got '$dataset'"
   [[ "$memory" =~ ^[0-9]+(Mi|Gi|M|G|MB|GB)$ ]] || die "--memory must look like 512Mi or 1Gi, got '$memory'"
   [[ "$timeout" =~ ^([0-9]+)s?$ ]] || die "--timeout must be whole seconds (540 or 540s), got '$timeout'"
@@ -204,6 +210,7 @@ deploy_command() {
     "--entry-point=$fn"
     "--trigger-event-filters=type=$EVENT_TYPE"
     "--trigger-event-filters=bucket=$bucket"
+    ${trigger_location:+"--trigger-location=$trigger_location"}
     --retry
     "--service-account=$(service_account_for "$fn")"
     --ingress-settings=internal-only

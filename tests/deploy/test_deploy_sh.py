@@ -100,6 +100,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
         assert f["memory"] == ["512Mi"] and f["timeout"] == ["540s"]
         assert f["max-instances"] == ["10"] and f["concurrency"] == ["8"]
         assert f["cpu"] == ["1"]  # concurrency > 1 needs a whole CPU
+        assert "trigger-location" not in f  # gcloud's default: the function's region
         assert env_vars(argv) == {
             "ODDSBATCH_PROJECT": "my-proj",
             "ODDSBATCH_DATASET": "odds_api",
@@ -114,7 +115,7 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
     proc, calls = deploy(
         ["--only", "player_props", "--dataset", "odds_dev", "--service-account-player-props", "pp@x.iam.gserviceaccount.com",
          "--memory=1Gi", "--timeout", "300", "--max-instances", "3", "--concurrency", "4",
-         "--settle-seconds", "0.5", "--lease-seconds", "400"],
+         "--settle-seconds", "0.5", "--lease-seconds", "400", "--trigger-location", "us"],
         tmp_path, fake_gcloud,
         extra_env={"ODDSBATCH_DEPLOY_PROJECT": "env-proj", "ODDSBATCH_DEPLOY_BUCKET": "env-bucket",
                    "ODDSBATCH_DEPLOY_REGION": "europe-west1"},
@@ -125,6 +126,7 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
     assert f["project"] == ["env-proj"] and f["region"] == ["europe-west1"]
     assert "bucket=env-bucket" in f["trigger-event-filters"]
     assert f["service-account"] == ["pp@x.iam.gserviceaccount.com"]
+    assert f["trigger-location"] == ["us"]
     assert (f["memory"], f["timeout"], f["max-instances"], f["concurrency"]) == (["1Gi"], ["300s"], ["3"], ["4"])
     assert env_vars(calls[0]) == {
         "ODDSBATCH_PROJECT": "env-proj", "ODDSBATCH_DATASET": "odds_dev",
