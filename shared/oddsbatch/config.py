@@ -7,7 +7,7 @@ README's configuration reference and Terraform's environment block have one sour
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 # endpoint (object-name segment) -> default target table
@@ -29,6 +29,8 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_LOCK_COLLECTION": ("oddsbatch_locks", "Collection of batch locks, one document per (endpoint, date)."),
     "ODDSBATCH_PENDING_COLLECTION": ("oddsbatch_pending", "Collection of pending-work markers, one per (object, generation)."),
     "ODDSBATCH_RUNS_COLLECTION": ("oddsbatch_runs", "Collection of finished batch records (status, demo counts)."),
+    "ODDSBATCH_LEDGER_COLLECTION": ("oddsbatch_merged", "Collection recording every object generation a batch finished (merged, quarantined or gone): what reconcile skips."),
+    "ODDSBATCH_LEDGER_TTL_DAYS": ("400", "expireAt offset of ledger documents: how far back reconcile can trust the ledger."),
     "ODDSBATCH_SETTLE_SECONDS": ("2", "Delay before the lock holder lists pending work, so a burst lands in one batch."),
     "ODDSBATCH_LEASE_SECONDS": ("600", "Lock lease: a lock older than this is taken over at once."),
     "ODDSBATCH_TTL_DAYS": ("7", "expireAt offset of lock and marker documents (Firestore TTL garbage collection only)."),
@@ -36,6 +38,8 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_QUARANTINE_PREFIX": ("quarantine/", "Object-name prefix of quarantined copies."),
     "ODDSBATCH_DOWNLOAD_WORKERS": ("8", "Parallel object downloads per batch."),
     "ODDSBATCH_MERGE_ATTEMPTS": ("5", "Attempts of a MERGE that hits a serialization conflict."),
+    "ODDSBATCH_MODE": ("batch", "batch (one MERGE per burst) or per_file (the old one-MERGE-per-file behaviour, benchmark baseline only)."),
+    "ODDSBATCH_MAX_OBJECT_BYTES": ("33554432", "Objects larger than this are quarantined unread (real snapshots are ~100 KB)."),
     "ODDSBATCH_BIGQUERY_ENDPOINT": ("(Google)", "Local only: BigQuery API endpoint of the emulator (anonymous credentials)."),
 }
 
@@ -60,6 +64,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+MODES = ("batch", "per_file")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     endpoint: str
@@ -72,6 +86,8 @@ class Settings:
     lock_collection: str = "oddsbatch_locks"
     pending_collection: str = "oddsbatch_pending"
     runs_collection: str = "oddsbatch_runs"
+    ledger_collection: str = "oddsbatch_merged"
+    ledger_ttl_days: float = 400.0
     settle_seconds: float = 2.0
     lease_seconds: float = 600.0
     ttl_days: float = 7.0
@@ -80,7 +96,8 @@ class Settings:
     download_workers: int = 8
     merge_attempts: int = 5
     bigquery_endpoint: str | None = None
-    extra: dict = field(default_factory=dict)
+    mode: str = "batch"
+    max_object_bytes: int = 32 * 1024 * 1024
 
     @property
     def prefixes(self) -> tuple[str, str]:
@@ -115,6 +132,8 @@ class Settings:
             lock_collection=env.get("ODDSBATCH_LOCK_COLLECTION") or "oddsbatch_locks",
             pending_collection=env.get("ODDSBATCH_PENDING_COLLECTION") or "oddsbatch_pending",
             runs_collection=env.get("ODDSBATCH_RUNS_COLLECTION") or "oddsbatch_runs",
+            ledger_collection=env.get("ODDSBATCH_LEDGER_COLLECTION") or "oddsbatch_merged",
+            ledger_ttl_days=_float(env, "ODDSBATCH_LEDGER_TTL_DAYS", 400.0),
             settle_seconds=_float(env, "ODDSBATCH_SETTLE_SECONDS", 2.0),
             lease_seconds=_float(env, "ODDSBATCH_LEASE_SECONDS", 600.0),
             ttl_days=_float(env, "ODDSBATCH_TTL_DAYS", 7.0),
@@ -123,4 +142,6 @@ class Settings:
             download_workers=_int(env, "ODDSBATCH_DOWNLOAD_WORKERS", 8),
             merge_attempts=_int(env, "ODDSBATCH_MERGE_ATTEMPTS", 5),
             bigquery_endpoint=env.get("ODDSBATCH_BIGQUERY_ENDPOINT") or None,
+            mode=_choice(env, "ODDSBATCH_MODE", MODES),
+            max_object_bytes=_int(env, "ODDSBATCH_MAX_OBJECT_BYTES", 32 * 1024 * 1024),
         )

@@ -159,6 +159,7 @@ class Marker:
     generation: int
     event_id: str = ""
     created: str | None = None  # the object's timeCreated (RFC 3339), from the event
+    size: int | None = None  # bytes, from the event
 
 
 def marker_id(key: str, bucket: str, name: str, generation: int) -> str:
@@ -177,10 +178,11 @@ class PendingWork:
         self.key = key
         self.ttl = ttl
 
-    def add(self, bucket: str, name: str, generation: int, event_id: str = "", created: str | None = None) -> Marker:
+    def add(self, bucket: str, name: str, generation: int, event_id: str = "", created: str | None = None,
+            size: int | None = None) -> Marker:
         """Idempotent: a redelivered event rewrites the same document."""
         marker = Marker(marker_id(self.key, bucket, name, generation), bucket, name, int(generation), event_id,
-                        created)
+                        created, size)
         now = utcnow()
         self.collection.document(marker.doc_id).set({
             BATCH_KEY_FIELD: self.key,
@@ -189,6 +191,7 @@ class PendingWork:
             "generation": int(generation),
             "event_id": event_id,
             "created": created,
+            "size": size,
             "recorded_at": now,
             EXPIRE_AT_FIELD: now + self.ttl,
         })
@@ -207,7 +210,7 @@ class PendingWork:
         for snap in query.stream():
             d = snap.to_dict() or {}
             markers.append(Marker(snap.id, d.get("bucket", ""), d.get("object", ""), int(d.get("generation") or 0),
-                                  d.get("event_id", ""), d.get("created")))
+                                  d.get("event_id", ""), d.get("created"), d.get("size")))
         markers.sort(key=lambda m: (m.name, m.generation))
         return markers
 

@@ -93,11 +93,14 @@ class _Batch:
         self._ops = []
 
     def delete(self, doc):
-        self._ops.append(doc)
+        self._ops.append((doc, None))
+
+    def set(self, doc, data):
+        self._ops.append((doc, data))
 
     def commit(self):
-        for doc in self._ops:
-            doc.delete()
+        for doc, data in self._ops:
+            doc.delete() if data is None else doc.set(data)
 
 
 class FakeFirestore:

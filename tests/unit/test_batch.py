@@ -196,3 +196,36 @@ def test_firestore_unavailable_is_transient(world, monkeypatch):
     monkeypatch.setattr(PendingWork, "add", down)
     with pytest.raises(TransientError):
         batch.handle_event(world.settings, StorageEvent("e", "bucket", name(1), 1))
+
+
+def test_every_finished_object_is_in_the_ledger_with_its_outcome(world):
+    h, pending = holder(world, "event-1", FakeWarehouse())
+    add_file(world, pending, 0)
+    add_file(world, pending, 1, data=b"<html>502 Bad Gateway</html>")
+    pending.add("bucket", name(2), 1002, "event-2")  # never uploaded
+    assert h.run() == "merged"
+    ledger = {(d["object"], d["outcome"], d["rows"]) for k, d in world.db.docs.items()
+              if k.startswith("oddsbatch_merged/")}
+    assert ledger == {(name(0), "merged", 12), (name(1), "quarantined", 0), (name(2), "gone", 0)}
+
+
+def test_an_oversized_object_is_quarantined_unread(world, monkeypatch):
+    settings = world.settings.with_(max_object_bytes=1000)
+    h, pending = holder(world, "event-1", FakeWarehouse())
+    h.settings = settings
+    world.objects[name(0)] = GOOD
+    pending.add("bucket", name(0), 1000, "event-0", size=50 * 1024 * 1024)
+    monkeypatch.setattr(FakeBlob, "download_as_bytes", lambda self: pytest.fail("downloaded an oversized object"))
+    assert h.run() == "merged"
+    assert "exceeds ODDSBATCH_MAX_OBJECT_BYTES=1000" in world.quarantined[0][1]
+
+
+def test_per_file_baseline_merges_each_event_alone_without_firestore(world, monkeypatch):
+    merges = []
+    monkeypatch.setattr(batch, "Warehouse", lambda settings, spec: merges.append(1) or FakeWarehouse())
+    monkeypatch.setattr(batch, "firestore_client", lambda *a: pytest.fail("per-file mode touched Firestore"))
+    settings = world.settings.with_(mode="per_file")
+    for i in range(3):
+        world.objects[name(i)] = GOOD
+        assert batch.handle_event(settings, StorageEvent(f"e{i}", "bucket", name(i), 1000 + i)) == "merged"
+    assert len(merges) == 3

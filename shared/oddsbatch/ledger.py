@@ -1,0 +1,60 @@
+"""The ledger: which object generations a batch has finished, and how.
+
+A table cannot say so on its own: a file with `bookmakers: []` adds no row, a re-upload
+of identical bytes changes no row (the MERGE keeps the first provenance), a quarantined
+file adds nothing. Reconcile skips what the table holds or the ledger lists, so it
+converges instead of redoing those files forever. Written after the MERGE and before the
+markers are deleted: a crash in between only means an idempotent redo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable
+
+from .lock import BATCH_KEY_FIELD, EXPIRE_AT_FIELD, Marker
+
+MERGED, QUARANTINED, GONE = "merged", "quarantined", "gone"
+
+
+@dataclass(frozen=True)
+class Entry:
+    marker: Marker
+    outcome: str  # merged | quarantined | gone
+    rows: int = 0
+    reason: str | None = None
+
+
+class Ledger:
+    _WRITE_BATCH = 400
+
+    def __init__(self, db, collection_name: str, ttl: timedelta):
+        self.db = db
+        self.collection = db.collection(collection_name)
+        self.ttl = ttl
+
+    def record(self, key: str, entries: Iterable[Entry], run_id: str) -> int:
+        entries = list(entries)
+        now = datetime.now(timezone.utc)
+        for start in range(0, len(entries), self._WRITE_BATCH):
+            batch = self.db.batch()
+            for entry in entries[start:start + self._WRITE_BATCH]:
+                batch.set(self.collection.document(entry.marker.doc_id), {
+                    BATCH_KEY_FIELD: key, "bucket": entry.marker.bucket, "object": entry.marker.name,
+                    "generation": entry.marker.generation, "outcome": entry.outcome, "rows": entry.rows,
+                    "reason": entry.reason, "run_id": run_id, "finished_at": now, EXPIRE_AT_FIELD: now + self.ttl,
+                })
+            batch.commit()
+        return len(entries)
+
+    def finished(self, key: str) -> set[tuple[str, int]]:
+        """(object, generation) pairs finished for one batch key."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = self.collection.where(filter=FieldFilter(BATCH_KEY_FIELD, "==", key))
+        done = set()
+        for snap in query.stream():
+            d = snap.to_dict() or {}
+            done.add((d.get("object", ""), int(d.get("generation") or 0)))
+        return done
