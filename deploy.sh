@@ -219,7 +219,7 @@ deploy_command() {
     "--max-instances=$max_instances"
     "--concurrency=$concurrency"
     --cpu=1
-    "--set-env-vars=ODDSBATCH_PROJECT=$project,ODDSBATCH_DATASET=$dataset,ODDSBATCH_SETTLE_SECONDS=$settle_seconds,ODDSBATCH_LEASE_SECONDS=$lease_seconds"
+    "--set-env-vars=ODDSBATCH_PROJECT=$project,ODDSBATCH_DATASET=$dataset,ODDSBATCH_SETTLE_SECONDS=$settle_seconds,ODDSBATCH_LEASE_SECONDS=$lease_seconds,ODDSBATCH_BUCKET=$bucket"
     --no-allow-unauthenticated
   )
 }

@@ -106,6 +106,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
             "ODDSBATCH_DATASET": "odds_api",
             "ODDSBATCH_SETTLE_SECONDS": "2",
             "ODDSBATCH_LEASE_SECONDS": "600",
+            "ODDSBATCH_BUCKET": "my-landing",  # the handler ignores other buckets' events
         }
         assert set(env_vars(argv)) <= set(SETTINGS_HELP)  # only variables the functions read
     assert "built " + str(tmp_path / "build" / "game_lines") in proc.stdout
@@ -130,7 +131,7 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
     assert (f["memory"], f["timeout"], f["max-instances"], f["concurrency"]) == (["1Gi"], ["300s"], ["3"], ["4"])
     assert env_vars(calls[0]) == {
         "ODDSBATCH_PROJECT": "env-proj", "ODDSBATCH_DATASET": "odds_dev",
-        "ODDSBATCH_SETTLE_SECONDS": "0.5", "ODDSBATCH_LEASE_SECONDS": "400",
+        "ODDSBATCH_SETTLE_SECONDS": "0.5", "ODDSBATCH_LEASE_SECONDS": "400", "ODDSBATCH_BUCKET": "env-bucket",
     }
     assert not (tmp_path / "build" / "game_lines").exists()
 
