@@ -133,6 +133,7 @@ class BatchHolder:
         self.sleep = sleep
         self.spec = table_for_endpoint(settings.endpoint)
         self._warehouse: Warehouse | None = None
+        self.results: list[RoundResult] = []
         self.ledger = Ledger(db, settings.ledger_collection, timedelta(days=settings.ledger_ttl_days)) if db else None
 
     @property
@@ -243,6 +244,7 @@ class BatchHolder:
         result.seconds["total"] = round(time.monotonic() - started, 3)
         if self.db:
             self._record(result)
+        self.results.append(result)
         logs.log("merged", batch_key=self.key, run_id=result.run_id, mode=self.settings.mode,
                  files=result.files, rows=result.rows,
                  bytes=result.bytes, merges=result.merges, inserted=result.inserted, updated=result.updated,

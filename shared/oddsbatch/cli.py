@@ -19,6 +19,8 @@ COMMANDS = {
     "replay": ("oddsbatch.local.replay", "cmd_replay", "upload a tree of files to the bucket, all at once"),
     "wait": ("oddsbatch.local.replay", "cmd_wait", "return when no batch is running or pending"),
     "transform": ("oddsbatch.transform", "cmd_transform", "print, as NDJSON, the rows a file would stage"),
+    "reconcile": ("oddsbatch.reconcile", "cmd_reconcile",
+                  "merge what the bucket holds and the tables do not (lost events, backfills)"),
 }
 
 
@@ -51,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="required when the endpoint is not in --object-name or the file's odds-api/... path")
     p["transform"].add_argument("--object-name", help="object name to assume (game date, snapshot time)")
     p["transform"].add_argument("--generation", type=int, default=0)
+    p["reconcile"].add_argument("--date", help="one game date YYYY-MM-DD")
+    p["reconcile"].add_argument("--from", dest="date_from", help="first game date of a range")
+    p["reconcile"].add_argument("--to", dest="date_to", help="last game date of a range (inclusive)")
+    p["reconcile"].add_argument("--endpoint", choices=["game-lines", "player-props"], help="default: both")
+    p["reconcile"].add_argument("--bucket", help="landing bucket (default: $ODDSBATCH_BUCKET)")
+    p["reconcile"].add_argument("--dry-run", action="store_true", help="report what is missing, merge nothing")
+    p["reconcile"].add_argument("--state-dir", default=".oddsbatch",
+                                help="local stack whose endpoints to use when ODDSBATCH_PROJECT is not set")
     return parser
 
 

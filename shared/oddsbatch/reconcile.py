@@ -1,0 +1,176 @@
+"""`oddsbatch reconcile`: merge whatever the bucket holds that the tables do not.
+
+Belt and braces for lost events, and the backfill tool for whole seasons. Per (endpoint,
+date) it lists the bucket's objects (name + generation) under both the live and the
+-history prefix, subtracts what the target table holds (its source_object and
+source_generation columns) and what the ledger says is finished, then queues the rest as
+pending markers and works them off through the same lock and the same batch holder as the
+functions: one MERGE per date, whatever the number of files. If a function holds the lock
+at that moment, the markers are enough: a holder re-reads the queue before it lets go.
+
+Runs anywhere the Google clients reach: against the emulators (it reads the local
+stack's endpoints) and, unchanged, against real GCP (application default credentials).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from . import logs, sql
+from .batch import BatchHolder
+from .clients import bigquery_client, firestore_client, storage_client
+from .config import ENDPOINTS, OBJECT_ROOT, Settings
+from .errors import OddsbatchError, classify
+from .ledger import Ledger
+from .lock import BatchLock, PendingWork
+from .paths import batch_key
+
+MAX_DAYS = 400  # a season and then some
+
+
+@dataclass
+class DateReport:
+    endpoint: str
+    game_date: date
+    objects: int = 0
+    present: int = 0
+    missing: list = field(default_factory=list)
+    decision: str = "nothing_missing"
+    files: int = 0
+    rows: int = 0
+    merges: int = 0
+    quarantined: int = 0
+
+
+def date_range(start: date, end: date) -> list[date]:
+    if end < start:
+        raise ValueError(f"--to {end} is before --from {start}")
+    days = (end - start).days + 1
+    if days > MAX_DAYS:
+        raise ValueError(f"{days} days asked; reconcile at most {MAX_DAYS} days per run")
+    return [start + timedelta(days=i) for i in range(days)]
+
+
+def bucket_objects(settings: Settings, bucket: str, game_date: date) -> dict[tuple[str, int], object]:
+    """(name, generation) -> blob, for the live and -history prefixes of one date."""
+    client = storage_client(settings.project)
+    found = {}
+    for suffix in ("", "-history"):
+        prefix = f"{OBJECT_ROOT}{settings.endpoint}{suffix}/{game_date.isoformat()}/"
+        for blob in client.list_blobs(bucket, prefix=prefix):
+            if blob.name.endswith(".json"):
+                found[(blob.name, int(blob.generation))] = blob
+    return found
+
+
+def table_objects(settings: Settings, game_date: date) -> set[tuple[str, int]]:
+    from google.cloud import bigquery
+
+    client = bigquery_client(settings.project, settings.bigquery_endpoint, settings.bigquery_location)
+    target = sql.table_path(settings.project, settings.dataset, settings.table)
+    config = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("game_date", "DATE", game_date.isoformat())])
+    rows = client.query(sql.source_objects_sql(target), job_config=config).result()
+    return {(r["source_object"], int(r["source_generation"])) for r in rows}
+
+
+def reconcile_date(settings: Settings, bucket: str, game_date: date, dry_run: bool = False) -> DateReport:
+    report = DateReport(settings.endpoint, game_date)
+    key = batch_key(settings.endpoint, game_date)
+    try:
+        objects = bucket_objects(settings, bucket, game_date)
+        report.objects = len(objects)
+        if not objects:
+            return report
+        db = firestore_client(settings.project, settings.firestore_database)
+        done = table_objects(settings, game_date) | Ledger(
+            db, settings.ledger_collection, timedelta(days=settings.ledger_ttl_days)).finished(key)
+        report.missing = sorted(k for k in objects if k not in done)
+        report.present = report.objects - len(report.missing)
+        if not report.missing or dry_run:
+            report.decision = "dry_run" if report.missing else report.decision
+            return report
+        ttl = timedelta(days=settings.ttl_days)
+        pending = PendingWork(db, settings.pending_collection, key, ttl)
+        run_owner = f"reconcile-{uuid.uuid4().hex[:12]}"
+        for name, generation in report.missing:
+            blob = objects[(name, generation)]
+            created = blob.time_created.isoformat() if blob.time_created else None
+            pending.add(bucket, name, generation, run_owner, created, blob.size)
+        lock = BatchLock(db.collection(settings.lock_collection), key, run_owner,
+                         lease=timedelta(seconds=settings.lease_seconds), ttl=ttl)
+        if not lock.acquire():
+            report.decision = "queued_for_holder"
+            return report
+        holder = BatchHolder(settings.with_(settle_seconds=0), key, game_date, lock, pending, db)
+        report.decision = holder.run()
+        for result in holder.results:
+            report.files += result.files
+            report.rows += result.rows
+            report.merges += result.merges
+            report.quarantined += result.quarantined
+    except OddsbatchError:
+        raise
+    except Exception as exc:
+        raise classify(exc) from exc
+    logs.log("reconciled", endpoint=settings.endpoint, game_date=game_date, objects=report.objects,
+             missing=len(report.missing), decision=report.decision, files=report.files, rows=report.rows,
+             merges=report.merges)
+    return report
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; silent otherwise (logs, CI)."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.stream, self.done = total, stream, 0
+        self.enabled = total > 1 and hasattr(stream, "isatty") and stream.isatty()
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if self.enabled:
+            width = 30
+            filled = int(width * self.done / self.total)
+            self.stream.write(f"\rreconcile [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {label}")
+            self.stream.flush()
+            if self.done == self.total:
+                self.stream.write("\n")
+
+
+def cmd_reconcile(args) -> int:
+    from .local.stack import apply_env, load_env  # CLI only: the local stack's endpoints, when it is up
+
+    if not os.environ.get("ODDSBATCH_PROJECT") and os.path.exists(os.path.join(args.state_dir, "local.env")):
+        apply_env(load_env(args.state_dir))
+    if args.date and (args.date_from or args.date_to):
+        raise ValueError("give --date, or --from and --to, not both")
+    if args.date:
+        days = [date.fromisoformat(args.date)]
+    elif args.date_from and args.date_to:
+        days = date_range(date.fromisoformat(args.date_from), date.fromisoformat(args.date_to))
+    else:
+        raise ValueError("give --date D, or --from D --to D")
+    bucket = args.bucket or os.environ.get("ODDSBATCH_BUCKET")
+    if not bucket:
+        raise ValueError("no bucket: pass --bucket or set ODDSBATCH_BUCKET")
+    endpoints = [args.endpoint] if args.endpoint else list(ENDPOINTS)
+    settings = {e: Settings.from_env(e) for e in endpoints}
+    progress = _Progress(len(days) * len(endpoints))
+    reports = []
+    for day in days:
+        for endpoint in endpoints:
+            reports.append(reconcile_date(settings[endpoint], bucket, day, dry_run=args.dry_run))
+            progress.step(f"{endpoint} {day}")
+    for r in reports:
+        if r.missing:
+            print(f"{r.endpoint} {r.game_date}: {r.objects} objects, {len(r.missing)} missing -> {r.decision}"
+                  + ("" if args.dry_run else f" ({r.files} files, {r.rows} rows, {r.merges} merges)"))
+    print(f"reconcile: dates={len(days)} endpoints={len(endpoints)} objects={sum(r.objects for r in reports)} "
+          f"missing={sum(len(r.missing) for r in reports)} merged_files={sum(r.files for r in reports)} "
+          f"rows={sum(r.rows for r in reports)} merges={sum(r.merges for r in reports)} "
+          f"quarantined={sum(r.quarantined for r in reports)} dry_run={str(bool(args.dry_run)).lower()}")
+    return 0
