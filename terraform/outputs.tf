@@ -1,0 +1,59 @@
+# What deploy.sh needs, in alphabetical order.
+
+output "bigquery_location" {
+  description = "Location of the dataset (ODDSBATCH_BIGQUERY_LOCATION)."
+  value       = google_bigquery_dataset.dataset.location
+}
+
+output "bucket_name" {
+  description = "Landing bucket (deploy.sh --bucket, ODDSBATCH_BUCKET)."
+  value       = google_storage_bucket.landing.name
+}
+
+output "dataset_id" {
+  description = "BigQuery dataset (deploy.sh --dataset, ODDSBATCH_DATASET)."
+  value       = google_bigquery_dataset.dataset.dataset_id
+}
+
+output "firestore_collections" {
+  description = "Collections with a TTL policy on expireAt (ODDSBATCH_LOCK_/PENDING_/RUNS_COLLECTION)."
+  value       = var.firestore.collections
+}
+
+output "firestore_database" {
+  description = "Firestore database id (ODDSBATCH_FIRESTORE_DATABASE)."
+  value       = google_firestore_database.database.name
+}
+
+output "project_id" {
+  description = "Project of every resource (deploy.sh --project)."
+  value       = var.project_id
+}
+
+output "quarantine_prefix" {
+  description = "Object prefix of quarantined copies in the landing bucket (ODDSBATCH_QUARANTINE_PREFIX)."
+  value       = var.bucket.quarantine_prefix
+}
+
+output "region" {
+  description = "Region of the functions (deploy.sh --region)."
+  value       = var.region
+}
+
+output "service_accounts" {
+  description = "Function name -> service account email (deploy.sh --service-account-game-lines / --service-account-player-props)."
+  value       = { for k, sa in google_service_account.functions : k => sa.email }
+}
+
+output "tables" {
+  description = "Target tables and their latest-line views, as dataset.table."
+  value = merge(
+    { for k, t in google_bigquery_table.tables : k => "${t.dataset_id}.${t.table_id}" },
+    { for k, t in google_bigquery_table.latest : k => "${t.dataset_id}.${t.table_id}" },
+  )
+}
+
+output "trigger_service_account" {
+  description = "Email of the Eventarc triggers' service account (gcloud functions deploy --trigger-service-account)."
+  value       = google_service_account.trigger.email
+}

@@ -1,0 +1,78 @@
+# The landing bucket (the scraper writes, both functions read) and its access-log bucket.
+# Quarantined copies go under var.bucket.quarantine_prefix of the landing bucket (the
+# functions' default), so one bucket holds both and a lifecycle rule ages them out.
+
+resource "google_storage_bucket" "landing" {
+  name                        = var.bucket.name
+  project                     = var.project_id
+  location                    = var.bucket.location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.bucket.force_destroy
+  labels                      = var.labels
+  versioning {
+    enabled = true
+  }
+  logging {
+    log_bucket        = google_storage_bucket.access_logs.name
+    log_object_prefix = var.bucket.name
+  }
+  # Overwritten or deleted snapshots stay recoverable for a while, then go.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.bucket.noncurrent_version_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  # Quarantined copies are kept long enough to be looked at, then deleted.
+  lifecycle_rule {
+    condition {
+      age            = var.bucket.quarantine_retention_days
+      matches_prefix = [var.bucket.quarantine_prefix]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket" "access_logs" {
+  #checkov:skip=CKV_GCP_62:This bucket is the access-log sink itself; logging it into itself would log its own log writes.
+  name                        = "${var.bucket.name}-access-logs"
+  project                     = var.project_id
+  location                    = var.bucket.location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.bucket.force_destroy
+  labels                      = var.labels
+  versioning {
+    enabled = true
+  }
+  lifecycle_rule {
+    condition {
+      age = var.bucket.access_log_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 1
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+# Cloud Storage usage and storage logs are written by this Google group.
+resource "google_storage_bucket_iam_member" "access_logs_writer" {
+  bucket = google_storage_bucket.access_logs.name
+  role   = "roles/storage.objectCreator"
+  member = "group:cloud-storage-analytics@google.com"
+}

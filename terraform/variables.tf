@@ -1,0 +1,208 @@
+# Variables in alphabetical order; related settings grouped in objects with defaults.
+
+variable "alert_notification_channels" {
+  description = "Notification channel ids (projects/P/notificationChannels/N) every alert policy notifies."
+  type        = list(string)
+  default     = []
+  nullable    = false
+  validation {
+    condition     = alltrue([for c in var.alert_notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "Each notification channel must look like projects/PROJECT/notificationChannels/ID."
+  }
+}
+
+variable "alerts" {
+  description = "Alert thresholds: an alert fires when the count in its window exceeds its threshold. The auth-error alert keeps the old runbook's > 10 in 5 minutes."
+  type = object({
+    auth_errors_threshold       = optional(number, 10)
+    auth_errors_window_seconds  = optional(number, 300)
+    failed_batches_threshold    = optional(number, 0)
+    quarantined_files_threshold = optional(number, 0)
+    stale_locks_threshold       = optional(number, 0)
+    window_seconds              = optional(number, 300)
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition = alltrue([
+      for v in [var.alerts.auth_errors_threshold, var.alerts.failed_batches_threshold, var.alerts.quarantined_files_threshold, var.alerts.stale_locks_threshold] : v >= 0
+    ])
+    error_message = "Alert thresholds must be >= 0."
+  }
+  validation {
+    condition = alltrue([
+      for w in [var.alerts.auth_errors_window_seconds, var.alerts.window_seconds] : w >= 60 && w <= 86400 && floor(w) == w
+    ])
+    error_message = "Alert windows must be whole seconds between 60 and 86400."
+  }
+}
+
+variable "bigquery" {
+  description = "BigQuery dataset of the target tables, views and staging tables (ODDSBATCH_DATASET, ODDSBATCH_BIGQUERY_LOCATION)."
+  type = object({
+    dataset_id   = optional(string, "odds_api")
+    kms_key_name = optional(string)
+    location     = optional(string, "US")
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery.dataset_id))
+    error_message = "bigquery.dataset_id may hold only letters, digits and underscores."
+  }
+  validation {
+    condition     = var.bigquery.kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", coalesce(var.bigquery.kms_key_name, "-")))
+    error_message = "bigquery.kms_key_name must be a full Cloud KMS key name (projects/.../cryptoKeys/KEY) or null."
+  }
+  validation {
+    condition     = length(var.bigquery.location) > 0
+    error_message = "bigquery.location must not be empty."
+  }
+}
+
+variable "bucket" {
+  description = "Landing bucket (ODDSBATCH_BUCKET). Quarantined copies go under quarantine_prefix of this same bucket (ODDSBATCH_QUARANTINE_PREFIX); access logs go to NAME-access-logs."
+  type = object({
+    name                              = string
+    access_log_retention_days         = optional(number, 365)
+    force_destroy                     = optional(bool, false)
+    location                          = optional(string, "US")
+    noncurrent_version_retention_days = optional(number, 30)
+    quarantine_prefix                 = optional(string, "quarantine/")
+    quarantine_retention_days         = optional(number, 90)
+  })
+  nullable = false
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9_.-]{1,49}[a-z0-9]$", var.bucket.name))
+    error_message = "bucket.name must be 3-51 lowercase letters, digits, '-', '_' or '.' (the access-log bucket appends -access-logs)."
+  }
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+/$", var.bucket.quarantine_prefix)) && !startswith(var.bucket.quarantine_prefix, "odds-api")
+    error_message = "bucket.quarantine_prefix must be one folder name ending in '/' and outside odds-api/ (the functions' input)."
+  }
+  validation {
+    condition = alltrue([
+      for d in [var.bucket.access_log_retention_days, var.bucket.noncurrent_version_retention_days, var.bucket.quarantine_retention_days] : d >= 1 && floor(d) == d
+    ])
+    error_message = "Retention periods are whole days, at least 1."
+  }
+}
+
+variable "enable_services" {
+  description = "Enable the APIs the deployment needs (never disabled on destroy)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "firestore" {
+  description = "Firestore (Native mode) database and the collections the lock protocol writes (ODDSBATCH_FIRESTORE_DATABASE, ODDSBATCH_*_COLLECTION); each gets a TTL policy on expireAt."
+  type = object({
+    collections = optional(object({
+      locks   = optional(string, "oddsbatch_locks")
+      pending = optional(string, "oddsbatch_pending")
+      runs    = optional(string, "oddsbatch_runs")
+    }), {})
+    database_id       = optional(string, "(default)")
+    delete_protection = optional(bool, true)
+    location_id       = optional(string, "nam5")
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = var.firestore.database_id == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore.database_id))
+    error_message = "firestore.database_id must be (default) or 4-63 lowercase letters, digits and '-', starting with a letter."
+  }
+  validation {
+    condition     = length(distinct(values(var.firestore.collections))) == 3 && alltrue([for c in values(var.firestore.collections) : can(regex("^[A-Za-z0-9_-]+$", c))])
+    error_message = "firestore.collections must be three distinct collection ids (letters, digits, '_' or '-')."
+  }
+}
+
+variable "functions" {
+  description = "The functions deploy.sh deploys: key = function name, account_id = its service account id (deploy.sh's --service-account-*), service_name = its Cloud Run service (gen2 turns '_' into '-')."
+  type = map(object({
+    account_id   = string
+    service_name = string
+  }))
+  default = {
+    game_lines = {
+      account_id   = "oddsbatch-game-lines"
+      service_name = "game-lines"
+    }
+    player_props = {
+      account_id   = "oddsbatch-player-props"
+      service_name = "player-props"
+    }
+  }
+  nullable = false
+  validation {
+    condition     = length(var.functions) > 0 && alltrue([for f in values(var.functions) : can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", f.account_id))])
+    error_message = "Each functions[*].account_id must be 6-30 lowercase letters, digits or '-', starting with a letter."
+  }
+  validation {
+    condition     = alltrue([for f in values(var.functions) : can(regex("^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$", f.service_name))])
+    error_message = "Each functions[*].service_name must be a Cloud Run service name (lowercase letters, digits, '-')."
+  }
+}
+
+variable "functions_deployed" {
+  description = "Set to true once deploy.sh created the functions: binds run.invoker for the trigger service account on their Cloud Run services."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "labels" {
+  description = "Labels set on the buckets, dataset, tables and alert policies."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+  validation {
+    condition     = alltrue([for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))])
+    error_message = "Label keys and values must be lowercase letters, digits, '_' or '-' (keys start with a letter)."
+  }
+}
+
+variable "project_id" {
+  description = "Project of every resource (ODDSBATCH_PROJECT)."
+  type        = string
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project id: 6-30 lowercase letters, digits or '-', starting with a letter."
+  }
+}
+
+variable "quarantine_role_id" {
+  description = "Id of the project custom role that lets the functions write quarantined copies."
+  type        = string
+  default     = "oddsbatchQuarantineWriter"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9_.]{3,64}$", var.quarantine_role_id))
+    error_message = "quarantine_role_id must be 3-64 letters, digits, '_' or '.'."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions and of their Cloud Run services (deploy.sh --region)."
+  type        = string
+  default     = "us-central1"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a region name such as us-central1."
+  }
+}
+
+variable "trigger_service_account_id" {
+  description = "Account id of the Eventarc triggers' service account (deploy.sh --trigger-service-account)."
+  type        = string
+  default     = "oddsbatch-trigger"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.trigger_service_account_id))
+    error_message = "trigger_service_account_id must be 6-30 lowercase letters, digits or '-', starting with a letter."
+  }
+}
