@@ -47,8 +47,10 @@ def fmt(directory: str) -> int:
 
     result = TerraformCommand(directory).fmt(check=True, recursive=True, list=True)
     files = [line for line in (result.value or "").splitlines() if line.strip()]
-    print(json.dumps({"retcode": result.retcode, "files": files, "error": result.error or ""}))
-    return 0 if result.retcode == 0 else 1
+    # With -list the exit status stays 0: the listed files are what -check reports.
+    retcode = result.retcode or (3 if files else 0)
+    print(json.dumps({"retcode": retcode, "files": files, "error": result.error or ""}))
+    return 0 if retcode == 0 else 1
 
 
 def load(directory: str) -> int:

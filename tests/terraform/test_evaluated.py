@@ -1,0 +1,186 @@
+"""Assertions on the evaluated configuration (tfparse, with tests/terraform/test.tfvars).
+
+Values the Python code owns (TTL field, collections, schemas, partitioning) are compared with
+the Python package itself, so Terraform and the functions cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources as pkg_resources
+
+import pytest
+
+from oddsbatch import lock
+from oddsbatch.config import Settings
+
+from .conftest import one, raw_resource, resources
+
+SCHEMAS = pkg_resources.files("oddsbatch") / "schemas"
+TABLES = json.loads((SCHEMAS / "tables.json").read_text())
+DEFAULTS = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p"})
+FUNCTIONS = ("game_lines", "player_props")
+
+
+def test_landing_bucket_is_locked_down(tf):
+    bucket = one(tf, "google_storage_bucket.landing")
+    assert bucket["name"] == "oddsbatch-test-landing"
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"]["enabled"] is True
+    assert bucket["force_destroy"] is False
+    assert bucket["logging"]["log_bucket"] == "oddsbatch-test-landing-access-logs"
+    rules = bucket["lifecycle_rule"]
+    assert {"days_since_noncurrent_time": 30} in [_plain(r["condition"]) for r in rules]
+    assert {"age": 90, "matches_prefix": [DEFAULTS.quarantine_prefix]} in [_plain(r["condition"]) for r in rules]
+    assert all(r["action"]["type"] == "Delete" for r in rules)
+
+
+def test_access_log_bucket_is_locked_down(tf):
+    logs = one(tf, "google_storage_bucket.access_logs")
+    assert logs["uniform_bucket_level_access"] is True
+    assert logs["public_access_prevention"] == "enforced"
+    assert logs["versioning"]["enabled"] is True
+
+
+def test_firestore_is_native_with_ttl_on_every_protocol_collection(tf):
+    db = one(tf, "google_firestore_database.database")
+    assert db["type"] == "FIRESTORE_NATIVE"
+    assert db["name"] == DEFAULTS.firestore_database
+    assert db["delete_protection_state"] == "DELETE_PROTECTION_ENABLED"
+    fields = resources(tf, "google_firestore_field").values()
+    assert sorted(f["collection"] for f in fields) == sorted(
+        [DEFAULTS.lock_collection, DEFAULTS.pending_collection, DEFAULTS.runs_collection])
+    for f in fields:
+        assert f["field"] == lock.EXPIRE_AT_FIELD
+        assert "ttl_config" in f
+
+
+@pytest.mark.parametrize("table_id", sorted(TABLES))
+def test_tables_match_the_python_schema_files(tf, table_id):
+    spec = TABLES[table_id]
+    table = one(tf, f'google_bigquery_table.tables["{table_id}"]')
+    schema = json.loads(table["schema"])
+    assert schema == json.loads((SCHEMAS / spec["schema_file"]).read_text())
+    columns = {c["name"]: c for c in schema}
+    assert table["time_partitioning"]["field"] == spec["partition_field"]
+    assert table["time_partitioning"]["type"] == "DAY"
+    assert columns[spec["partition_field"]]["type"] == "DATE"
+    assert table["require_partition_filter"] is True is spec["require_partition_filter"]
+    assert table["clustering"] == spec["clustering"]
+    assert set(spec["clustering"]) <= set(columns)
+    assert set(spec["natural_key"]) <= set(columns)
+    assert table["deletion_protection"] is True
+    assert table["dataset_id"] == DEFAULTS.dataset
+
+
+@pytest.mark.parametrize("table_id", sorted(TABLES))
+def test_latest_views_partition_by_the_natural_key_minus_snapshot_time(tf, table_id):
+    view = one(tf, f'google_bigquery_table.latest["{table_id}_latest"]')
+    query = view["view"]["query"]
+    key = [c for c in TABLES[table_id]["natural_key"] if c != "snapshot_timestamp"]
+    assert f"PARTITION BY {', '.join(f'`{c}`' for c in key)}\n" in query
+    assert "ORDER BY `snapshot_timestamp` DESC" in query
+    assert f"`oddsbatch-test.{DEFAULTS.dataset}.{table_id}`" in query
+    assert view["view"]["use_legacy_sql"] is False
+
+
+def test_dataset(tf):
+    ds = one(tf, "google_bigquery_dataset.dataset")
+    assert ds["dataset_id"] == DEFAULTS.dataset
+    assert ds["location"] == DEFAULTS.bigquery_location
+    assert ds["delete_contents_on_destroy"] is False
+
+
+def _roles_of(tf, tf_type):
+    return [(addr, r) for addr, r in resources(tf, tf_type).items()]
+
+
+def test_function_service_accounts_get_only_what_they_use(tf, raw):
+    accounts = resources(tf, "google_service_account")
+    for fn in FUNCTIONS:
+        assert f'google_service_account.functions["{fn}"]' in accounts
+    assert one(tf, 'google_service_account.functions["game_lines"]')["account_id"] == "oddsbatch-game-lines"
+    assert one(tf, 'google_service_account.functions["player_props"]')["account_id"] == "oddsbatch-player-props"
+    # Bucket: object read on the landing bucket, quarantine writes on the prefix only.
+    for fn in FUNCTIONS:
+        reader = one(tf, f'google_storage_bucket_iam_member.landing_reader["{fn}"]')
+        assert (reader["bucket"], reader["role"]) == ("oddsbatch-test-landing", "roles/storage.objectViewer")
+        writer = one(tf, f'google_storage_bucket_iam_member.quarantine_writer["{fn}"]')
+        assert writer["condition"]["expression"] == (
+            'resource.name.startsWith("projects/_/buckets/oddsbatch-test-landing/objects/quarantine/")')
+        assert one(tf, f'google_project_iam_member.bigquery_job_user["{fn}"]')["role"] == "roles/bigquery.jobUser"
+        editor = one(tf, f'google_bigquery_dataset_iam_member.data_editor["{fn}"]')
+        assert (editor["dataset_id"], editor["role"]) == ("odds_api", "roles/bigquery.dataEditor")
+        assert one(tf, f'google_project_iam_member.datastore_user["{fn}"]')["role"] == "roles/datastore.user"
+    role = one(tf, "google_project_iam_custom_role.quarantine_writer")
+    assert sorted(role["permissions"]) == ["storage.objects.create", "storage.objects.delete", "storage.objects.update"]
+    # Members point at the function's own account (references are unknown to tfparse: read the source).
+    for name in ("landing_reader", "quarantine_writer"):
+        block = raw_resource(raw, "google_storage_bucket_iam_member", name)
+        assert block["member"] == "${google_service_account.functions[each.key].member}"
+    assert raw_resource(raw, "google_storage_bucket_iam_member", "quarantine_writer")["role"] == (
+        "${google_project_iam_custom_role.quarantine_writer.id}")
+    for name in ("bigquery_job_user", "datastore_user"):
+        assert raw_resource(raw, "google_project_iam_member", name)["member"] == (
+            "${google_service_account.functions[each.key].member}")
+    # No project-wide role beyond these, no primitive role anywhere.
+    project_roles = sorted({r["role"] for r in resources(tf, "google_project_iam_member").values()})
+    assert project_roles == ["roles/bigquery.jobUser", "roles/datastore.user", "roles/eventarc.eventReceiver",
+                             "roles/pubsub.publisher"]
+
+
+def test_trigger_account_receives_events_and_invokes_only_the_functions(tf, raw):
+    assert one(tf, "google_service_account.trigger")["account_id"] == "oddsbatch-trigger"
+    assert one(tf, "google_project_iam_member.trigger_event_receiver")["role"] == "roles/eventarc.eventReceiver"
+    invokers = resources(tf, "google_cloud_run_v2_service_iam_member")
+    assert sorted(i["name"] for i in invokers.values()) == ["game-lines", "player-props"]
+    for i in invokers.values():
+        assert (i["role"], i["location"], i["project"]) == ("roles/run.invoker", "us-central1", "oddsbatch-test")
+        assert i["member"]["__attribute__"] == "google_service_account.trigger.member"
+    publisher = one(tf, "google_project_iam_member.gcs_pubsub_publisher")
+    assert publisher["role"] == "roles/pubsub.publisher"
+    assert publisher["member"]["__attribute__"] == "data.google_storage_project_service_account.gcs.member"
+
+
+def test_alerts_have_the_runbook_thresholds_and_filters(tf):
+    metrics = {m["name"]: m for m in resources(tf, "google_logging_metric").values()}
+    assert sorted(metrics) == ["oddsbatch/auth_errors", "oddsbatch/failed_batches",
+                               "oddsbatch/quarantined_files", "oddsbatch/stale_locks"]
+    scope = 'resource.type="cloud_run_revision" AND resource.labels.service_name=("game-lines" OR "player-props")'
+    for m in metrics.values():
+        assert m["filter"].startswith(scope)
+        assert (m["metric_descriptor"]["metric_kind"], m["metric_descriptor"]["value_type"]) == ("DELTA", "INT64")
+    assert 'jsonPayload.message="failed"' in metrics["oddsbatch/failed_batches"]["filter"]
+    assert 'jsonPayload.message="quarantined"' in metrics["oddsbatch/quarantined_files"]["filter"]
+    stale = metrics["oddsbatch/stale_locks"]["filter"]
+    assert 'jsonPayload.message="batch_started"' in stale and 'jsonPayload.how="stale_takeover"' in stale
+    auth = metrics["oddsbatch/auth_errors"]["filter"]
+    for needle in ("httpRequest.status=401", "httpRequest.status=403", '"PERMISSION_DENIED"'):
+        assert needle in auth
+    policies = {p["__tfmeta"]["path"]: p for p in resources(tf, "google_monitoring_alert_policy").values()}
+    assert len(policies) == 4
+    for addr, p in policies.items():
+        key = addr.split('"')[1]
+        cond = p["conditions"]["condition_threshold"]
+        assert cond["filter"].startswith(f'metric.type="logging.googleapis.com/user/oddsbatch/{key}"')
+        assert cond["comparison"] == "COMPARISON_GT"
+        assert cond["aggregations"]["per_series_aligner"] == "ALIGN_SUM"
+        assert cond["aggregations"]["cross_series_reducer"] == "REDUCE_SUM"
+        assert p["notification_channels"] == ["projects/oddsbatch-test/notificationChannels/123"]
+    auth_cond = policies['google_monitoring_alert_policy.alerts["auth_errors"]']["conditions"]["condition_threshold"]
+    assert auth_cond["threshold_value"] == 10
+    assert auth_cond["aggregations"]["alignment_period"] == "300s"
+
+
+def test_outputs_deploy_sh_needs(tf):
+    outputs = {o["__tfmeta"]["label"]: o for o in tf["output"]}
+    for name in ("bucket_name", "dataset_id", "service_accounts", "trigger_service_account", "region", "project_id"):
+        assert name in outputs, name
+    assert outputs["bucket_name"]["value"] == "oddsbatch-test-landing"
+    assert outputs["region"]["value"] == "us-central1"
+    assert outputs["project_id"]["value"] == "oddsbatch-test"
+
+
+def _plain(block: dict) -> dict:
+    return {k: v for k, v in block.items() if k not in ("__tfmeta", "id")}
