@@ -24,6 +24,7 @@ from . import logs, sql
 from .batch import BatchHolder
 from .clients import bigquery_client, firestore_client, storage_client
 from .config import ENDPOINTS, OBJECT_ROOT, Settings
+from .envfile import use_local_stack_if_unconfigured
 from .errors import OddsbatchError, classify
 from .ledger import Ledger
 from .lock import BatchLock, PendingWork
@@ -142,10 +143,7 @@ class _Progress:
 
 
 def cmd_reconcile(args) -> int:
-    from .local.stack import apply_env, load_env  # CLI only: the local stack's endpoints, when it is up
-
-    if not os.environ.get("ODDSBATCH_PROJECT") and os.path.exists(os.path.join(args.state_dir, "local.env")):
-        apply_env(load_env(args.state_dir))
+    use_local_stack_if_unconfigured(args.state_dir)
     if args.date and (args.date_from or args.date_to):
         raise ValueError("give --date, or --from and --to, not both")
     if args.date:

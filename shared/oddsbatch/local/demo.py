@@ -20,21 +20,13 @@ from pathlib import Path
 from .. import clients
 from ..config import ENDPOINT_TABLES
 from ..sql import count_rows_sql, table_path
+from .stack import load_env
 
 DEMO_DATE = "2025-01-21"
 
 
 def _oddsbatch(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "oddsbatch.cli", *args], check=True)
-
-
-def read_env(state_dir: Path) -> dict[str, str]:
-    env = {}
-    for line in (state_dir / "local.env").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, value = line.split("=", 1)
-            env[key.strip()] = value.strip()
-    return env
 
 
 def count_results(env: dict[str, str], game_date: str, since_jobs: set[str] | None = None) -> dict[str, int]:
@@ -80,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             _oddsbatch("replay", tmp, "--concurrency", str(args.concurrency), "--state-dir", str(state_dir))
             _oddsbatch("wait", "--state-dir", str(state_dir), "--timeout", "600")
             seconds = time.monotonic() - started
-        counts = count_results(read_env(state_dir), DEMO_DATE)
+        counts = count_results(load_env(state_dir), DEMO_DATE)
     finally:
         subprocess.run([sys.executable, "-m", "oddsbatch.cli", "down", "--state-dir", str(state_dir)], check=False)
     print(f"demo: game_lines_rows={counts['game_lines_rows']} player_props_rows={counts['player_props_rows']} "

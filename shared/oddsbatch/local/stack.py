@@ -35,6 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping
 
+from ..envfile import LOCAL_ENV_FILE, read_env_file
 from ..errors import OddsbatchError
 
 HOST = "127.0.0.1"
@@ -44,7 +45,7 @@ DATASET = "odds_api"
 TOPIC = "oddsbatch-gcs-events"
 FUNCTIONS = {"game_lines": "game-lines", "player_props": "player-props"}
 LOCAL_DIR = Path(__file__).resolve().parent
-ENV_FILE = "local.env"
+ENV_FILE = LOCAL_ENV_FILE
 PID_FILE = "pids.json"
 # Variables of the caller's environment that must not leak into the stack's processes.
 _SCRUB = ("STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST",
@@ -226,13 +227,7 @@ def load_env(state_dir: str | os.PathLike = ".oddsbatch") -> dict:
     path = Path(state_dir) / ENV_FILE
     if not path.exists():
         raise StackError(f"stack is not up (no {path}); run `oddsbatch up` first")
-    env = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            k, v = line.split("=", 1)
-            env[k] = v
-    return env
+    return read_env_file(path)
 
 
 def apply_env(env: Mapping[str, str]) -> None:
