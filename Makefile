@@ -2,6 +2,7 @@
 #   make install   .venv (3.11), .venv-bq (3.13, BigQuery emulator), Firestore emulator node_modules
 #   make up/down   the local stack (emulators, event bridge, both functions) in .oddsbatch/
 #   make test      install, then the whole pytest suite (the integration tests start their own stack)
+#   make chaos     the chaos suite's long mode (20 seeds)
 #   make demo      install, then the end-to-end demo
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -9,13 +10,17 @@ PY := .venv/bin/python
 STATE ?= .oddsbatch
 PYTEST_ARGS ?=
 
-.PHONY: install test demo up down status clean
+.PHONY: install test chaos demo up down status clean
 
 install:
 	@bash scripts/bootstrap.sh
 
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The chaos suite's long mode: 20 seeds (make test runs 3). Prints one `chaos:` line per run.
+chaos: install
+	ODDSBATCH_CHAOS_SEEDS=$${ODDSBATCH_CHAOS_SEEDS:-20} $(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
 
 demo: install
 	$(PY) -m oddsbatch.local.demo

@@ -95,6 +95,7 @@ def handle_event(settings: Settings, event: StorageEvent) -> str:
         db = firestore_client(settings.project, settings.firestore_database)
         pending = PendingWork(db, settings.pending_collection, ref.batch_key, _ttl(settings))
         faults.point("before_marker")
+        faults.fail_point("firestore")
         pending.add(event.bucket, event.name, event.generation, event.event_id, event.created, event.size)
         lock = BatchLock(db.collection(settings.lock_collection), ref.batch_key, owner=event.event_id,
                          lease=timedelta(seconds=settings.lease_seconds), ttl=_ttl(settings))

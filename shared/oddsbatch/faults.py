@@ -9,6 +9,9 @@ Unset (production), every hook is a dictionary lookup that does nothing.
 - ODDSBATCH_FAULT_ONCE_DIR: when set, each point crashes at most once across all
   processes (the first to create `{dir}/{point}` crashes), so a test knows the retry wins.
 - ODDSBATCH_FAULT_SLEEP_AT / ODDSBATCH_FAULT_SLEEP_SECONDS: sleep at a point (a slow batch).
+- ODDSBATCH_FAULT_FAIL_AT: comma-separated services (bigquery, firestore) whose next call
+  fails with 503 ServiceUnavailable (a transient fault: the event must be retried). With
+  ODDSBATCH_FAULT_ONCE_DIR each fails once across processes, else every time.
 - ODDSBATCH_FAULT_MERGE_CONFLICTS: the first N attempts of every MERGE fail with
   BigQuery's serialization error.
 """
@@ -55,6 +58,14 @@ def _first_time(name: str) -> bool:
         return True
     except FileExistsError:
         return False
+
+
+def fail_point(service: str) -> None:
+    """Raise the 503 a Google API answers when it is briefly unavailable."""
+    if service in _points("ODDSBATCH_FAULT_FAIL_AT") and _first_time(f"fail-{service}"):
+        from google.api_core.exceptions import ServiceUnavailable
+
+        raise ServiceUnavailable(f"{service} unavailable (injected fault)")
 
 
 def maybe_fail_merge(attempt: int) -> None:

@@ -105,6 +105,7 @@ class Warehouse:
         for attempt in range(1, self.settings.merge_attempts + 1):
             try:
                 faults.maybe_fail_merge(attempt)
+                faults.fail_point("bigquery")
                 job = self.client.query(statement, job_config=config,
                                         job_id=self._job_id(run_id, f"merge_{attempt}"), job_retry=None)
                 job.result()

@@ -1,9 +1,10 @@
-"""A holder that dies mid-batch loses nothing and duplicates nothing.
+"""A holder that dies mid-batch, or meets a transient fault, loses nothing and duplicates nothing.
 
 A second local stack whose functions crash (os._exit, as a killed instance) once after
 the staging load and once after the MERGE. functions-framework's gunicorn respawns the
 worker, the bridge retries the dead request as Eventarc does, the same event id reclaims
-the lock at once, and the batch completes.
+the lock at once, and the batch completes. A BigQuery or Firestore 503 answers 500, so the
+bridge retries the event, and the retry succeeds.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def crashing_stack(tmp_path_factory):
     st = Stack(tmp_path_factory.mktemp("oddsbatch-crash-stack"), settle_seconds=0.5, extra_env={
         "ODDSBATCH_FAULT_CRASH_AT": "after_load,after_merge",
         "ODDSBATCH_FAULT_ONCE_DIR": str(once),
+        "ODDSBATCH_FAULT_FAIL_AT": "bigquery,firestore",
     })
     st.start()
     try:
@@ -37,13 +39,16 @@ def crashing_stack(tmp_path_factory):
         st.stop()
 
 
-def test_crashes_after_load_and_after_merge_lose_and_duplicate_nothing(crashing_stack):
+def test_crashes_and_transient_faults_lose_and_duplicate_nothing(crashing_stack):
     stack, once = crashing_stack
     day = "2025-03-01"
     files = list(synth.synthesize_day(date.fromisoformat(day), games=2, snapshots=2, seed=21))
     generations = upload_all(stack, files)
     stack.wait_idle(expected_events=len(files), timeout=180)
-    assert sorted(p.name for p in once.iterdir()) == ["after_load", "after_merge"]  # both crashes happened
+    # both crashes and both transient faults (BigQuery 503, Firestore 503) happened once
+    assert sorted(p.name for p in once.iterdir()) == ["after_load", "after_merge", "fail-bigquery", "fail-firestore"]
+    answered_500 = [line for line in stack.log_text("bridge").splitlines() if '"status": 500' in line]
+    assert len(answered_500) >= 2  # the transient faults answered 5xx, so the bridge retried them
     crashes = stack.log_text("game_lines").count("fault_crash") + stack.log_text("player_props").count("fault_crash")
     assert crashes == 2
     assert stack.bridge_status()["failed"] == 0  # every event ended 2xx after retries
