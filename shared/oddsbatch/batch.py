@@ -124,14 +124,14 @@ class BatchHolder:
     """The invocation that holds the lock of one batch key and merges its queue."""
 
     def __init__(self, settings: Settings, key: str, game_date: date, lock: BatchLock | None,
-                 pending: PendingWork | None, db, sleep=time.sleep):
+                 pending: PendingWork | None, db, sleep=None):
         self.settings = settings
         self.key = key
         self.game_date = game_date
         self.lock = lock
         self.pending = pending
         self.db = db
-        self.sleep = sleep
+        self.sleep = sleep or time.sleep
         self.spec = table_for_endpoint(settings.endpoint)
         self._warehouse: Warehouse | None = None
         self.results: list[RoundResult] = []

@@ -108,3 +108,25 @@ def test_pending_markers_round_trip_on_the_emulator(stack):
     assert len(markers) == 450 and markers[0].name.endswith("0000.json")
     assert queue.remove(markers) == 450
     assert not queue.has_any()
+
+
+def test_a_dead_holders_lock_is_taken_over_as_soon_as_its_lease_passed_while_its_ttl_document_exists(stack):
+    from datetime import datetime, timezone
+
+    from oddsbatch import synth
+
+    from .test_end_to_end import table_rows, upload_all
+
+    day = "2025-05-10"
+    key = f"player-props_{day}"
+    now = datetime.now(timezone.utc)
+    locks = stack.firestore().collection("oddsbatch_locks")
+    locks.document(key).set({"owner": "dead-holder", "batch_key": key, "acquired_at": now - timedelta(minutes=11),
+                              "lease_until": now - timedelta(seconds=1), "expireAt": now + timedelta(days=7)})
+    files = [f for f in synth.synthesize_day(date.fromisoformat(day), games=1, snapshots=2, seed=2)
+             if f[0].startswith("odds-api/player-props/")]
+    upload_all(stack, files)
+    stack.wait_idle(expected_events=len(files))
+    assert table_rows(stack, "player-props", day)
+    assert '"how": "stale_takeover"' in stack.log_text("player_props")
+    assert not locks.document(key).get().exists  # released by the new holder, not left to TTL

@@ -4,6 +4,7 @@ Pure logic only: the same paths run against the emulators in tests/integration.
 """
 
 from datetime import date, timedelta
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,53 @@ def test_per_file_baseline_merges_each_event_alone_without_firestore(world, monk
         world.objects[name(i)] = GOOD
         assert batch.handle_event(settings, StorageEvent(f"e{i}", "bucket", name(i), 1000 + i)) == "merged"
     assert len(merges) == 3
+
+
+def test_the_old_failure_files_arriving_for_two_minutes_after_the_first_are_all_merged(world, monkeypatch):
+    """The old lock skipped every file that arrived while it existed ("all 9 later games were
+    blocked"). Here files keep arriving every 10 s of simulated time for 2 minutes while the
+    holder settles (5 s) and merges (20 s per MERGE): every one of them must be merged."""
+    import datetime as dt
+
+    from freezegun import freeze_time
+
+    start = dt.datetime(2025, 1, 20, 18, 0, tzinfo=dt.timezone.utc)
+    arrivals = [start + timedelta(seconds=10 * i) for i in range(13)]  # t = 0 .. 120 s
+    settings = world.settings.with_(settle_seconds=5)
+    decisions = []
+
+    with freeze_time(start) as clock:
+        def deliver_due():
+            while arrivals and arrivals[0] <= dt.datetime.now(dt.timezone.utc):  # looked up now: frozen
+                i = 13 - len(arrivals)
+                arrivals.pop(0)
+                world.objects[name(i)] = GOOD
+                decisions.append(batch.handle_event(settings, StorageEvent(f"event-{i}", "bucket", name(i), 1000 + i)))
+
+        def advance(seconds):
+            clock.tick(timedelta(seconds=seconds))
+            deliver_due()
+
+        class SimulatedTime:
+            sleep = staticmethod(advance)
+            monotonic = staticmethod(lambda: 0.0)
+
+        merged_files = []
+
+        class SlowWarehouse(FakeWarehouse):
+            def merge(self, run_id, staging_id, game_date):
+                merged_files.append(self.staged[-1].count(b"\n") // 12)
+                advance(20)
+                return super().merge(run_id, staging_id, game_date)
+
+        monkeypatch.setattr(batch, "time", SimulatedTime)
+        monkeypatch.setattr(batch, "Warehouse", lambda *a, **k: SlowWarehouse())
+        deliver_due()  # the first file at t = 0 takes the lock
+        while arrivals:  # the holder finished before the last arrivals: they start their own batch
+            advance(1)
+
+    print(f"merges={len(merged_files)} files_per_merge={merged_files} decisions={Counter(decisions)}")
+    assert sum(merged_files) == 13, merged_files  # every file merged, none skipped
+    assert decisions.count("coalesced") >= 9  # they arrived while the lock existed
+    assert len(merged_files) <= 7  # a handful of MERGEs, not 13
+    assert not any(k.startswith(("oddsbatch_locks/", "oddsbatch_pending/")) for k in world.db.docs)
