@@ -558,10 +558,22 @@ def cmd_down(args) -> int:
 
 
 def cmd_status(args) -> int:
+    """The local stack's processes (when one is recorded), then the pipeline: locks, pending
+    work, last batches, quarantined files (from the stack, or from real GCP when the
+    environment names a project)."""
+    from ..config import Settings
+    from ..envfile import use_local_stack_if_unconfigured
+    from ..status import pipeline_status, print_status
+
     rows = status_rows(args.state_dir)
-    if not rows:
-        raise StackError(f"stack is not up (no {Path(args.state_dir) / PID_FILE})")
+    if not rows and not os.environ.get("ODDSBATCH_PROJECT"):
+        raise StackError(f"stack is not up (no {Path(args.state_dir) / PID_FILE}) and ODDSBATCH_PROJECT is not set")
     for r in rows:
         ports = ",".join(str(x) for x in r["ports"])
         print(f"{r['name']:<14} pid {r['pid']:<8} port {ports:<12} {'alive' if r['alive'] else 'DEAD'}")
-    return 0 if all(r["alive"] for r in rows) else 1
+    alive = all(r["alive"] for r in rows)
+    if rows and not alive:
+        return 1
+    use_local_stack_if_unconfigured(args.state_dir)
+    print_status(pipeline_status(Settings.from_env("game-lines"), os.environ.get("ODDSBATCH_BUCKET")))
+    return 0
