@@ -244,9 +244,11 @@ def test_reset_empties_bucket_firestore_and_tables(stack):
 
 
 def test_commands_on_a_stack_that_is_not_up_fail_in_one_line(tmp_path):
+    # a newcomer's shell: no stack up and no project configured (status would read real GCP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ODDSBATCH_")}
     for args in (["wait", "--timeout", "1"], ["replay", str(tmp_path)], ["status"]):
         r = subprocess.run([*CLI, *args, "--state-dir", str(tmp_path / "nothing")], capture_output=True,
-                           text=True, timeout=60)
+                           text=True, timeout=60, env=env)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "not up" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
