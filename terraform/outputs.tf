@@ -16,7 +16,7 @@ output "dataset_id" {
 }
 
 output "firestore_collections" {
-  description = "Collections with a TTL policy on expireAt (ODDSBATCH_LOCK_/PENDING_/RUNS_COLLECTION)."
+  description = "Collections with a TTL policy on expireAt (ODDSBATCH_LOCK_/PENDING_/RUNS_/LEDGER_COLLECTION)."
   value       = var.firestore.collections
 }
 

@@ -99,6 +99,7 @@ variable "firestore" {
   description = "Firestore (Native mode) database and the collections the lock protocol writes (ODDSBATCH_FIRESTORE_DATABASE, ODDSBATCH_*_COLLECTION); each gets a TTL policy on expireAt."
   type = object({
     collections = optional(object({
+      ledger  = optional(string, "oddsbatch_merged")
       locks   = optional(string, "oddsbatch_locks")
       pending = optional(string, "oddsbatch_pending")
       runs    = optional(string, "oddsbatch_runs")
@@ -114,8 +115,8 @@ variable "firestore" {
     error_message = "firestore.database_id must be (default) or 4-63 lowercase letters, digits and '-', starting with a letter."
   }
   validation {
-    condition     = length(distinct(values(var.firestore.collections))) == 3 && alltrue([for c in values(var.firestore.collections) : can(regex("^[A-Za-z0-9_-]+$", c))])
-    error_message = "firestore.collections must be three distinct collection ids (letters, digits, '_' or '-')."
+    condition     = length(distinct(values(var.firestore.collections))) == 4 && alltrue([for c in values(var.firestore.collections) : can(regex("^[A-Za-z0-9_-]+$", c))])
+    error_message = "firestore.collections must be four distinct collection ids (letters, digits, '_' or '-')."
   }
 }
 

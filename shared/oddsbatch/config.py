@@ -100,6 +100,11 @@ class Settings:
     max_object_bytes: int = 32 * 1024 * 1024
 
     @property
+    def collections(self) -> tuple[str, ...]:
+        """Every Firestore collection the protocol writes (each carries expireAt for TTL)."""
+        return (self.lock_collection, self.pending_collection, self.runs_collection, self.ledger_collection)
+
+    @property
     def prefixes(self) -> tuple[str, str]:
         """Object-name prefixes this function owns (live and historical)."""
         return (f"{OBJECT_ROOT}{self.endpoint}/", f"{OBJECT_ROOT}{self.endpoint}-history/")

@@ -49,8 +49,7 @@ def test_firestore_is_native_with_ttl_on_every_protocol_collection(tf):
     assert db["name"] == DEFAULTS.firestore_database
     assert db["delete_protection_state"] == "DELETE_PROTECTION_ENABLED"
     fields = resources(tf, "google_firestore_field").values()
-    assert sorted(f["collection"] for f in fields) == sorted(
-        [DEFAULTS.lock_collection, DEFAULTS.pending_collection, DEFAULTS.runs_collection])
+    assert sorted(f["collection"] for f in fields) == sorted(DEFAULTS.collections)
     for f in fields:
         assert f["field"] == lock.EXPIRE_AT_FIELD
         assert "ttl_config" in f
