@@ -35,6 +35,9 @@ Builds build/<function>/ for game_lines and player_props, then runs
                                  [oddsbatch-game-lines@P.iam.gserviceaccount.com]
   --service-account-player-props SA
                                  [oddsbatch-player-props@P.iam.gserviceaccount.com]
+  --trigger-service-account SA   identity of the Eventarc triggers (Terraform output
+                                 trigger_service_account) [oddsbatch-trigger@P.iam.gserviceaccount.com]
+  --bigquery-location L          location of the dataset, ODDSBATCH_BIGQUERY_LOCATION [US]
   --memory M                     memory per instance [512Mi]
   --timeout T                    seconds, at most 540, e.g. 540 or 540s [540s]
   --max-instances N              [10]
@@ -65,6 +68,8 @@ trigger_location=""
 dataset="odds_api"
 sa_game_lines=""
 sa_player_props=""
+sa_trigger=""
+bigquery_location="US"
 memory="512Mi"
 timeout="540s"
 max_instances="10"
@@ -91,7 +96,7 @@ while (($# > 0)); do
       continue
       ;;
     --project | --region | --trigger-location | --bucket | --dataset | --service-account-game-lines | \
-      --service-account-player-props | --memory | --timeout | --max-instances | \
+      --service-account-player-props | --trigger-service-account | --bigquery-location | --memory | --timeout | --max-instances | \
       --concurrency | --settle-seconds | --lease-seconds | --only | --build-dir)
       (($# > 0)) || die "$arg needs a value"
       value="$1"
@@ -104,6 +109,8 @@ while (($# > 0)); do
         --dataset) dataset="$value" ;;
         --service-account-game-lines) sa_game_lines="$value" ;;
         --service-account-player-props) sa_player_props="$value" ;;
+        --trigger-service-account) sa_trigger="$value" ;;
+        --bigquery-location) bigquery_location="$value" ;;
         --memory) memory="$value" ;;
         --timeout) timeout="$value" ;;
         --max-instances) max_instances="$value" ;;
@@ -137,6 +144,7 @@ if [[ "$mode" != "build-only" ]]; then
   [[ -z "$trigger_location" || "$trigger_location" =~ ^[a-z][-a-z0-9]*[a-z0-9]$ ]] ||
     die "--trigger-location is not a location: '$trigger_location'"
   [[ "$dataset" =~ ^[A-Za-z0-9_]+$ ]] || die "--dataset must be letters, digits and underscores, got '$dataset'"
+  [[ "$bigquery_location" =~ ^[A-Za-z0-9-]+$ ]] || die "--bigquery-location must be letters, digits and dashes, got '$bigquery_location'"
   [[ "$memory" =~ ^[0-9]+(Mi|Gi|M|G|MB|GB)$ ]] || die "--memory must look like 512Mi or 1Gi, got '$memory'"
   [[ "$timeout" =~ ^([0-9]+)s?$ ]] || die "--timeout must be whole seconds (540 or 540s), got '$timeout'"
   timeout_seconds=$((10#${BASH_REMATCH[1]}))
@@ -213,13 +221,14 @@ deploy_command() {
     ${trigger_location:+"--trigger-location=$trigger_location"}
     --retry
     "--service-account=$(service_account_for "$fn")"
+    "--trigger-service-account=${sa_trigger:-oddsbatch-trigger@${project}.iam.gserviceaccount.com}"
     --ingress-settings=internal-only
     "--memory=$memory"
     "--timeout=${timeout_seconds}s"
     "--max-instances=$max_instances"
     "--concurrency=$concurrency"
     --cpu=1
-    "--set-env-vars=ODDSBATCH_PROJECT=$project,ODDSBATCH_DATASET=$dataset,ODDSBATCH_SETTLE_SECONDS=$settle_seconds,ODDSBATCH_LEASE_SECONDS=$lease_seconds,ODDSBATCH_BUCKET=$bucket"
+    "--set-env-vars=ODDSBATCH_PROJECT=$project,ODDSBATCH_DATASET=$dataset,ODDSBATCH_SETTLE_SECONDS=$settle_seconds,ODDSBATCH_LEASE_SECONDS=$lease_seconds,ODDSBATCH_BUCKET=$bucket,ODDSBATCH_BIGQUERY_LOCATION=$bigquery_location"
     --no-allow-unauthenticated
   )
 }

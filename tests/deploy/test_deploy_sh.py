@@ -101,12 +101,15 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
         assert f["max-instances"] == ["10"] and f["concurrency"] == ["8"]
         assert f["cpu"] == ["1"]  # concurrency > 1 needs a whole CPU
         assert "trigger-location" not in f  # gcloud's default: the function's region
+        # the triggers run as Terraform's trigger account (eventReceiver + run.invoker), not the default one
+        assert f["trigger-service-account"] == ["oddsbatch-trigger@my-proj.iam.gserviceaccount.com"]
         assert env_vars(argv) == {
             "ODDSBATCH_PROJECT": "my-proj",
             "ODDSBATCH_DATASET": "odds_api",
             "ODDSBATCH_SETTLE_SECONDS": "2",
             "ODDSBATCH_LEASE_SECONDS": "600",
             "ODDSBATCH_BUCKET": "my-landing",  # the handler ignores other buckets' events
+            "ODDSBATCH_BIGQUERY_LOCATION": "US",
         }
         assert set(env_vars(argv)) <= set(SETTINGS_HELP)  # only variables the functions read
     assert "built " + str(tmp_path / "build" / "game_lines") in proc.stdout
@@ -116,7 +119,8 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
     proc, calls = deploy(
         ["--only", "player_props", "--dataset", "odds_dev", "--service-account-player-props", "pp@x.iam.gserviceaccount.com",
          "--memory=1Gi", "--timeout", "300", "--max-instances", "3", "--concurrency", "4",
-         "--settle-seconds", "0.5", "--lease-seconds", "400", "--trigger-location", "us"],
+         "--settle-seconds", "0.5", "--lease-seconds", "400", "--trigger-location", "us",
+         "--trigger-service-account", "trg@x.iam.gserviceaccount.com", "--bigquery-location", "EU"],
         tmp_path, fake_gcloud,
         extra_env={"ODDSBATCH_DEPLOY_PROJECT": "env-proj", "ODDSBATCH_DEPLOY_BUCKET": "env-bucket",
                    "ODDSBATCH_DEPLOY_REGION": "europe-west1"},
@@ -128,10 +132,12 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
     assert "bucket=env-bucket" in f["trigger-event-filters"]
     assert f["service-account"] == ["pp@x.iam.gserviceaccount.com"]
     assert f["trigger-location"] == ["us"]
+    assert f["trigger-service-account"] == ["trg@x.iam.gserviceaccount.com"]
     assert (f["memory"], f["timeout"], f["max-instances"], f["concurrency"]) == (["1Gi"], ["300s"], ["3"], ["4"])
     assert env_vars(calls[0]) == {
         "ODDSBATCH_PROJECT": "env-proj", "ODDSBATCH_DATASET": "odds_dev",
         "ODDSBATCH_SETTLE_SECONDS": "0.5", "ODDSBATCH_LEASE_SECONDS": "400", "ODDSBATCH_BUCKET": "env-bucket",
+        "ODDSBATCH_BIGQUERY_LOCATION": "EU",
     }
     assert not (tmp_path / "build" / "game_lines").exists()
 
