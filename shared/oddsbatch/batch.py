@@ -198,7 +198,7 @@ class BatchHolder:
             return marker, b"", 0, bad.reason
         if len(data) > limit:  # the event did not say its size
             return marker, b"", 0, f"object of {len(data)} bytes exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}"
-        return marker, ndjson(rows), len(rows), None
+        return marker, ndjson(rows, head=transform.MARKET_HEAD_COLUMNS), len(rows), None
 
     def merge_round(self, markers: list[Marker]) -> RoundResult:
         result = RoundResult(run_id=uuid.uuid4().hex[:16])

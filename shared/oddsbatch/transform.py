@@ -57,6 +57,11 @@ _SIDE_OF = {s: s for s in SIDES}
 _ONE_MINUTE = timedelta(minutes=1)
 _ID_RE = re.compile(r"^[0-9A-Za-z]+$")
 _NON_LETTERS = re.compile(r"[^a-z]")
+# Leading columns every row of one market shares, as the very same objects (event, bookmaker
+# and market fields, then price_format/source_object/source_generation): warehouse.ndjson
+# serializes them once per market (`ndjson(rows, head=MARKET_HEAD_COLUMNS)`). Only speed
+# depends on this number, never the output.
+MARKET_HEAD_COLUMNS = 22
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,14 +37,52 @@ def staging_table_name(spec: TableSpec, run_id: str) -> str:
     return f"_staging_{spec.name}_{run_id}".replace("-", "_")
 
 
-def ndjson(rows: Iterable[dict]) -> bytes:
-    """Rows as newline-delimited JSON, the load format BigQuery reads fastest from bytes."""
-    buf = io.StringIO()
-    dumps = json.dumps
+def _make_encoder():
+    """One compact encoder for the whole process: `json.dumps(row, separators=...)` builds a
+    JSONEncoder and a C encoder on every call, which cost more than encoding a row."""
+    base = json.JSONEncoder(separators=(",", ":"))
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - CPython always has _json
+        return lambda value: base.encode(value)
+    encode = c_make_encoder({}, base.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+                            False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode = _make_encoder()
+
+
+def ndjson(rows: Iterable[dict], head: int = 0) -> bytes:
+    """Rows as newline-delimited JSON, the load format BigQuery reads fastest from bytes:
+    exactly `json.dumps(row, separators=(",", ":"))` per row, one per line.
+
+    head: rows that share their first `head` keys with the first row AND the very same value
+    objects under them (rows copied from one base dict, as transform builds them per market)
+    reuse the serialized text of those keys; any other row is encoded whole. Exact either way:
+    the same objects serialize the same, and a cache entry is keyed by object identity, all
+    alive for the duration of the call."""
+    rows = rows if isinstance(rows, list) else list(rows)
+    encode = _encode
+    if not rows:
+        return b""
+    keys = tuple(rows[0])
+    if head <= 0 or head >= len(keys) or len(rows) < 2:
+        return ("\n".join([encode(row) for row in rows]) + "\n").encode("utf-8")
+    head_keys, tail_keys = keys[:head], keys[head:]
+    heads: dict[tuple, str] = {}
+    out = []
     for row in rows:
-        buf.write(dumps(row, separators=(",", ":")))
-        buf.write("\n")
-    return buf.getvalue().encode("utf-8")
+        if tuple(row) != keys:
+            out.append(encode(row))
+            continue
+        values = tuple(row.values())
+        shared = values[:head]
+        marker = tuple(map(id, shared))
+        text = heads.get(marker)
+        if text is None:
+            text = heads[marker] = encode(dict(zip(head_keys, shared)))[:-1] + ","
+        out.append(text + encode(dict(zip(tail_keys, values[head:])))[1:])
+    return ("\n".join(out) + "\n").encode("utf-8")
 
 
 class Warehouse:
