@@ -39,3 +39,11 @@ clean: down
 	rm -rf .venv .venv-bq shared/oddsbatch/local/node_modules $(STATE) .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf shared/*.egg-info
+
+# Benchmark harness (not part of `make test`): batch mode vs the per-file baseline on the local
+# stack; prints one `bench:` line per figure and writes bench/RESULTS.md. Pass BENCH_ARGS, e.g.
+# BENCH_ARGS="--quick" (no per-file baseline on the 1,000-file date) or "--only transform --small".
+BENCH_ARGS ?=
+.PHONY: bench
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)

@@ -1,0 +1,66 @@
+"""`python -m bench`: run the sections, print `bench:` lines, write bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .common import REPO, Run
+from .report import write_results
+
+SECTIONS = ("transform", "coldstart", "work", "burst", "day", "backfill")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated sections (default all): {', '.join(SECTIONS)}")
+    p.add_argument("--quick", action="store_true",
+                   help="skip the per-file baseline on the 1,000-file date (reported as an extrapolation)")
+    p.add_argument("--small", action="store_true",
+                   help="development sizes (small days, 1 burst): figures are NOT the benchmark")
+    p.add_argument("--settle", default="2,0.5",
+                   help="settle delays of the batch stacks, the first being the shipped default (default 2,0.5)")
+    p.add_argument("--repeat", type=int, default=3, help="bursts per stack (median latency), default 3")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"),
+                   help="where to write the results ('-' for nowhere)")
+    args = p.parse_args(argv)
+    args.sections = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = args.sections - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    args.settle = [float(x) for x in args.settle.split(",") if x.strip()]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    run = Run(args)
+    run.argv = " ".join(sys.argv[1:] if argv is None else argv)
+    run.profile = ""
+    t0 = time.monotonic()
+    if args.small:
+        run.note("--small: development sizes, these figures are not the benchmark")
+    if "transform" in args.sections:
+        from . import transform_bench
+
+        transform_bench.run(run)
+    if "coldstart" in args.sections:
+        from . import coldstart
+
+        coldstart.run(run)
+    if args.sections & {"work", "burst", "day", "backfill"}:
+        from . import stack_bench
+
+        stack_bench.run(run, args.sections)
+    run.seconds = time.monotonic() - t0
+    missed = [f.name for f in run.figures if f.target and not f.met]
+    print(f"bench: done in {run.seconds:.0f}s; targets met {sum(1 for f in run.figures if f.target and f.met)}, "
+          f"missed {len(missed)}{': ' + ', '.join(missed) if missed else ''}")
+    if args.results != "-":
+        write_results(run, Path(args.results))
+        print(f"bench: wrote {args.results}")
+    return 0
