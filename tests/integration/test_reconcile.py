@@ -75,3 +75,41 @@ def test_reconcile_argument_errors_are_one_line(capsys):
     assert cli.main(["reconcile", "--from", "2025-01-02", "--to", "2025-01-01"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "before" in err[0]
+
+
+def test_reconcile_after_deleting_the_pending_work_of_a_replayed_day(stack, capsys):
+    """The lost-event case itself: the markers of a replayed day vanish before any holder
+    reads them (as if the events had never arrived), then reconcile restores the day."""
+    import threading
+
+    day = "2025-04-03"
+    files = list(synth.synthesize_day(date.fromisoformat(day), games=2, snapshots=2, seed=13))
+    pending = stack.firestore().collection("oddsbatch_pending")
+    deleted, stop = [], threading.Event()
+
+    def delete_markers():  # faster than the holders' settle delay (0.5 s)
+        while not stop.is_set():
+            for snap in pending.where(filter=FieldFilter("batch_key", "in",
+                                                          [f"game-lines_{day}", f"player-props_{day}"])).stream():
+                snap.reference.delete()
+                deleted.append(snap.id)
+            stop.wait(0.02)
+
+    deleter = threading.Thread(target=delete_markers)
+    deleter.start()
+    try:
+        generations = upload_all(stack, files)
+        stack.wait_idle(expected_events=len(files))
+    finally:
+        stop.set()
+        deleter.join()
+    want = {e: expected_rows(files, generations, e) for e in ENDPOINT_TABLES}
+    spec = {e: table_for_endpoint(e) for e in ENDPOINT_TABLES}
+    before = {e: Counter(comparable(r, spec[e]) for r in table_rows(stack, e, day)) for e in ENDPOINT_TABLES}
+    assert deleted and any(before[e] != want[e] for e in ENDPOINT_TABLES)  # work was really lost
+
+    summary = reconcile(capsys, "--date", day)
+    assert "missing=0 " not in summary
+    for endpoint in ENDPOINT_TABLES:
+        assert Counter(comparable(r, spec[endpoint]) for r in table_rows(stack, endpoint, day)) == want[endpoint]
+    assert "missing=0 " in reconcile(capsys, "--date", day)
