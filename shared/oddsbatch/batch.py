@@ -29,6 +29,8 @@ from .warehouse import Warehouse, ndjson
 
 # Files per MERGE round: bounds the memory of one round on a backfill date.
 MAX_FILES_PER_ROUND = 2000
+# Staged NDJSON of one round kept in memory; beyond this it spools to a temporary file.
+SPOOL_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -203,7 +205,7 @@ class BatchHolder:
     def merge_round(self, markers: list[Marker]) -> RoundResult:
         result = RoundResult(run_id=uuid.uuid4().hex[:16])
         started = time.monotonic()
-        with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as staged:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as staged:
             with ThreadPoolExecutor(max_workers=self.settings.download_workers) as pool:
                 for marker, payload, rows, reason in pool.map(self._read, markers):
                     if payload is None:
@@ -224,7 +226,10 @@ class BatchHolder:
             if result.rows:
                 staged.seek(0)
                 t = time.monotonic()
-                staging_id = self.warehouse.stage(result.run_id, staged.read())
+                # A round that outgrew the spool is on disk: stream it to the load, never read() it whole
+                # (a 1,000-file date stages ~430 MB of props NDJSON).
+                payload = staged if result.bytes > SPOOL_BYTES else staged.read()
+                staging_id = self.warehouse.stage(result.run_id, payload)
                 result.seconds["load"] = round(time.monotonic() - t, 3)
                 faults.point("after_load")
                 if self.lock:

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 from . import faults, logs, sql
 from .clients import bigquery_client
@@ -103,8 +103,10 @@ class Warehouse:
     def _job_id(self, run_id: str, step: str) -> str:
         return f"oddsbatch_{self.spec.name}_{run_id}_{step}".replace("-", "_")
 
-    def stage(self, run_id: str, payload: bytes) -> str:
-        """Load NDJSON bytes into a fresh staging table that expires by itself; returns its id."""
+    def stage(self, run_id: str, payload: bytes | BinaryIO) -> str:
+        """Load NDJSON (bytes, or a binary file read from its start) into a fresh staging table
+        that expires by itself; returns its id. A file is streamed in chunks, so a large round
+        is never held in memory whole."""
         from google.api_core.exceptions import Conflict
         from google.cloud import bigquery
 
@@ -121,7 +123,8 @@ class Warehouse:
             )
             job_id = self._job_id(run_id, "load")
             try:
-                job = self.client.load_table_from_file(io.BytesIO(payload), staging_id, job_id=job_id,
+                source = io.BytesIO(payload) if isinstance(payload, (bytes, bytearray)) else payload
+                job = self.client.load_table_from_file(source, staging_id, job_id=job_id,
                                                        job_config=config, rewind=True)
             except Conflict:  # this run's load already ran (a retried call): resume it
                 job = self.client.get_job(job_id)
