@@ -8,6 +8,31 @@ from pathlib import Path
 from .common import Run, commit, machine
 
 
+METHOD = [
+    "Stacks: `oddsbatch.local.stack.Stack` on 127.0.0.1 (fake-gcs-server, Firestore emulator, local-bigquery, "
+    "event bridge, both functions under functions-framework), a fresh stack per mode and scenario group; "
+    "baseline = `ODDSBATCH_MODE=per_file` (one load + one MERGE per file, no lock) on the same build. Each stack "
+    "first ingests one small warm-up date, so no measured figure pays a worker's first-request imports.",
+    "Burst: one scrape cycle, 7 games x 2 endpoints = 14 files uploaded at once from 14 threads (so 14 concurrent "
+    "events, all within well under the issue's 10 s), repeated on separate game dates; median latency.",
+    "Latency: from the return of the last upload to the moment `COUNT(*)` of both tables for that game date equals "
+    "the number of distinct natural keys the files hold (polled every 0.1 s for 10 s, then every 1 s).",
+    "MERGEs and jobs: BigQuery jobs listed before and after (after the stack is idle, so late rounds count); the "
+    "bench's own count queries carry the `bench_` prefix and are excluded. MERGEs per table from the job ids.",
+    "Transform: `rows_for_object` + `warehouse.ndjson` (as `batch._read` runs them) over every file of "
+    "`synthesize_day(games=15, snapshots=34)`, vs `json.loads` of the same bytes; process CPU seconds, best of 3.",
+    "Memory: VmHWM of each function's gunicorn worker (child of the recorded functions-framework pid) after the "
+    "1,000-file date; a fresh stack, so the peak is that date's. Spooled staging files beyond 64 MiB live in "
+    "the temp directory, which is not in RSS locally; on Cloud Functions gen2 /tmp is in memory and counts "
+    "against the instance's limit.",
+    "Work per event: `oddsbatch.batch.handle_event` in-process against the stack's emulators while the lock of "
+    "its (endpoint, date) is held by another owner, through a counting proxy around the Firestore client; "
+    "BigQuery jobs listed before and after.",
+    "Cold start: `functions/<fn>/main.py` exec'd in a fresh interpreter (median of 7), then an event for an "
+    "object outside the function's prefix handled, and sys.modules checked.",
+]
+
+
 def write_results(run: Run, path: Path) -> None:
     m = machine()
     a = run.args
@@ -32,6 +57,10 @@ def write_results(run: Run, path: Path) -> None:
         met = "" if not f.target else ("yes" if f.met else "**no**")
         note = f.note.replace("|", "/")
         lines.append(f"| `{f.name}` | {value} {f.unit} | {f.target} | {met} | {note} | `{f.reproduce}` |")
+    lines += ["", "## Method", ""] + [f"- {m}" for m in METHOD]
+    if a.quick:
+        lines.append("- `--quick`: the per-file baseline was NOT run on the 1,000-file date; its figure is a "
+                     "linear extrapolation of the baseline 300-file day, labelled ESTIMATE.")
     if run.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in run.notes]
     if getattr(run, "profile", ""):
