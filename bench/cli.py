@@ -24,6 +24,9 @@ def parse(argv):
     p.add_argument("--settle", default="2,0.5",
                    help="settle delays of the batch stacks, the first being the shipped default (default 2,0.5)")
     p.add_argument("--repeat", type=int, default=3, help="bursts per stack (median latency), default 3")
+    p.add_argument("--backfill-snapshots", type=int, default=None,
+                   help="snapshots per game of the backfill date (15 games x 2 endpoints each; default 34 = "
+                        "1,020 files, 10 with --small)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"),
                    help="where to write the results ('-' for nowhere)")

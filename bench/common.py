@@ -48,6 +48,8 @@ class Run:
             flags.append("--quick")
         if self.args.small:
             flags.append("--small")
+        if getattr(self.args, "backfill_snapshots", None) and section == "backfill":
+            flags.append(f"--backfill-snapshots {self.args.backfill_snapshots}")
         if extra:
             flags.append(extra)
         return f'make bench BENCH_ARGS="{" ".join(flags)}"'

@@ -290,6 +290,8 @@ def run(r: Run, sections: set[str]) -> None:
     repeat = 1 if a.small else a.repeat
     day_games, day_snaps = (3, 5) if a.small else (10, 15)  # 300 files
     back_games, back_snaps = (5, 10) if a.small else (15, 34)  # ~1,020 files
+    if a.backfill_snapshots:
+        back_games, back_snaps = 15, a.backfill_snapshots
     shipped = a.settle[0]
     results = {}
     for mode in ("baseline", "batch"):
