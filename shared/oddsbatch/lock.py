@@ -117,11 +117,21 @@ class BatchLock:
         """Push the lease out again; LockLost if someone took the lock over meanwhile."""
         if not self._held:
             raise NotAcquired(f"renew of {self.key} by {self.owner}, which does not hold it")
+        from google.api_core.exceptions import AlreadyExists
+
         snapshot = self.ref.get()
         current = snapshot.to_dict() if snapshot.exists else None
-        if not current or current.get("owner") != self.owner:
+        if current is None:
+            # Gone: released by a twin delivery of our own event id (Eventarc is at-least-once)
+            # or collected by TTL. Nobody holds it, so take it again the only safe way.
+            try:
+                self.ref.create(self._document(utcnow()))
+                return
+            except AlreadyExists:
+                current = (self.ref.get().to_dict() or {})
+        if current.get("owner") != self.owner:
             self._held = False
-            raise LockLost(f"lock {self.key} was taken over by {current and current.get('owner')}")
+            raise LockLost(f"lock {self.key} was taken over by {current.get('owner')}")
         now = utcnow()
         self.ref.update({"lease_until": now + self.lease, "renewed_at": now, EXPIRE_AT_FIELD: now + self.ttl})
 

@@ -137,3 +137,27 @@ def test_pending_markers_are_idempotent_per_generation_and_scoped_per_key():
     assert queue.remove(listed) == 2
     assert not queue.has_any()
     assert PendingWork(db, "pending", "game-lines_2025-01-22", TTL).has_any()
+
+
+def test_renew_recreates_a_lock_that_vanished_under_its_holder():
+    db = FakeFirestore()
+    with freeze_time("2025-01-20 18:00:00") as clock:
+        lock = make_lock(db, "event-1")
+        twin = make_lock(db, "event-1")  # the same event delivered twice: both hold it
+        assert lock.acquire() and twin.acquire() and twin.how == "reclaimed"
+        assert twin.release() is True  # the twin finished first and deleted the lock
+        clock.tick(timedelta(minutes=1))
+        lock.renew()  # nobody holds it: taken again with create()
+        doc = db.docs["locks/game-lines_2025-01-21"]
+        assert doc["owner"] == "event-1" and doc["lease_until"].isoformat() == "2025-01-20T18:11:00+00:00"
+        # but if someone else created it meanwhile, the holder learns it lost the lock
+        db.docs.pop("locks/game-lines_2025-01-21")
+        original_create = lock.ref.create
+
+        def someone_else_first(data):
+            db.docs["locks/game-lines_2025-01-21"] = {"owner": "event-9"}
+            return original_create(data)
+
+        lock.ref.create = someone_else_first
+        with pytest.raises(LockLost):
+            lock.renew()
