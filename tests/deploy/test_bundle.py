@@ -98,11 +98,9 @@ def _post(url: str, body: bytes, headers: dict) -> tuple[int, str]:
 
 
 @pytest.mark.integration
-def test_bundle_serves_on_its_own(bundles, tmp_path):
-    """Fresh venv + the bundle's own requirements: the ignore path answers 200.
-
-    Processing a real object against the emulators from the bundle is a later step.
-    """
+def test_bundle_serves_on_its_own(bundles, tmp_path, stack):
+    """Fresh venv + the bundle's own requirements, served from the bundle folder alone: the
+    ignore path answers 200, and a real object is processed against the emulators."""
     bundle = bundles / "game_lines"
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
@@ -118,6 +116,12 @@ def test_bundle_serves_on_its_own(bundles, tmp_path):
         "PYTHONDONTWRITEBYTECODE": "1",
         "ODDSBATCH_PROJECT": "bundle-test",
     }
+    # A bucket of its own: the stack's bridge does not watch it, so only this bundle sees the event.
+    bundle_bucket = "oddsbatch-bundle-test"
+    stack.storage().create_bucket(bundle_bucket)
+    serve_env = {**env, **{k: stack.env[k] for k in (
+        "STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "ODDSBATCH_BIGQUERY_ENDPOINT", "ODDSBATCH_PROJECT",
+        "ODDSBATCH_DATASET")}, "ODDSBATCH_BUCKET": bundle_bucket, "ODDSBATCH_SETTLE_SECONDS": "0"}
     where = subprocess.run(
         # the whole batch path imports (Google clients included) and the schemas load
         [str(venv / "bin" / "python"), "-c",
@@ -134,7 +138,7 @@ def test_bundle_serves_on_its_own(bundles, tmp_path):
         proc = subprocess.Popen(
             [str(venv / "bin" / "functions-framework"), "--target", "game_lines", "--source", "main.py",
              "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=bundle, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=bundle, env=serve_env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         headers = {
@@ -164,6 +168,32 @@ def test_bundle_serves_on_its_own(bundles, tmp_path):
         lines = [json.loads(l) for l in log.read_text().splitlines() if l.startswith("{")]
         assert any(r.get("message") == "ignored" and r.get("object") == "elsewhere/file.json" for r in lines), \
             log.read_text()
+
+        # a real snapshot, processed by the bundle against the emulators
+        name = ("odds-api/game-lines/2025-07-01/0123456789abcdef0123456789abcdef-BOSLAL/"
+                "20250701_180000-snap-1800.json")
+        payload = (REPO / "tests" / "data" / "event_odds_game_lines_american_synthetic.json").read_bytes().replace(
+            b'"a1b2c3d4e5f6g7h8i9j0"', b'"0123456789abcdef0123456789abcdef"')
+        blob = stack.storage().bucket(bundle_bucket).blob(name)
+        blob.upload_from_string(payload, content_type="application/json")
+        event = {"bucket": bundle_bucket, "name": name, "generation": str(blob.generation),
+                 "timeCreated": "2025-07-01T18:00:01Z", "size": str(len(payload))}
+        status, text = _post(url, json.dumps(event).encode(), {**headers, "ce-id": "bundle-2",
+                                                               "ce-subject": f"objects/{name}"})
+        assert status == 200, text + log.read_text()
+        lines = [json.loads(l) for l in log.read_text().splitlines() if l.startswith("{")]
+        merged = [r for r in lines if r.get("message") == "merged"]
+        assert merged and merged[0]["files"] == 1 and merged[0]["rows"] == 12 and merged[0]["merges"] == 1, \
+            log.read_text()
+        from google.cloud import bigquery
+
+        rows = stack.bigquery().query(
+            f"SELECT COUNT(*) AS n FROM `{stack.project}.{stack.dataset}.odds_api_game_lines` "
+            "WHERE game_date = @d AND source_object = @o",
+            job_config=bigquery.QueryJobConfig(query_parameters=[
+                bigquery.ScalarQueryParameter("d", "DATE", "2025-07-01"),
+                bigquery.ScalarQueryParameter("o", "STRING", name)])).result()
+        assert next(iter(rows))["n"] == 12
     finally:
         proc.terminate()
         try:
