@@ -33,6 +33,31 @@ METHOD = [
 ]
 
 
+def reasons(run: Run) -> list[str]:
+    """Why a missed target was missed, from the run's own figures."""
+    by = {f.name: f for f in run.figures}
+    out = []
+    t = by.get("transform_over_bare_parse")
+    if t and not t.met:
+        out.append(f"Why transform misses 2x: {by['transform_rows_per_s'].note}; {t.note}. The staged NDJSON is "
+                   "several times the input (every row repeats its event, bookmaker and market columns), and "
+                   "encoding it alone costs more than 2x the parse of the input, so 2x is not reachable while "
+                   "the output stays byte-identical; it would take a narrower staging format (e.g. markets and "
+                   "outcomes staged apart and joined in the MERGE), not a faster encoder.")
+    for f in run.figures:
+        if f.name.startswith("burst_speedup_settle") and not f.met:
+            settle = f.name.removeprefix("burst_speedup_settle")
+            lat = by.get(f"burst_latency_batch_settle{settle}")
+            others = [g for g in run.figures if g.name.startswith("burst_speedup_settle") and g is not f]
+            alt = "; ".join(f"{g.name} = {g.value} ({'met' if g.met else 'missed'})" for g in others)
+            out.append(f"Why the burst speed-up misses 5x at settle {settle} s: the holder sleeps the settle delay "
+                       f"before it lists the queue, which is most of the batch latency ({lat.value if lat else '?'} s)"
+                       + (f"; with a smaller delay: {alt}" if alt else "") + ". A smaller delay costs nothing for a "
+                       "burst that lands at once, but a cycle whose files trickle in over several seconds then "
+                       "takes more rounds (more MERGEs).")
+    return out
+
+
 def write_results(run: Run, path: Path) -> None:
     m = machine()
     a = run.args
@@ -57,6 +82,13 @@ def write_results(run: Run, path: Path) -> None:
         met = "" if not f.target else ("yes" if f.met else "**no**")
         note = f.note.replace("|", "/")
         lines.append(f"| `{f.name}` | {value} {f.unit} | {f.target} | {met} | {note} | `{f.reproduce}` |")
+    targets = [f for f in run.figures if f.target]
+    if targets:
+        lines += ["", "## Targets", ""]
+        for f in targets:
+            value = f"{f.value:.3g}" if isinstance(f.value, float) else str(f.value)
+            lines.append(f"- {'MET' if f.met else '**MISSED**'}: `{f.name}` = {value} {f.unit} (target {f.target})")
+        lines += [f"- {r}" for r in reasons(run)]
     lines += ["", "## Method", ""] + [f"- {m}" for m in METHOD]
     if a.quick:
         lines.append("- `--quick`: the per-file baseline was NOT run on the 1,000-file date; its figure is a "
