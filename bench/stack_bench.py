@@ -147,7 +147,13 @@ def phases(records: list[dict]) -> str:
         vals = [r["seconds"][k] for r in records if k in (r.get("seconds") or {})]
         if vals:
             parts.append(f"{k} {median(vals):.2f}")
-    return f"{len(records)} rounds, median s per round: " + ", ".join(parts)
+    text = f"{len(records)} rounds, median s per round: " + ", ".join(parts)
+    if len(records) <= 8:
+        text += "; rounds (table: files/rows/s read+load+merge=total): " + ", ".join(
+            f"{str(r.get('table', '?')).removeprefix('odds_api_')}: {r.get('files')}/{r.get('rows')}/"
+            f"{r['seconds'].get('read', 0)}+{r['seconds'].get('load', 0)}+{r['seconds'].get('merge', 0)}"
+            f"={r['seconds'].get('total', 0)}" for r in records)
+    return text
 
 
 def expected_rows(files) -> dict[str, int]:
