@@ -42,7 +42,7 @@ Builds build/<function>/ for game_lines and player_props, then runs
   --timeout T                    seconds, at most 540, e.g. 540 or 540s [540s]
   --max-instances N              [10]
   --concurrency C                requests per instance (cpu is 1) [8]
-  --settle-seconds S             ODDSBATCH_SETTLE_SECONDS [2]
+  --settle-seconds S             ODDSBATCH_SETTLE_SECONDS, longest wait for a burst [5]
   --lease-seconds L              ODDSBATCH_LEASE_SECONDS, must exceed the timeout [600]
   --only game_lines|player_props deploy one function
   --build-dir DIR                where bundles are built [build]
@@ -74,7 +74,7 @@ memory="512Mi"
 timeout="540s"
 max_instances="10"
 concurrency="8"
-settle_seconds="2"
+settle_seconds="5"
 lease_seconds="600"
 only=""
 build_dir="build"

@@ -21,8 +21,8 @@ def parse(argv):
                    help="skip the per-file baseline on the 1,000-file date (reported as an extrapolation)")
     p.add_argument("--small", action="store_true",
                    help="development sizes (small days, 1 burst): figures are NOT the benchmark")
-    p.add_argument("--settle", default="2,0.5",
-                   help="settle delays of the batch stacks, the first being the shipped default (default 2,0.5)")
+    p.add_argument("--settle", default="5,2",
+                   help="ODDSBATCH_SETTLE_SECONDS of the batch stacks (the holder waits for 0.5 s without new files, at most this long), the first being the shipped default (default 5,2)")
     p.add_argument("--repeat", type=int, default=3, help="bursts per stack (median latency), default 3")
     p.add_argument("--backfill-snapshots", type=int, default=None,
                    help="snapshots per game of the backfill date (15 games x 2 endpoints each; default 34 = "

@@ -29,6 +29,8 @@ from .warehouse import Warehouse, ndjson
 
 # Files per MERGE round: bounds the memory of one round on a backfill date.
 MAX_FILES_PER_ROUND = 2000
+# How often a settling holder counts the queue (one aggregation query each).
+SETTLE_POLL_SECONDS = 0.25
 # Staged NDJSON of one round kept in memory; beyond this it spools to a temporary file.
 SPOOL_BYTES = 64 * 1024 * 1024
 
@@ -150,8 +152,7 @@ class BatchHolder:
         logs.log("batch_started", batch_key=self.key, owner=self.lock.owner, how=self.lock.how)
         try:
             while True:
-                if self.settings.settle_seconds:
-                    self.sleep(self.settings.settle_seconds)  # let the rest of the burst land
+                self.settle()
                 while True:
                     markers = self.pending.list(limit=MAX_FILES_PER_ROUND)
                     if not markers:
@@ -178,6 +179,28 @@ class BatchHolder:
             except Exception:  # noqa: BLE001 - the lease expires anyway
                 pass
             raise error from exc
+
+    def settle(self) -> float:
+        """Let the rest of a burst land before listing the queue: wait until no new marker
+        appeared for settle_quiet_seconds, at most settle_seconds. A burst that lands at once
+        costs the quiet period only; files that trickle in over seconds still make one round.
+        Returns the seconds waited (summed from the sleeps, so simulated time works too)."""
+        limit, quiet = self.settings.settle_seconds, self.settings.settle_quiet_seconds
+        if not limit:
+            return 0.0
+        if not quiet or quiet >= limit:
+            self.sleep(limit)
+            return limit
+        waited = still = 0.0
+        seen = self.pending.count()
+        while waited < limit and still < quiet:
+            step = min(SETTLE_POLL_SECONDS, limit - waited)
+            self.sleep(step)
+            waited += step
+            now_seen = self.pending.count()
+            still = still + step if now_seen == seen else 0.0
+            seen = now_seen
+        return waited
 
     def _read(self, marker: Marker) -> tuple[Marker, bytes | None, int, str | None]:
         """Download and transform one object: (marker, ndjson, rows, bad-input reason)."""

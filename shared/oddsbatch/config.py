@@ -31,7 +31,8 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_RUNS_COLLECTION": ("oddsbatch_runs", "Collection of finished batch records (status, demo counts)."),
     "ODDSBATCH_LEDGER_COLLECTION": ("oddsbatch_merged", "Collection recording every object generation a batch finished (merged, quarantined or gone): what reconcile skips."),
     "ODDSBATCH_LEDGER_TTL_DAYS": ("400", "expireAt offset of ledger documents: how far back reconcile can trust the ledger."),
-    "ODDSBATCH_SETTLE_SECONDS": ("2", "Delay before the lock holder lists pending work, so a burst lands in one batch."),
+    "ODDSBATCH_SETTLE_SECONDS": ("5", "Longest the lock holder waits for the rest of a burst before it lists pending work."),
+    "ODDSBATCH_SETTLE_QUIET_SECONDS": ("0.5", "The holder stops waiting once no new file arrived for this long (0: always wait the whole settle delay)."),
     "ODDSBATCH_LEASE_SECONDS": ("600", "Lock lease: a lock older than this is taken over at once."),
     "ODDSBATCH_TTL_DAYS": ("7", "expireAt offset of lock and marker documents (Firestore TTL garbage collection only)."),
     "ODDSBATCH_QUARANTINE_BUCKET": ("source bucket", "Bucket that receives copies of unreadable files."),
@@ -88,7 +89,8 @@ class Settings:
     runs_collection: str = "oddsbatch_runs"
     ledger_collection: str = "oddsbatch_merged"
     ledger_ttl_days: float = 400.0
-    settle_seconds: float = 2.0
+    settle_seconds: float = 5.0
+    settle_quiet_seconds: float = 0.5
     lease_seconds: float = 600.0
     ttl_days: float = 7.0
     quarantine_bucket: str | None = None
@@ -139,7 +141,8 @@ class Settings:
             runs_collection=env.get("ODDSBATCH_RUNS_COLLECTION") or "oddsbatch_runs",
             ledger_collection=env.get("ODDSBATCH_LEDGER_COLLECTION") or "oddsbatch_merged",
             ledger_ttl_days=_float(env, "ODDSBATCH_LEDGER_TTL_DAYS", 400.0),
-            settle_seconds=_float(env, "ODDSBATCH_SETTLE_SECONDS", 2.0),
+            settle_seconds=_float(env, "ODDSBATCH_SETTLE_SECONDS", 5.0),
+            settle_quiet_seconds=_float(env, "ODDSBATCH_SETTLE_QUIET_SECONDS", 0.5),
             lease_seconds=_float(env, "ODDSBATCH_LEASE_SECONDS", 600.0),
             ttl_days=_float(env, "ODDSBATCH_TTL_DAYS", 7.0),
             quarantine_bucket=env.get("ODDSBATCH_QUARANTINE_BUCKET") or None,

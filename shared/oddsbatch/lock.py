@@ -224,6 +224,11 @@ class PendingWork:
         markers.sort(key=lambda m: (m.name, m.generation))
         return markers
 
+    def count(self) -> int:
+        """Markers of this key, by an aggregation query (no documents read)."""
+        result = self._query().count().get()
+        return int(result[0][0].value)
+
     def has_any(self) -> bool:
         return any(True for _ in self._query().limit(1).stream())
 

@@ -106,7 +106,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
         assert env_vars(argv) == {
             "ODDSBATCH_PROJECT": "my-proj",
             "ODDSBATCH_DATASET": "odds_api",
-            "ODDSBATCH_SETTLE_SECONDS": "2",
+            "ODDSBATCH_SETTLE_SECONDS": "5",
             "ODDSBATCH_LEASE_SECONDS": "600",
             "ODDSBATCH_BUCKET": "my-landing",  # the handler ignores other buckets' events
             "ODDSBATCH_BIGQUERY_LOCATION": "US",

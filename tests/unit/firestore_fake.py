@@ -70,6 +70,15 @@ class _Query:
     def limit(self, n):
         return _Query(self._store, self._prefix, self._filters, n)
 
+    def count(self):
+        query = self
+
+        class _Aggregation:
+            def get(self):
+                return [[type("AggregationResult", (), {"value": sum(1 for _ in query.stream())})()]]
+
+        return _Aggregation()
+
     def stream(self):
         hits = []
         for path, data in sorted(self._store.docs.items()):

@@ -242,7 +242,7 @@ def test_the_old_failure_files_arriving_for_two_minutes_after_the_first_are_all_
 
     start = dt.datetime(2025, 1, 20, 18, 0, tzinfo=dt.timezone.utc)
     arrivals = [start + timedelta(seconds=10 * i) for i in range(13)]  # t = 0 .. 120 s
-    settings = world.settings.with_(settle_seconds=5)
+    settings = world.settings.with_(settle_seconds=5, settle_quiet_seconds=0)  # a fixed 5 s settle
     decisions = []
 
     with freeze_time(start) as clock:
@@ -280,3 +280,39 @@ def test_the_old_failure_files_arriving_for_two_minutes_after_the_first_are_all_
     assert decisions.count("coalesced") >= 9  # they arrived while the lock existed
     assert len(merged_files) <= 7  # a handful of MERGEs, not 13
     assert not any(k.startswith(("oddsbatch_locks/", "oddsbatch_pending/")) for k in world.db.docs)
+
+
+def settling_holder(world, arrivals_per_poll):
+    """A holder whose queue grows by arrivals_per_poll[i] markers at the i-th settle poll."""
+    h, pending = holder(world, "event-1", FakeWarehouse())
+    h.settings = world.settings.with_(settle_seconds=5, settle_quiet_seconds=0.5)
+    polls = iter(arrivals_per_poll)
+    next_file = iter(range(1, 1000))
+
+    def sleep(seconds):
+        for _ in range(next(polls, 0)):
+            add_file(world, pending, next(next_file))
+
+    h.sleep = sleep
+    add_file(world, pending, 0)
+    return h
+
+
+def test_settle_ends_after_the_quiet_period_when_the_burst_has_landed(world):
+    assert settling_holder(world, []).settle() == 0.5
+
+
+def test_settle_waits_while_files_keep_arriving(world):
+    assert settling_holder(world, [3, 2, 4, 1]).settle() == 1.5  # 4 polls with arrivals, then 0.5 s quiet
+
+
+def test_settle_is_capped_by_settle_seconds(world):
+    assert settling_holder(world, [1] * 100).settle() == 5.0
+
+
+def test_settle_without_a_quiet_period_is_a_fixed_delay(world):
+    h = settling_holder(world, [])
+    h.settings = h.settings.with_(settle_quiet_seconds=0)
+    slept = []
+    h.sleep = slept.append
+    assert h.settle() == 5.0 and slept == [5.0]
