@@ -127,7 +127,8 @@ def reconcile_date(settings: Settings, bucket: str, game_date: date, dry_run: bo
 class _Progress:
     """A one-line progress bar on a terminal; silent otherwise (logs, CI)."""
 
-    def __init__(self, total: int, stream=sys.stderr):
+    def __init__(self, total: int, stream=None):
+        stream = sys.stderr if stream is None else stream  # the stream of now, not of import time
         self.total, self.stream, self.done = total, stream, 0
         self.enabled = total > 1 and hasattr(stream, "isatty") and stream.isatty()
 

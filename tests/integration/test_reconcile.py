@@ -113,3 +113,4 @@ def test_reconcile_after_deleting_the_pending_work_of_a_replayed_day(stack, caps
     for endpoint in ENDPOINT_TABLES:
         assert Counter(comparable(r, spec[endpoint]) for r in table_rows(stack, endpoint, day)) == want[endpoint]
     assert "missing=0 " in reconcile(capsys, "--date", day)
+
