@@ -207,8 +207,9 @@ class BatchHolder:
         from google.api_core.exceptions import NotFound
 
         limit = self.settings.max_object_bytes
+        too_large = f"exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}"
         if marker.size is not None and marker.size > limit:  # quarantined unread: never pulled into memory
-            return marker, b"", 0, f"object of {marker.size} bytes exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}"
+            return marker, b"", 0, f"object of {marker.size} bytes {too_large}"
         blob = storage_client(self.settings.project).bucket(marker.bucket).blob(marker.name,
                                                                                generation=marker.generation or None)
         try:
@@ -217,12 +218,12 @@ class BatchHolder:
             return marker, None, 0, None
         except Exception as exc:
             raise classify(exc) from exc
+        if len(data) > limit:  # the event did not say its size: checked before any parsing
+            return marker, b"", 0, f"object of {len(data)} bytes {too_large}"
         try:
             rows = transform.rows_for_object(marker.name, data, marker.generation, _created(marker.created))
         except BadInputError as bad:
             return marker, b"", 0, bad.reason
-        if len(data) > limit:  # the event did not say its size
-            return marker, b"", 0, f"object of {len(data)} bytes exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}"
         return marker, ndjson(rows, head=transform.MARKET_HEAD_COLUMNS), len(rows), None
 
     def merge_round(self, markers: list[Marker]) -> RoundResult:
