@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
-from .lock import BATCH_KEY_FIELD, EXPIRE_AT_FIELD, Marker
+from .lock import BATCH_KEY_FIELD, EXPIRE_AT_FIELD, Marker, commit_in_batches
 
 MERGED, QUARANTINED, GONE = "merged", "quarantined", "gone"
 
@@ -27,26 +27,22 @@ class Entry:
 
 
 class Ledger:
-    _WRITE_BATCH = 400
-
     def __init__(self, db, collection_name: str, ttl: timedelta):
         self.db = db
         self.collection = db.collection(collection_name)
         self.ttl = ttl
 
     def record(self, key: str, entries: Iterable[Entry], run_id: str) -> int:
-        entries = list(entries)
         now = datetime.now(timezone.utc)
-        for start in range(0, len(entries), self._WRITE_BATCH):
-            batch = self.db.batch()
-            for entry in entries[start:start + self._WRITE_BATCH]:
-                batch.set(self.collection.document(entry.marker.doc_id), {
-                    BATCH_KEY_FIELD: key, "bucket": entry.marker.bucket, "object": entry.marker.name,
-                    "generation": entry.marker.generation, "outcome": entry.outcome, "rows": entry.rows,
-                    "reason": entry.reason, "run_id": run_id, "finished_at": now, EXPIRE_AT_FIELD: now + self.ttl,
-                })
-            batch.commit()
-        return len(entries)
+
+        def write(batch, entry: Entry) -> None:
+            batch.set(self.collection.document(entry.marker.doc_id), {
+                BATCH_KEY_FIELD: key, "bucket": entry.marker.bucket, "object": entry.marker.name,
+                "generation": entry.marker.generation, "outcome": entry.outcome, "rows": entry.rows,
+                "reason": entry.reason, "run_id": run_id, "finished_at": now, EXPIRE_AT_FIELD: now + self.ttl,
+            })
+
+        return commit_in_batches(self.db, list(entries), write)
 
     def finished(self, key: str) -> set[tuple[str, int]]:
         """(object, generation) pairs finished for one batch key."""

@@ -172,6 +172,22 @@ class Marker:
     size: int | None = None  # bytes, from the event
 
 
+WRITE_BATCH = 400  # Firestore allows 500 writes per batch
+
+
+def commit_in_batches(db, items: list, write) -> int:
+    """Apply write(batch, item) to every item, committing every WRITE_BATCH writes.
+
+    Atomicity is not needed by the callers (the emulator does not give it anyway): each
+    write stands on its own, and a missed one costs one idempotent redo."""
+    for start in range(0, len(items), WRITE_BATCH):
+        batch = db.batch()
+        for item in items[start:start + WRITE_BATCH]:
+            write(batch, item)
+        batch.commit()
+    return len(items)
+
+
 def marker_id(key: str, bucket: str, name: str, generation: int) -> str:
     digest = hashlib.sha1(f"{bucket}/{name}#{generation}".encode()).hexdigest()[:24]
     return f"{key}~{digest}"
@@ -179,8 +195,6 @@ def marker_id(key: str, bucket: str, name: str, generation: int) -> str:
 
 class PendingWork:
     """The queue of markers of one batch key."""
-
-    _WRITE_BATCH = 400  # Firestore allows 500 writes per batch
 
     def __init__(self, db, collection_name: str, key: str, ttl: timedelta):
         self.db = db
@@ -233,12 +247,6 @@ class PendingWork:
         return any(True for _ in self._query().limit(1).stream())
 
     def remove(self, markers: Iterable[Marker]) -> int:
-        """Delete merged markers in write batches (atomicity is not needed: each delete
-        only says "this generation is merged", and a missed one costs one idempotent redo)."""
-        markers = list(markers)
-        for start in range(0, len(markers), self._WRITE_BATCH):
-            batch = self.db.batch()
-            for marker in markers[start:start + self._WRITE_BATCH]:
-                batch.delete(self.collection.document(marker.doc_id))
-            batch.commit()
-        return len(markers)
+        """Delete merged markers in write batches."""
+        return commit_in_batches(self.db, list(markers),
+                                 lambda batch, marker: batch.delete(self.collection.document(marker.doc_id)))
