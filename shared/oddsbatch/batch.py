@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from . import faults, logs, transform
+from . import faults, logs, staging, transform
 from .clients import firestore_client, storage_client
 from .config import Settings
 from .errors import BadInputError, TransientError, classify
@@ -25,12 +25,12 @@ from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
 from .lock import EXPIRE_AT_FIELD, BatchLock, Marker, PendingWork, marker_id
 from .paths import parse_object_name
 from .tables import table_for_endpoint
-from .warehouse import Warehouse, ndjson
+from .warehouse import Warehouse
 
 # Files per MERGE round: bounds the memory of one round on a backfill date.
 MAX_FILES_PER_ROUND = 2000
 # How often a settling holder counts the queue (one aggregation query each).
-SETTLE_POLL_SECONDS = 0.25
+SETTLE_POLL_SECONDS = 0.1
 # Staged NDJSON of one round kept in memory; beyond this it spools to a temporary file.
 SPOOL_BYTES = 64 * 1024 * 1024
 
@@ -152,7 +152,7 @@ class BatchHolder:
         logs.log("batch_started", batch_key=self.key, owner=self.lock.owner, how=self.lock.how)
         try:
             while True:
-                self.settle()
+                logs.log("settled", batch_key=self.key, seconds=round(self.settle(), 3))
                 while True:
                     markers = self.pending.list(limit=MAX_FILES_PER_ROUND)
                     if not markers:
@@ -184,26 +184,35 @@ class BatchHolder:
         """Let the rest of a burst land before listing the queue: wait until no new marker
         appeared for settle_quiet_seconds, at most settle_seconds. A burst that lands at once
         costs the quiet period only; files that trickle in over seconds still make one round.
-        Returns the seconds waited (summed from the sleeps, so simulated time works too)."""
+        Both bounds count the slept time and the wall time, whichever is more: under load a
+        count query takes a while itself, and the cap must still be a cap. Returns the seconds
+        waited (the slept seconds count alone in simulated time, where the clock stands still)."""
         limit, quiet = self.settings.settle_seconds, self.settings.settle_quiet_seconds
         if not limit:
             return 0.0
         if not quiet or quiet >= limit:
             self.sleep(limit)
             return limit
-        waited = still = 0.0
+        clock = time.monotonic
+        started = clock()
+        slept = still = 0.0
         seen = self.pending.count()
-        while waited < limit and still < quiet:
+        checked = clock()
+        while still < quiet:
+            waited = max(slept, clock() - started)
+            if waited >= limit:
+                break
             step = min(SETTLE_POLL_SECONDS, limit - waited)
             self.sleep(step)
-            waited += step
+            slept += step
             now_seen = self.pending.count()
-            still = still + step if now_seen == seen else 0.0
-            seen = now_seen
-        return waited
+            now = clock()
+            still = still + max(step, now - checked) if now_seen == seen else 0.0
+            seen, checked = now_seen, now
+        return round(max(slept, clock() - started), 3)
 
     def _read(self, marker: Marker) -> tuple[Marker, bytes | None, int, str | None]:
-        """Download and transform one object: (marker, ndjson, rows, bad-input reason)."""
+        """Download and transform one object: (marker, staging NDJSON, rows, bad-input reason)."""
         from google.api_core.exceptions import NotFound
 
         limit = self.settings.max_object_bytes
@@ -221,16 +230,18 @@ class BatchHolder:
         if len(data) > limit:  # the event did not say its size: checked before any parsing
             return marker, b"", 0, f"object of {len(data)} bytes {too_large}"
         try:
-            rows = transform.rows_for_object(marker.name, data, marker.generation, _created(marker.created))
+            groups = transform.markets_for_object(marker.name, data, marker.generation, _created(marker.created))
         except BadInputError as bad:
             return marker, b"", 0, bad.reason
-        return marker, ndjson(rows, head=transform.MARKET_HEAD_COLUMNS), len(rows), None
+        return marker, staging.encode(groups), staging.row_count(groups), None
 
     def merge_round(self, markers: list[Marker]) -> RoundResult:
         result = RoundResult(run_id=uuid.uuid4().hex[:16])
         started = time.monotonic()
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as staged:
-            with ThreadPoolExecutor(max_workers=self.settings.download_workers) as pool:
+            with ThreadPoolExecutor(max_workers=self.settings.download_workers + 1) as pool:
+                # The staging table is created while the files download: one request off the latency.
+                staging_table = pool.submit(self.warehouse.create_staging, result.run_id)
                 for marker, payload, rows, reason in pool.map(self._read, markers):
                     if payload is None:
                         result.gone += 1
@@ -246,14 +257,17 @@ class BatchHolder:
                         result.rows += rows
                         result.bytes += len(payload)
                         result.entries.append(Entry(marker, MERGED, rows=rows))
+                staging_id = staging_table.result()
             result.seconds["read"] = round(time.monotonic() - started, 3)
-            if result.rows:
+            if not result.rows:
+                self.warehouse.drop_staging(staging_id)  # nothing to load (every file bad or gone)
+            else:
                 staged.seek(0)
                 t = time.monotonic()
                 # A round that outgrew the spool is on disk: stream it to the load, never read() it whole
-                # (a 1,000-file date stages ~430 MB of props NDJSON).
+                # (a 1,000-file date stages ~100 MB of props NDJSON).
                 payload = staged if result.bytes > SPOOL_BYTES else staged.read()
-                staging_id = self.warehouse.stage(result.run_id, payload)
+                self.warehouse.stage(result.run_id, payload, created=True)
                 result.seconds["load"] = round(time.monotonic() - t, 3)
                 faults.point("after_load")
                 if self.lock:

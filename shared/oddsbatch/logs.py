@@ -25,7 +25,8 @@ def _default(value):
 def log(decision: str, /, severity: str = "INFO", **fields) -> dict:
     """Write one structured line and return it (tests read it back)."""
     record = {"severity": severity, "message": decision, "component": "oddsbatch", **fields}
-    record.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    now = time.time()  # RFC 3339 with milliseconds: rounds of one batch are often under a second apart
+    record.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z")
     line = json.dumps(record, default=_default, sort_keys=False)
     with _write_lock:
         sys.stdout.write(line + "\n")

@@ -6,7 +6,7 @@ formatted into the text.
 
 from __future__ import annotations
 
-from .tables import MERGE_SET_COLUMNS, PROVENANCE_COLUMNS, TableSpec
+from .tables import MARKET_ROWS_FIELD, MERGE_SET_COLUMNS, PROVENANCE_COLUMNS, TableSpec
 
 
 def quote(identifier: str) -> str:
@@ -42,17 +42,24 @@ def _values_differ(spec: TableSpec, target: str, source: str) -> str:
     )
 
 
+def _staged(spec: TableSpec, column: str) -> str:
+    """A staged column in the un-nested staging table: the market's (M) or the row's (R)."""
+    return f"{'R' if column in spec.line_columns else 'M'}.{quote(column)}"
+
+
 def deduplicated_source_sql(spec: TableSpec, staging: str) -> str:
-    """One source row per natural key: BigQuery rejects a MERGE where two source rows match
-    one target row. The newest generation of the last-named object wins, deterministically."""
-    columns = ", ".join(quote(c) for c in spec.staged_columns)
-    key = ", ".join(quote(c) for c in spec.natural_key)
+    """The staged rows of one game date, flat again (staging.py stages each market's head once,
+    its rows nested under it), one per natural key: BigQuery rejects a MERGE where two source
+    rows match one target row. The newest generation of the last-named object wins,
+    deterministically."""
+    columns = ", ".join(f"{_staged(spec, c)} AS {quote(c)}" for c in spec.staged_columns)
+    key = ", ".join(_staged(spec, c) for c in spec.natural_key)
     return (
         f"SELECT {columns}\n"
-        f"  FROM {staging}\n"
-        f"  WHERE {quote(spec.partition_field)} = @game_date\n"
+        f"  FROM {staging} AS M, UNNEST(M.{quote(MARKET_ROWS_FIELD)}) AS R\n"
+        f"  WHERE M.{quote(spec.partition_field)} = @game_date\n"
         f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY {key}\n"
-        f"    ORDER BY {quote('source_generation')} DESC, {quote('source_object')} DESC) = 1"
+        f"    ORDER BY {_staged(spec, 'source_generation')} DESC, {_staged(spec, 'source_object')} DESC) = 1"
     )
 
 

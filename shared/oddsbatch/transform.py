@@ -20,7 +20,7 @@ Rules this module decides (tests in tests/unit/test_transform.py pin each one):
   format is converted (see `american_to_decimal` / `decimal_to_american`).
 * Game lines: one row per outcome. Two outcomes with the same natural key in one file
   (same event, bookmaker, market, name, description, point) are one row: the LAST one in
-  payload order wins, at the position of the first.
+  payload order wins, with its own market's head columns.
 * Player props: outcomes pivoted per (event, bookmaker, market, player, line); player =
   outcome `description`, side = outcome `name` (Over/Under/Yes/No, any case). An outcome
   without a description whose name is not a side (first-basket style, players listed by
@@ -57,11 +57,6 @@ _SIDE_OF = {s: s for s in SIDES}
 _ONE_MINUTE = timedelta(minutes=1)
 _ID_RE = re.compile(r"^[0-9A-Za-z]+$")
 _NON_LETTERS = re.compile(r"[^a-z]")
-# Leading columns every row of one market shares, as the very same objects (event, bookmaker
-# and market fields, then price_format/source_object/source_generation): warehouse.ndjson
-# serializes them once per market (`ndjson(rows, head=MARKET_HEAD_COLUMNS)`). Only speed
-# depends on this number, never the output.
-MARKET_HEAD_COLUMNS = 22
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,52 +387,59 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot:
     return markets, price_format
 
 
-def _game_line_rows(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[dict]:
-    rows: list[dict] = []
-    seen: dict[tuple, int] = {}
+# One market's staged rows, grouped: (head, [row columns]). The head holds the columns every row
+# of the market shares (TableSpec.head_columns); each row dict holds only its own non-null
+# columns (TableSpec.line_columns; absent = NULL). Staging stays this narrow (staging.py), and
+# `rows_from_payload` flattens it into full rows for everything else.
+MarketRows = tuple[dict, list[dict]]
+
+
+def _drop_superseded(groups: list[tuple[dict, list]]) -> list[MarketRows]:
+    return [(head, kept) for head, rows in groups if (kept := [r for r in rows if r is not None])]
+
+
+def _game_line_markets(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[MarketRows]:
+    groups: list[tuple[dict, list]] = []
+    seen: dict[tuple, tuple[list, int]] = {}  # natural key -> (rows list, index) of its row
+    superseded = False
     prices: dict = {}  # source price -> (decimal, american)
-    for base, outcomes in markets:
-        prefix = (base["game_id"], base["bookmaker_key"], base["market_key"])
+    for head, outcomes in markets:
+        prefix = (head["game_id"], head["bookmaker_key"], head["market_key"])
+        rows: list = []
         for name, description, point, price in outcomes:
-            row = dict(base)
-            row["outcome_name"] = name
-            row["outcome_description"] = description
-            row["outcome_point"] = point
+            row = {"outcome_name": name}
+            if description is not None:
+                row["outcome_description"] = description
+            if point is not None:
+                row["outcome_point"] = point
             pair = prices.get(price)
             if pair is None:
                 pair = prices[price] = _convert(price, price_format)
             row["price_decimal"], row["price_american"] = pair
             key = prefix + (name, description, point)
-            at = seen.get(key)
-            if at is None:
-                seen[key] = len(rows)
-                rows.append(row)
-            else:
-                rows[at] = row  # same natural key twice in one file: the last one wins
-    return rows
+            earlier = seen.get(key)
+            if earlier is not None:  # same natural key twice in one file: the last one wins
+                earlier[0][earlier[1]] = None
+                superseded = True
+            seen[key] = (rows, len(rows))
+            rows.append(row)
+        groups.append((head, rows))
+    return _drop_superseded(groups) if superseded else [(h, r) for h, r in groups if r]
 
 
-_EMPTY_SIDES = {
-    "over_price_decimal": None, "over_price_american": None,
-    "under_price_decimal": None, "under_price_american": None,
-    "yes_price_decimal": None, "yes_price_american": None,
-    "no_price_decimal": None, "no_price_american": None,
-}
 _SIDE_COLUMNS = {s: (f"{s}_price_decimal", f"{s}_price_american") for s in SIDES}
 
 
-def _player_prop_rows(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[dict]:
-    rows: list[dict] = []
+def _player_prop_markets(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[MarketRows]:
+    groups: list[MarketRows] = []
     by_key: dict[tuple, dict] = {}
     prices: dict = {}  # source price -> (decimal, american)
     sides: dict = {}  # outcome name -> side or None
-    for base, outcomes in markets:
-        market = base["market_key"]
+    for head, outcomes in markets:
+        market = head["market_key"]
         is_player_market = market.startswith("player_")
-        prefix = (base["game_id"], base["bookmaker_key"], market)
-        template = dict(base)
-        template["player_name"] = template["player_lookup"] = template["line"] = None
-        template.update(_EMPTY_SIDES)
+        prefix = (head["game_id"], head["bookmaker_key"], market)
+        rows: list[dict] = []
         for name, description, point, price in outcomes:
             side = sides.get(name, "")
             if side == "":
@@ -447,51 +449,78 @@ def _player_prop_rows(markets: list[tuple[dict, list[tuple]]], price_format: str
                     if not is_player_market:
                         continue
                     raise _bad(f"cannot tell the side of outcome {name!r} for {description!r} in market {market} "
-                               f"(bookmaker {base['bookmaker_key']}): expected Over/Under/Yes/No")
+                               f"(bookmaker {head['bookmaker_key']}): expected Over/Under/Yes/No")
                 player = description
             else:
                 if not is_player_market:
                     continue  # a team market in a props file: not a player prop
                 if side is not None:
-                    raise _bad(f"outcome {name!r} in market {market} (bookmaker {base['bookmaker_key']}) "
+                    raise _bad(f"outcome {name!r} in market {market} (bookmaker {head['bookmaker_key']}) "
                                f"has no player (no description)")
                 player, side = name, "yes"
             key = prefix + (player, point)
             row = by_key.get(key)
-            if row is None:
-                row = dict(template)
-                row["player_name"] = player
-                row["player_lookup"] = player_lookup(player)
-                row["line"] = point
-                by_key[key] = row
+            if row is None:  # a (player, line) met again later, even in a repeated market, is this row
+                row = by_key[key] = {"player_name": player, "player_lookup": player_lookup(player)}
+                if point is not None:
+                    row["line"] = point
                 rows.append(row)
             decimal_col, american_col = _SIDE_COLUMNS[side]
             pair = prices.get(price)
             if pair is None:
                 pair = prices[price] = _convert(price, price_format)
             row[decimal_col], row[american_col] = pair  # a side given twice: the last one wins
-    return rows
+        if rows:
+            groups.append((head, rows))
+    return groups
+
+
+def markets_from_payload(ref: ObjectRef, payload: Any, generation: int = 0,
+                         created: datetime | None = None) -> list[MarketRows]:
+    """Staged rows of an already parsed payload, grouped per market (see MarketRows)."""
+    events, wrapper = split_payload(payload)
+    snapshot = _snapshot(ref, wrapper, created)
+    markets, price_format = _markets(ref, events, wrapper, snapshot, generation)
+    if ref.endpoint == "game-lines":
+        return _game_line_markets(markets, price_format)
+    if ref.endpoint == "player-props":
+        return _player_prop_markets(markets, price_format)
+    raise _bad(f"no table for endpoint {ref.endpoint!r}")
+
+
+def markets_for_object(object_name: str, data: bytes, generation: int = 0,
+                       created: datetime | None = None) -> list[MarketRows]:
+    """Staged rows of one object, grouped per market; BadInputError if it cannot be read."""
+    ref = parse_object_name(object_name)
+    table_for_endpoint(ref.endpoint)  # KeyError for an endpoint without a table: a programming error
+    return markets_from_payload(ref, parse_payload(data), generation, created)
+
+
+def flatten(groups: list[MarketRows], spec: TableSpec) -> list[dict]:
+    """Full rows (every staged column, head columns first) of grouped market rows."""
+    empty = dict.fromkeys(spec.line_columns)
+    out = []
+    for head, rows in groups:
+        for row in rows:
+            full = dict(head)
+            full.update(empty)
+            full.update(row)
+            out.append(full)
+    return out
 
 
 def rows_from_payload(ref: ObjectRef, payload: Any, generation: int = 0,
                       created: datetime | None = None) -> list[dict]:
     """Staged rows of an already parsed payload (see `rows_for_object`)."""
-    events, wrapper = split_payload(payload)
-    snapshot = _snapshot(ref, wrapper, created)
-    markets, price_format = _markets(ref, events, wrapper, snapshot, generation)
-    if ref.endpoint == "game-lines":
-        return _game_line_rows(markets, price_format)
-    if ref.endpoint == "player-props":
-        return _player_prop_rows(markets, price_format)
-    raise _bad(f"no table for endpoint {ref.endpoint!r}")
+    return flatten(markets_from_payload(ref, payload, generation, created), table_for_endpoint(ref.endpoint))
 
 
 def rows_for_object(object_name: str, data: bytes, generation: int = 0,
                     created: datetime | None = None) -> list[dict]:
     """Staged rows of one object for its endpoint's table; BadInputError if it cannot be read."""
     ref = parse_object_name(object_name)
-    table_for_endpoint(ref.endpoint)  # KeyError for an endpoint without a table: a programming error
-    return rows_from_payload(ref, parse_payload(data), generation, created)
+    spec = table_for_endpoint(ref.endpoint)  # KeyError for an endpoint without a table: a programming error
+    return flatten(markets_from_payload(ref, parse_payload(data), generation, created), spec)
 
 
 def natural_key(row: dict, spec: TableSpec) -> tuple:

@@ -9,11 +9,10 @@ again on the failed job would only return the same failure.
 from __future__ import annotations
 
 import io
-import json
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable
 
 from . import faults, logs, sql
 from .clients import bigquery_client
@@ -37,54 +36,6 @@ def staging_table_name(spec: TableSpec, run_id: str) -> str:
     return f"_staging_{spec.name}_{run_id}".replace("-", "_")
 
 
-def _make_encoder():
-    """One compact encoder for the whole process: `json.dumps(row, separators=...)` builds a
-    JSONEncoder and a C encoder on every call, which cost more than encoding a row."""
-    base = json.JSONEncoder(separators=(",", ":"))
-    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-    if c_make_encoder is None:  # pragma: no cover - CPython always has _json
-        return lambda value: base.encode(value)
-    encode = c_make_encoder({}, base.default, json.encoder.encode_basestring_ascii, None, ":", ",",
-                            False, False, True)
-    return lambda value: "".join(encode(value, 0))
-
-
-_encode = _make_encoder()
-
-
-def ndjson(rows: Iterable[dict], head: int = 0) -> bytes:
-    """Rows as newline-delimited JSON, the load format BigQuery reads fastest from bytes:
-    exactly `json.dumps(row, separators=(",", ":"))` per row, one per line.
-
-    head: rows that share their first `head` keys with the first row AND the very same value
-    objects under them (rows copied from one base dict, as transform builds them per market)
-    reuse the serialized text of those keys; any other row is encoded whole. Exact either way:
-    the same objects serialize the same, and a cache entry is keyed by object identity, all
-    alive for the duration of the call."""
-    rows = rows if isinstance(rows, list) else list(rows)
-    encode = _encode
-    if not rows:
-        return b""
-    keys = tuple(rows[0])
-    if head <= 0 or head >= len(keys) or len(rows) < 2:
-        return ("\n".join([encode(row) for row in rows]) + "\n").encode("utf-8")
-    head_keys, tail_keys = keys[:head], keys[head:]
-    heads: dict[tuple, str] = {}
-    out = []
-    for row in rows:
-        if tuple(row) != keys:
-            out.append(encode(row))
-            continue
-        values = tuple(row.values())
-        shared = values[:head]
-        marker = tuple(map(id, shared))
-        text = heads.get(marker)
-        if text is None:
-            text = heads[marker] = encode(dict(zip(head_keys, shared)))[:-1] + ","
-        out.append(text + encode(dict(zip(tail_keys, values[head:])))[1:])
-    return ("\n".join(out) + "\n").encode("utf-8")
-
-
 class Warehouse:
     """BigQuery side of one target table."""
 
@@ -103,22 +54,33 @@ class Warehouse:
     def _job_id(self, run_id: str, step: str) -> str:
         return f"oddsbatch_{self.spec.name}_{run_id}_{step}".replace("-", "_")
 
-    def stage(self, run_id: str, payload: bytes | BinaryIO) -> str:
-        """Load NDJSON (bytes, or a binary file read from its start) into a fresh staging table
-        that expires by itself; returns its id. A file is streamed in chunks, so a large round
-        is never held in memory whole."""
-        from google.api_core.exceptions import Conflict
+    def create_staging(self, run_id: str) -> str:
+        """Create this run's staging table, which expires by itself (a crashed run leaves
+        nothing behind for long); returns its id. The holder calls it while it still
+        downloads the round's files, so the table is ready when the load starts."""
         from google.cloud import bigquery
 
         staging_id = self._staging_id(run_id)
-        staged_schema = [f for f in self.spec.bigquery_schema() if f.name in self.spec.staged_columns]
         try:
-            table = bigquery.Table(staging_id, schema=staged_schema)
+            table = bigquery.Table(staging_id, schema=self.spec.bigquery_schema(self.spec.staging_schema()))
             table.expires = datetime.now(timezone.utc) + STAGING_TTL
             self.client.create_table(table, exists_ok=True)
+        except Exception as exc:
+            raise classify(exc) from exc
+        return staging_id
+
+    def stage(self, run_id: str, payload: bytes | BinaryIO, created: bool = False) -> str:
+        """Load staging NDJSON (staging.py; bytes, or a binary file read from its start) into
+        this run's staging table, creating it first unless `created`; returns its id. A file is
+        streamed in chunks, so a large round is never held in memory whole."""
+        from google.api_core.exceptions import Conflict
+        from google.cloud import bigquery
+
+        staging_id = self._staging_id(run_id) if created else self.create_staging(run_id)
+        try:
             config = bigquery.LoadJobConfig(
                 source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-                schema=staged_schema,
+                schema=self.spec.bigquery_schema(self.spec.staging_schema()),
                 write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
             )
             job_id = self._job_id(run_id, "load")

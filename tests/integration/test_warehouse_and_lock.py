@@ -10,11 +10,11 @@ import pytest
 from google.api_core.exceptions import BadRequest
 from google.cloud import bigquery
 
-from oddsbatch import clients, sql
+from oddsbatch import clients, sql, staging
 from oddsbatch.config import Settings
 from oddsbatch.lock import BatchLock, PendingWork
 from oddsbatch.tables import table_for_endpoint
-from oddsbatch.warehouse import Warehouse, ndjson
+from oddsbatch.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
 DAY = date(2025, 2, 1)
@@ -36,13 +36,20 @@ def warehouse(stack):
     return Warehouse(settings, table_for_endpoint("game-lines"))
 
 
+def staged(spec, rows) -> bytes:
+    """Full rows in the staging format, each row its own market (NULL row columns left out)."""
+    groups = [({c: row[c] for c in spec.head_columns},
+               [{c: row[c] for c in spec.line_columns if row[c] is not None}]) for row in rows]
+    return staging.encode(groups)
+
+
 def merge(warehouse, rows):
     run_id = uuid.uuid4().hex[:12]
-    staging = warehouse.stage(run_id, ndjson(rows))
+    staging_id = warehouse.stage(run_id, staged(warehouse.spec, rows))
     try:
-        return warehouse.merge(run_id, staging, DAY)
+        return warehouse.merge(run_id, staging_id, DAY)
     finally:
-        warehouse.drop_staging(staging)
+        warehouse.drop_staging(staging_id)
 
 
 def read(stack, warehouse):

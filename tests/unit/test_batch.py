@@ -3,6 +3,7 @@
 Pure logic only: the same paths run against the emulators in tests/integration.
 """
 
+import math
 from datetime import date, timedelta
 from collections import Counter
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from google.api_core.exceptions import NotFound, ServiceUnavailable
 
-from oddsbatch import batch
+from oddsbatch import batch, staging
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
 from oddsbatch.handler import StorageEvent
@@ -28,6 +29,11 @@ GOOD = (DATA / "event_odds_game_lines_american_synthetic.json").read_bytes().rep
 def name(i):
     return f"odds-api/game-lines/{DAY}/a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6-BOSLAL/20250120_18{i:02d}00-snap-18{i:02d}.json"
 
+
+
+def staged_rows(payload: bytes) -> int:
+    """Rows in one staged payload (staging NDJSON holds one line per market)."""
+    return staging.row_count(staging.decode(payload))
 
 class FakeBlob:
     def __init__(self, objects, name):
@@ -53,9 +59,15 @@ class FakeStorage:
 class FakeWarehouse:
     def __init__(self, fail_merges=0, on_merge=None):
         self.staged, self.merges, self.fail_merges, self.on_merge = [], 0, fail_merges, on_merge
+        self.created, self.dropped = set(), set()
 
-    def stage(self, run_id, payload):
-        self.staged.append(payload)
+    def create_staging(self, run_id):
+        self.created.add(f"staging_{run_id}")
+        return f"staging_{run_id}"
+
+    def stage(self, run_id, payload, created=False):
+        assert created and f"staging_{run_id}" in self.created  # the holder created it during the reads
+        self.staged.append(payload if isinstance(payload, bytes) else payload.read())
         return f"staging_{run_id}"
 
     def merge(self, run_id, staging_id, game_date):
@@ -68,7 +80,7 @@ class FakeWarehouse:
         return type("MergeResult", (), {"inserted": 1, "updated": 0})()
 
     def drop_staging(self, staging_id):
-        pass
+        self.dropped.add(staging_id)
 
 
 @pytest.fixture
@@ -108,7 +120,7 @@ def test_late_work_arriving_during_the_merge_gets_a_second_round(world):
     assert wh.merges == 2
     assert not pending.has_any()
     assert not any(k.startswith("oddsbatch_locks/") for k in world.db.docs)
-    assert sum(p.count(b"\n") for p in wh.staged) == 4 * 12  # 12 outcomes per file, all staged once
+    assert sum(map(staged_rows, wh.staged)) == 4 * 12  # 12 outcomes per file, all staged once
 
 
 def test_a_burst_is_one_merge(world):
@@ -159,7 +171,19 @@ def test_bad_file_is_quarantined_and_the_rest_merges(world):
     add_file(world, pending, 1, data=b'{"id": "trunc')
     assert h.run() == "merged"
     assert [n for n, _ in world.quarantined] == [name(1)]
-    assert wh.merges == 1 and wh.staged[0].count(b"\n") == 12
+    assert wh.merges == 1 and staged_rows(wh.staged[0]) == 12
+    assert not pending.has_any()
+    assert wh.dropped == wh.created and len(wh.created) == 1  # staging created during the reads, dropped after
+
+
+def test_round_of_only_bad_files_loads_nothing_and_drops_its_staging_table(world):
+    wh = FakeWarehouse()
+    h, pending = holder(world, "event-1", wh)
+    add_file(world, pending, 1, data=b'{"id": "trunc')
+    h.run()
+    assert [n for n, _ in world.quarantined] == [name(1)]
+    assert wh.merges == 0 and wh.staged == []
+    assert wh.dropped == wh.created and len(wh.created) == 1
     assert not pending.has_any()
 
 
@@ -265,7 +289,7 @@ def test_the_old_failure_files_arriving_for_two_minutes_after_the_first_are_all_
 
         class SlowWarehouse(FakeWarehouse):
             def merge(self, run_id, staging_id, game_date):
-                merged_files.append(self.staged[-1].count(b"\n") // 12)
+                merged_files.append(staged_rows(self.staged[-1]) // 12)
                 advance(20)
                 return super().merge(run_id, staging_id, game_date)
 
@@ -303,7 +327,8 @@ def test_settle_ends_after_the_quiet_period_when_the_burst_has_landed(world):
 
 
 def test_settle_waits_while_files_keep_arriving(world):
-    assert settling_holder(world, [3, 2, 4, 1]).settle() == 1.5  # 4 polls with arrivals, then 0.5 s quiet
+    poll = batch.SETTLE_POLL_SECONDS
+    assert settling_holder(world, [3, 2, 4, 1]).settle() == pytest.approx(4 * poll + 0.5)  # 4 polls with arrivals, then 0.5 s quiet
 
 
 def test_settle_is_capped_by_settle_seconds(world):
@@ -316,3 +341,28 @@ def test_settle_without_a_quiet_period_is_a_fixed_delay(world):
     slept = []
     h.sleep = slept.append
     assert h.settle() == 5.0 and slept == [5.0]
+
+
+def test_settle_cap_is_wall_time_when_count_queries_are_slow(world, monkeypatch):
+    """Under load each count query took ~0.3 s and a '5 s' settle lasted 9 s: the cap counts
+    the wall clock too, so the holder lists the queue after 5 s whatever the queries cost."""
+    clock = [0.0]
+    monkeypatch.setattr(batch, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock[0])}))
+    h = settling_holder(world, [1] * 100)  # files keep arriving: only the cap ends the settle
+    real_count = h.pending.count
+    counts = []
+
+    def slow_count():
+        clock[0] += 0.75  # each query takes 0.75 s
+        counts.append(clock[0])
+        return real_count()
+
+    h.pending.count = slow_count
+    sleep = h.sleep
+    h.sleep = lambda s: (clock.__setitem__(0, clock[0] + s), sleep(s))
+    waited = h.settle()
+    assert waited == pytest.approx(clock[0], abs=1e-3)  # the wall time
+    assert 5.0 <= waited <= 5.0 + 0.75  # at most one query past the cap
+    poll = batch.SETTLE_POLL_SECONDS
+    # the first count (0.75 s), then one poll per (sleep + query) until the wall clock passes 5 s
+    assert len(counts) == 1 + math.ceil((5.0 - 0.75) / (poll + 0.75) - 1e-9)

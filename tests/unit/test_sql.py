@@ -32,10 +32,24 @@ def test_outcome_point_and_line_are_part_of_the_key():
 
 
 def test_source_is_deduplicated_on_the_natural_key():
-    spec, statement = merge_for("game-lines")
-    using = statement.split("USING (", 1)[1].split(") AS S", 1)[0]
-    assert "QUALIFY ROW_NUMBER() OVER (PARTITION BY " + ", ".join(f"`{c}`" for c in spec.natural_key) in using
-    assert "WHERE `game_date` = @game_date" in using
+    for endpoint in ("game-lines", "player-props"):
+        spec, statement = merge_for(endpoint)
+        using = statement.split("USING (", 1)[1].split(") AS S", 1)[0]
+        key = re.search(r"QUALIFY ROW_NUMBER\(\) OVER \(PARTITION BY (.*?)\n", using).group(1)
+        # every key column, taken from the market (M) or from its un-nested row (R)
+        assert key.split(", ") == [f"{'R' if c in spec.line_columns else 'M'}.`{c}`" for c in spec.natural_key]
+        assert "WHERE M.`game_date` = @game_date" in using
+
+
+def test_source_unnests_each_market_into_every_staged_column():
+    for endpoint in ("game-lines", "player-props"):
+        spec, statement = merge_for(endpoint)
+        using = statement.split("USING (", 1)[1].split(") AS S", 1)[0]
+        assert "FROM `p.d.staging` AS M, UNNEST(M.`market_rows`) AS R" in using
+        selected = re.findall(r"([MR])\.`(\w+)` AS `(\w+)`", using.strip().split("\n", 1)[0])
+        assert [alias for _, _, alias in selected] == list(spec.staged_columns)
+        for side, column, alias in selected:
+            assert column == alias and (side == "R") == (column in spec.line_columns)
 
 
 def test_update_only_when_source_wins_and_a_value_changed():

@@ -12,7 +12,7 @@ from google.api_core.exceptions import BadRequest, Forbidden, ServiceUnavailable
 from oddsbatch.config import Settings
 from oddsbatch.errors import SerializationConflict, TerminalError, TransientError
 from oddsbatch.tables import table_for_endpoint
-from oddsbatch.warehouse import Warehouse, ndjson, staging_table_name
+from oddsbatch.warehouse import Warehouse, staging_table_name
 
 CONFLICT = "Could not serialize access to table p:d.t due to concurrent update"
 
@@ -80,6 +80,5 @@ def test_injected_conflicts_come_through_the_same_path(monkeypatch):
     assert sleeps == [1.0, 2.0]
 
 
-def test_ndjson_and_staging_names():
-    assert ndjson([{"a": 1, "b": None}, {"a": 2.5}]) == b'{"a":1,"b":null}\n{"a":2.5}\n'
+def test_staging_names():
     assert staging_table_name(table_for_endpoint("player-props"), "ab-12") == "_staging_odds_api_player_props_ab_12"
