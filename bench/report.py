@@ -16,11 +16,13 @@ METHOD = [
     "Burst: one scrape cycle, 7 games x 2 endpoints = 14 files uploaded at once from 14 threads (so 14 concurrent "
     "events, all within well under the issue's 10 s), repeated on separate game dates; median latency.",
     "Latency: from the return of the last upload to the moment `COUNT(*)` of both tables for that game date equals "
-    "the number of distinct natural keys the files hold (polled every 0.1 s for 10 s, then every 1 s).",
+    "the number of distinct natural keys the files hold (polled every 0.1 s in a burst, every 0.5 s for the "
+    "300- and 1,000-file dates, then every 1 s from 10 s after the last upload).",
     "MERGEs and jobs: BigQuery jobs listed before and after (after the stack is idle, so late rounds count); the "
     "bench's own count queries carry the `bench_` prefix and are excluded. MERGEs per table from the job ids.",
-    "Transform: `rows_for_object` + `warehouse.ndjson` (as `batch._read` runs them) over every file of "
-    "`synthesize_day(games=15, snapshots=34)`, vs `json.loads` of the same bytes; process CPU seconds, best of 3.",
+    "Transform: `transform.markets_for_object` + `staging.encode` (as `batch._read` runs them) over every file "
+    "of `synthesize_day(games=15, snapshots=34)`, vs `json.loads` of the same bytes; process CPU seconds, best "
+    "of 3. Checked each run: the staged lines un-nested give exactly `rows_for_object`.",
     "Memory: VmHWM of each function's gunicorn worker (child of the recorded functions-framework pid) after the "
     "1,000-file date; a fresh stack, so the peak is that date's. Spooled staging files beyond 64 MiB live in "
     "the temp directory, which is not in RSS locally; on Cloud Functions gen2 /tmp is in memory and counts "
@@ -39,11 +41,14 @@ def reasons(run: Run) -> list[str]:
     out = []
     t = by.get("transform_over_bare_parse")
     if t and not t.met:
-        out.append(f"Why transform misses 2x: {by['transform_rows_per_s'].note}; {t.note}. The staged NDJSON is "
-                   "several times the input (every row repeats its event, bookmaker and market columns), and "
-                   "encoding it alone costs more than 2x the parse of the input, so 2x is not reachable while "
-                   "the output stays byte-identical; it would take a narrower staging format (e.g. markets and "
-                   "outcomes staged apart and joined in the MERGE), not a faster encoder.")
+        floor = by.get("reencode_parsed_input_over_bare_parse")
+        out.append(f"Why transform misses 2x: {by['transform_rows_per_s'].note}; {t.note}. Serializing with "
+                   "the standard library's C encoder is slower than parsing: encoding the parsed input again, "
+                   f"untouched, already costs {floor.value if floor else '?'}x the parse, and the staged "
+                   "bytes must carry the converted prices and pivoted sides besides. The staging format is "
+                   "now one line per market (head columns once, rows nested), which cut the staged bytes ~4x; "
+                   "getting under 2x would take moving the pivot and price conversion into the MERGE's SQL "
+                   "(staging the source outcomes as parsed), i.e. the transform rules in two languages.")
     for f in run.figures:
         if f.name.startswith("burst_speedup_settle") and not f.met:
             settle = f.name.removeprefix("burst_speedup_settle")
@@ -52,11 +57,21 @@ def reasons(run: Run) -> list[str]:
             alt = "; ".join(f"{g.name} = {g.value} ({'met' if g.met else 'missed'})" for g in others)
             out.append(f"Why the burst speed-up misses 5x at ODDSBATCH_SETTLE_SECONDS={settle}: the holder waits until "
                        f"no new file arrived for ODDSBATCH_SETTLE_QUIET_SECONDS (0.5 s), counting the queue every "
-                       f"0.25 s, and the bridge delivers a burst's 14 events over a few hundred milliseconds, so "
+                       f"0.1 s, and the bridge delivers a burst's 14 events over a few hundred milliseconds, so "
                        f"the wait is ~1 s of the batch latency ({lat.value if lat else '?'} s); the rest is one "
                        f"round per table (read, load, MERGE) on 2 cores shared with the emulators"
                        + (f"; other settle caps: {alt}" if alt else "") + ". The baseline's latency is 14 loads "
                        "and 14 MERGEs queued behind the emulator's per-table write lock.")
+    b = by.get("backfill_latency_batch")
+    if b and not b.met:
+        cpu = by.get("backfill_cpu_seconds")
+        out.append("Why the 1,000-file date misses 20 s: the whole stack is CPU-bound on this machine's cores while "
+                   "the date lands: every process of the stack (the 1,020 uploads, 1,020 events through the bridge "
+                   "and the functions, their Firestore markers and lock attempts, the downloads and transforms, "
+                   "the emulator's loads and MERGEs) shares them"
+                   + (f": {cpu.value} {cpu.unit}; {cpu.note}" if cpu else "")
+                   + ". The holder's rounds run while the event flood is still being handled, which slows "
+                   "both (see the per-round seconds in the figure's note).")
     return out
 
 
