@@ -41,7 +41,7 @@ class TableSpec:
         nested under MARKET_ROWS_FIELD. Staging the head once per market instead of once per
         row makes the staged bytes several times smaller (see staging.py)."""
         fields = {f["name"]: dict(f) for f in self.schema}
-        head = [fields[c] for c in self.staged_columns if c not in self.line_columns]
+        head = [fields[c] for c in self.head_columns]
         rows = [fields[c] for c in self.staged_columns if c in self.line_columns]
         return head + [{"name": MARKET_ROWS_FIELD, "type": "RECORD", "mode": "REPEATED", "fields": rows,
                         "description": "The market's rows: the columns that differ from row to row."}]

@@ -395,13 +395,13 @@ MarketRows = tuple[dict, list[dict]]
 
 
 def _drop_superseded(groups: list[tuple[dict, list]]) -> list[MarketRows]:
+    """The groups without superseded rows (None) and without markets left empty."""
     return [(head, kept) for head, rows in groups if (kept := [r for r in rows if r is not None])]
 
 
 def _game_line_markets(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[MarketRows]:
     groups: list[tuple[dict, list]] = []
     seen: dict[tuple, tuple[list, int]] = {}  # natural key -> (rows list, index) of its row
-    superseded = False
     prices: dict = {}  # source price -> (decimal, american)
     for head, outcomes in markets:
         prefix = (head["game_id"], head["bookmaker_key"], head["market_key"])
@@ -420,11 +420,10 @@ def _game_line_markets(markets: list[tuple[dict, list[tuple]]], price_format: st
             earlier = seen.get(key)
             if earlier is not None:  # same natural key twice in one file: the last one wins
                 earlier[0][earlier[1]] = None
-                superseded = True
             seen[key] = (rows, len(rows))
             rows.append(row)
         groups.append((head, rows))
-    return _drop_superseded(groups) if superseded else [(h, r) for h, r in groups if r]
+    return _drop_superseded(groups)
 
 
 _SIDE_COLUMNS = {s: (f"{s}_price_decimal", f"{s}_price_american") for s in SIDES}
@@ -519,8 +518,8 @@ def rows_for_object(object_name: str, data: bytes, generation: int = 0,
                     created: datetime | None = None) -> list[dict]:
     """Staged rows of one object for its endpoint's table; BadInputError if it cannot be read."""
     ref = parse_object_name(object_name)
-    spec = table_for_endpoint(ref.endpoint)  # KeyError for an endpoint without a table: a programming error
-    return flatten(markets_from_payload(ref, parse_payload(data), generation, created), spec)
+    table_for_endpoint(ref.endpoint)  # KeyError for an endpoint without a table: a programming error
+    return rows_from_payload(ref, parse_payload(data), generation, created)
 
 
 def natural_key(row: dict, spec: TableSpec) -> tuple:

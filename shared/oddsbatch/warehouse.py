@@ -47,6 +47,7 @@ class Warehouse:
                                                 settings.bigquery_location)
         self.sleep = sleep
         self.target = sql.table_path(settings.project, settings.dataset, settings.table)
+        self.staging_schema = spec.bigquery_schema(spec.staging_schema())
 
     def _staging_id(self, run_id: str) -> str:
         return f"{self.settings.project}.{self.settings.dataset}.{staging_table_name(self.spec, run_id)}"
@@ -62,7 +63,7 @@ class Warehouse:
 
         staging_id = self._staging_id(run_id)
         try:
-            table = bigquery.Table(staging_id, schema=self.spec.bigquery_schema(self.spec.staging_schema()))
+            table = bigquery.Table(staging_id, schema=self.staging_schema)
             table.expires = datetime.now(timezone.utc) + STAGING_TTL
             self.client.create_table(table, exists_ok=True)
         except Exception as exc:
@@ -80,7 +81,7 @@ class Warehouse:
         try:
             config = bigquery.LoadJobConfig(
                 source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-                schema=self.spec.bigquery_schema(self.spec.staging_schema()),
+                schema=self.staging_schema,
                 write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
             )
             job_id = self._job_id(run_id, "load")
