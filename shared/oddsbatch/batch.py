@@ -19,7 +19,8 @@ from datetime import date, datetime, timedelta, timezone
 from . import faults, logs, staging, transform
 from .clients import firestore_client, storage_client
 from .config import Settings
-from .errors import BadInputError, TransientError, classify
+from .deadline import Deadline
+from .errors import BadInputError, DeadlineReached, TransientError, classify
 from .handler import StorageEvent
 from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
 from .lock import EXPIRE_AT_FIELD, BatchLock, Marker, PendingWork, marker_id
@@ -33,6 +34,9 @@ MAX_FILES_PER_ROUND = 2000
 SETTLE_POLL_SECONDS = 0.1
 # Staged NDJSON of one round kept in memory; beyond this it spools to a temporary file.
 SPOOL_BYTES = 64 * 1024 * 1024
+# The least time a round is assumed to need (download, load, MERGE on real BigQuery), until this
+# invocation has timed one; capped at a quarter of the timeout.
+ROUND_FLOOR_SECONDS = 30.0
 
 
 @dataclass
@@ -88,13 +92,14 @@ def quarantine(settings: Settings, bucket: str, name: str, generation: int, reas
 
 def handle_event(settings: Settings, event: StorageEvent) -> str:
     """Record the event's work, then hold the batch or leave it to the holder."""
+    deadline = Deadline(settings.timeout_seconds)  # the invocation's clock starts with the event
     try:
         ref = parse_object_name(event.name)
     except BadInputError as bad:  # no date to batch under: quarantine on its own
         quarantine(settings, event.bucket, event.name, event.generation, bad.reason)
         return "quarantined"
     if settings.mode == "per_file":
-        return merge_one_file(settings, event, ref.batch_key, ref.game_date)
+        return merge_one_file(settings, event, ref.batch_key, ref.game_date, deadline)
     try:
         db = firestore_client(settings.project, settings.firestore_database)
         pending = PendingWork(db, settings.pending_collection, ref.batch_key, _ttl(settings))
@@ -109,16 +114,17 @@ def handle_event(settings: Settings, event: StorageEvent) -> str:
     if not acquired:
         logs.log("coalesced", batch_key=ref.batch_key, object=event.name, event_id=event.event_id)
         return "coalesced"
-    return BatchHolder(settings, ref.batch_key, ref.game_date, lock, pending, db).run()
+    return BatchHolder(settings, ref.batch_key, ref.game_date, lock, pending, db, deadline=deadline).run()
 
 
-def merge_one_file(settings: Settings, event: StorageEvent, key: str, game_date: date) -> str:
+def merge_one_file(settings: Settings, event: StorageEvent, key: str, game_date: date,
+                   deadline: Deadline | None = None) -> str:
     """The old behaviour, kept only as the benchmark baseline (ODDSBATCH_MODE=per_file):
     one load and one MERGE per file, no lock, no queue."""
     marker = Marker(marker_id(key, event.bucket, event.name, event.generation), event.bucket, event.name,
                     event.generation, event.event_id, event.created, event.size)
     try:
-        BatchHolder(settings, key, game_date, lock=None, pending=None, db=None).merge_round([marker])
+        BatchHolder(settings, key, game_date, lock=None, pending=None, db=None, deadline=deadline).merge_round([marker])
     except Exception as exc:
         raise classify(exc) from exc
     return "merged"
@@ -128,7 +134,7 @@ class BatchHolder:
     """The invocation that holds the lock of one batch key and merges its queue."""
 
     def __init__(self, settings: Settings, key: str, game_date: date, lock: BatchLock | None,
-                 pending: PendingWork | None, db, sleep=None):
+                 pending: PendingWork | None, db, sleep=None, deadline: Deadline | None = None):
         self.settings = settings
         self.key = key
         self.game_date = game_date
@@ -136,6 +142,8 @@ class BatchHolder:
         self.pending = pending
         self.db = db
         self.sleep = sleep or time.sleep
+        self.deadline = deadline or Deadline(settings.timeout_seconds)
+        self.longest_round = 0.0  # seconds of this invocation's slowest round
         self.spec = table_for_endpoint(settings.endpoint)
         self._warehouse: Warehouse | None = None
         self.results: list[RoundResult] = []
@@ -144,7 +152,7 @@ class BatchHolder:
     @property
     def warehouse(self) -> Warehouse:
         if self._warehouse is None:
-            self._warehouse = Warehouse(self.settings, self.spec)
+            self._warehouse = Warehouse(self.settings, self.spec, deadline=self.deadline)
         return self._warehouse
 
     def run(self) -> str:
@@ -157,6 +165,7 @@ class BatchHolder:
                     markers = self.pending.list(limit=MAX_FILES_PER_ROUND)
                     if not markers:
                         break
+                    self.check_time_for_round(len(markers))
                     self.lock.renew()
                     self.merge_round(markers)
                     rounds += 1
@@ -179,6 +188,20 @@ class BatchHolder:
             except Exception:  # noqa: BLE001 - the lease expires anyway
                 pass
             raise error from exc
+
+    def round_estimate(self) -> float:
+        """Seconds a round is expected to take: the slowest one this invocation ran, and at
+        least ROUND_FLOOR_SECONDS (a quarter of the timeout at most)."""
+        floor = min(ROUND_FLOOR_SECONDS, self.settings.timeout_seconds / 4)
+        return max(floor, self.longest_round)
+
+    def check_time_for_round(self, files: int) -> None:
+        """Start no round the deadline would cut short: raise DeadlineReached (transient: the
+        lock is released, the markers stay, and Eventarc's retry starts with a whole timeout)."""
+        needed = self.round_estimate()
+        if not self.deadline.allows(needed):
+            raise DeadlineReached(f"{self.deadline.remaining():.1f}s left before the {self.settings.timeout_seconds:g}s "
+                                  f"timeout, a round of {files} files needs ~{needed:.1f}s: left to the retried event")
 
     def settle(self) -> float:
         """Let the rest of a burst land before listing the queue: wait until no new marker
@@ -286,6 +309,7 @@ class BatchHolder:
         except Exception as exc:
             raise classify(exc) from exc
         result.seconds["total"] = round(time.monotonic() - started, 3)
+        self.longest_round = max(self.longest_round, result.seconds["total"])
         if self.db:
             self._record(result)
         self.results.append(result)

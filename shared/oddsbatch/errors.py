@@ -2,7 +2,12 @@
 
 The handler's retry contract rests on it: a TransientError propagates (the function answers
 5xx and Eventarc retries the event); a BadInputError quarantines one file and the batch goes
-on; any other TerminalError is logged and the event is acknowledged.
+on; any other TerminalError is logged and the event is acknowledged. A RetryInProcess is a
+TransientError worth resubmitting the BigQuery job at once, in this invocation, with backoff
+(warehouse.py), before it is raised for Eventarc.
+
+BigQuery's errors are classified by their `reason` (the ErrorProto reason), from one table
+below, as dlt does: https://cloud.google.com/bigquery/docs/error-messages
 """
 
 from __future__ import annotations
@@ -28,48 +33,106 @@ class BadInputError(TerminalError):
         self.reason = reason
 
 
-class SerializationConflict(TransientError):
+class RetryInProcess(TransientError):
+    """A BigQuery job that failed for a reason that passes by itself: resubmit it (a new job
+    id) after a backoff while the invocation has time left; `reason` is BigQuery's."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
+class SerializationConflict(RetryInProcess):
     """BigQuery's "Could not serialize access to table ... due to concurrent update"."""
+
+    def __init__(self, message: str, reason: str = "serializationConflict"):
+        super().__init__(message, reason)
+
+
+class BigQueryLimit(RetryInProcess):
+    """A short-term BigQuery limit: the per-table DML queue, rate limits, job quotas."""
+
+
+class BigQueryUnavailable(RetryInProcess):
+    """BigQuery's backend failed the job or its insertion (backendError, 5xx)."""
+
+
+class DeadlineReached(TransientError):
+    """The invocation has no time left for the work: leave it to Eventarc's retry."""
 
 
 # HTTP / gRPC status codes that mean "try again later".
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
-_TRANSIENT_REASONS = {"backendError", "internalError", "rateLimitExceeded", "jobRateLimitExceeded"}
 SERIALIZATION_MESSAGE = "Could not serialize access"
+# https://cloud.google.com/bigquery/docs/data-manipulation-language ("UPDATE, DELETE, MERGE DML
+# concurrency"): past the per-table queue of mutating DML statements, BigQuery fails the statement
+# with reason resourcesExceeded and this message; every other resourcesExceeded (memory, too
+# complex) fails the same way again.
+DML_OUTSTANDING_MESSAGE = "Too many DML statements outstanding"
+
+# reason -> (class when the error came from a BigQuery job or its insertion, class otherwise).
+# rateLimitExceeded is a short-term limit: retry after a few seconds with exponential backoff;
+# quotaExceeded a longer-term one, retried in-process only for jobs (the job quotas the issue
+# names; other calls do not retry it): https://cloud.google.com/bigquery/docs/troubleshoot-quotas
+# backendError: "If the job completes but includes an error object that contains backendError,
+# the job failed. You can safely retry the job"; on jobs.insert it is unclear whether the job
+# was created, so the insertion is retried with the same job id:
+# https://cloud.google.com/bigquery/docs/error-messages
+_REASONS: dict[str, tuple[type[OddsbatchError], type[OddsbatchError]]] = {
+    "rateLimitExceeded": (BigQueryLimit, TransientError),
+    "jobRateLimitExceeded": (BigQueryLimit, TransientError),
+    "quotaExceeded": (BigQueryLimit, TerminalError),
+    "backendError": (BigQueryUnavailable, TransientError),
+    "internalError": (BigQueryUnavailable, TransientError),
+}
 
 
 def is_serialization_conflict(exc: BaseException) -> bool:
     return SERIALIZATION_MESSAGE in str(exc)
 
 
-def classify(exc: BaseException) -> OddsbatchError:
-    """Map any exception from a Google client (or the network) to Transient or Terminal."""
+def _reasons(exc: BaseException) -> list[str]:
+    return [e.get("reason") for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)]
+
+
+def classify(exc: BaseException, job: bool = False) -> OddsbatchError:
+    """Map any exception from a Google client (or the network) to Transient or Terminal.
+    `job`: it came from inserting or waiting on a BigQuery job, where the short-term limits
+    and backend failures are RetryInProcess (warehouse.py retries them before raising)."""
     if isinstance(exc, OddsbatchError):
         return exc
+    text = f"{type(exc).__name__}: {exc}"
     if is_serialization_conflict(exc):
         return SerializationConflict(str(exc))
     try:
         from google.api_core import exceptions as gexc
     except ImportError:  # pragma: no cover - the clients are always installed
         gexc = None
-    if gexc is not None:
-        if isinstance(exc, (gexc.ServiceUnavailable, gexc.InternalServerError, gexc.TooManyRequests,
-                            gexc.GatewayTimeout, gexc.DeadlineExceeded, gexc.BadGateway,
-                            gexc.RetryError, gexc.Aborted)):
-            return TransientError(f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, gexc.GoogleAPICallError):
-            code = getattr(exc, "code", None)
-            reasons = {e.get("reason") for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
-            if (isinstance(code, int) and code in _TRANSIENT_HTTP) or reasons & _TRANSIENT_REASONS:
-                return TransientError(f"{type(exc).__name__}: {exc}")
-            return TerminalError(f"{type(exc).__name__}: {exc}")
+    if gexc is not None and isinstance(exc, gexc.GoogleAPICallError):
+        reasons = _reasons(exc)
+        for reason in reasons:
+            if reason == "resourcesExceeded" and DML_OUTSTANDING_MESSAGE in str(exc):
+                return BigQueryLimit(text, reason) if job else TransientError(text)
+            if reason in _REASONS:
+                kind = _REASONS[reason][0 if job else 1]
+                return kind(text, reason) if issubclass(kind, RetryInProcess) else kind(text)
+        code = getattr(exc, "code", None)
+        if isinstance(code, int) and code in _TRANSIENT_HTTP:
+            if job and code >= 500:
+                return BigQueryUnavailable(text, str(code))
+            return TransientError(text)
+        if isinstance(exc, (gexc.RetryError, gexc.DeadlineExceeded, gexc.Aborted)):
+            return TransientError(text)
+        return TerminalError(text)
+    if gexc is not None and isinstance(exc, gexc.RetryError):
+        return TransientError(text)
     if isinstance(exc, (ConnectionError, TimeoutError)):
-        return TransientError(f"{type(exc).__name__}: {exc}")
+        return TransientError(text)
     try:
         import requests
 
         if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-            return TransientError(f"{type(exc).__name__}: {exc}")
+            return TransientError(text)
     except ImportError:  # pragma: no cover
         pass
-    return TerminalError(f"{type(exc).__name__}: {exc}")
+    return TerminalError(text)

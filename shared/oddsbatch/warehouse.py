@@ -1,14 +1,26 @@
 """Runs the batch's BigQuery work: one load job into an expiring staging table, one MERGE.
 
-Loads, never streaming inserts (streamed rows block DML for ~30 minutes). Job ids are
-deterministic per run so a resubmitted load that already ran is found, not repeated. A
-MERGE that loses a serialization race is resubmitted as a new job with backoff: waiting
-again on the failed job would only return the same failure.
+Loads, never streaming inserts (streamed rows block DML for ~30 minutes). Every job goes
+through one runner (`_run_job`) with deterministic job ids, one per attempt:
+
+- inserting a job that fails with a 5xx or a dropped connection is retried with the SAME
+  job id (BigQuery may have created it); a 409 on that id means the job exists: resume it.
+  The Python client populates jobReference.jobId so that retrying jobs.insert is safe:
+  https://googleapis.dev/python/bigquery/latest/design/query-retries.html
+- a job that FAILED for a reason that passes by itself (errors.RetryInProcess: a
+  serialization conflict, the per-table DML queue, rate limits, job quotas, backendError)
+  is resubmitted as a NEW job (waiting again on a failed job returns the same failure),
+  after a jittered exponential backoff, while the invocation's deadline leaves time; then
+  it is raised, and Eventarc retries the event.
+- every wait is bounded by the deadline: a job still running when it comes is cancelled
+  (best effort; a MERGE that still commits is harmless, it is idempotent) and
+  DeadlineReached is raised, instead of the invocation being killed mid-wait.
 """
 
 from __future__ import annotations
 
 import io
+import random
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -17,10 +29,18 @@ from typing import BinaryIO, Callable
 from . import faults, logs, sql
 from .clients import bigquery_client
 from .config import Settings
-from .errors import SerializationConflict, TransientError, classify, is_serialization_conflict
+from .deadline import Deadline
+from .errors import (BigQueryUnavailable, DeadlineReached, RetryInProcess, SerializationConflict, TransientError,
+                     classify)
 from .tables import TableSpec
 
 STAGING_TTL = timedelta(hours=6)
+# Backoff between attempts of a job: 1 s, 2 s, 4 s ... at most 30 s, each drawn in [d/2, d].
+BACKOFF_FIRST, BACKOFF_CAP = 1.0, 30.0
+# Attempts to insert one job id (5xx / connection errors on jobs.insert) before giving up.
+INSERT_ATTEMPTS = 5
+# The least time a job is given: no attempt is started with less left than this.
+MIN_JOB_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,7 @@ class MergeResult:
     updated: int
     attempts: int
     seconds: float
+    retried: dict | None = None  # BigQuery reason -> attempts it failed (and was retried)
 
 
 def staging_table_name(spec: TableSpec, run_id: str) -> str:
@@ -40,12 +61,16 @@ class Warehouse:
     """BigQuery side of one target table."""
 
     def __init__(self, settings: Settings, spec: TableSpec, client=None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, deadline: Deadline | None = None,
+                 jitter: Callable[[], float] = random.random):
         self.settings = settings
         self.spec = spec
         self.client = client or bigquery_client(settings.project, settings.bigquery_endpoint,
                                                 settings.bigquery_location)
         self.sleep = sleep
+        self.deadline = deadline or Deadline(settings.timeout_seconds)
+        self.jitter = jitter
+        self.retried: dict[str, int] = {}  # BigQuery reason -> jobs resubmitted for it, all jobs
         self.target = sql.table_path(settings.project, settings.dataset, settings.table)
         self.staging_schema = spec.bigquery_schema(spec.staging_schema())
 
@@ -74,26 +99,20 @@ class Warehouse:
         """Load staging NDJSON (staging.py; bytes, or a binary file read from its start) into
         this run's staging table, creating it first unless `created`; returns its id. A file is
         streamed in chunks, so a large round is never held in memory whole."""
-        from google.api_core.exceptions import Conflict
         from google.cloud import bigquery
 
         staging_id = self._staging_id(run_id) if created else self.create_staging(run_id)
-        try:
-            config = bigquery.LoadJobConfig(
-                source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-                schema=self.staging_schema,
-                write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
-            )
-            job_id = self._job_id(run_id, "load")
-            try:
-                source = io.BytesIO(payload) if isinstance(payload, (bytes, bytearray)) else payload
-                job = self.client.load_table_from_file(source, staging_id, job_id=job_id,
-                                                       job_config=config, rewind=True)
-            except Conflict:  # this run's load already ran (a retried call): resume it
-                job = self.client.get_job(job_id)
-            job.result()
-        except Exception as exc:
-            raise classify(exc) from exc
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            schema=self.staging_schema,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,  # a resubmitted load replaces, never appends
+        )
+
+        def submit(job_id):
+            source = io.BytesIO(payload) if isinstance(payload, (bytes, bytearray)) else payload
+            return self.client.load_table_from_file(source, staging_id, job_id=job_id, job_config=config, rewind=True)
+
+        self._run_job(run_id, "load", submit)
         return staging_id
 
     def merge(self, run_id: str, staging_id: str, game_date: date) -> MergeResult:
@@ -105,28 +124,123 @@ class Warehouse:
             query_parameters=[bigquery.ScalarQueryParameter("game_date", "DATE", game_date.isoformat())]
         )
         started = time.monotonic()
-        delay = 1.0
-        for attempt in range(1, self.settings.merge_attempts + 1):
+        faults.fail_point("bigquery")  # an outage that outlasts the in-process retries: Eventarc retries
+
+        def submit(job_id):
+            return self.client.query(statement, job_config=config, job_id=job_id, job_retry=None)
+
+        job, attempts, retried = self._run_job(run_id, "merge", submit, before_attempt=faults.maybe_fail_merge)
+        stats = job.dml_stats
+        inserted = int(stats.inserted_row_count) if stats else int(job.num_dml_affected_rows or 0)
+        updated = int(stats.updated_row_count) if stats else 0
+        return MergeResult(job.job_id, inserted, updated, attempts, time.monotonic() - started, retried)
+
+    def _backoff(self, attempt: int) -> float:
+        """Jittered exponential backoff before attempt `attempt + 1`: in [d/2, d], d = 1, 2, 4 ... 30 s."""
+        delay = min(BACKOFF_FIRST * 2 ** (attempt - 1), BACKOFF_CAP)
+        return delay / 2 + delay / 2 * self.jitter()
+
+    def _run_job(self, run_id: str, step: str, submit: Callable[[str], object],
+                 before_attempt: Callable[[int], None] | None = None):
+        """Insert and wait on one job until it succeeds: (job, attempts, {reason: retries}).
+        Attempt n has job id <run>_<step>_<n>. Serialization conflicts get
+        settings.merge_attempts attempts; the other RetryInProcess reasons as many as the
+        deadline allows."""
+        retried: dict[str, int] = {}
+        attempt = 0
+        while True:
+            attempt += 1
+            job_id = self._job_id(run_id, f"{step}_{attempt}")
             try:
-                faults.maybe_fail_merge(attempt)
-                faults.fail_point("bigquery")
-                job = self.client.query(statement, job_config=config,
-                                        job_id=self._job_id(run_id, f"merge_{attempt}"), job_retry=None)
-                job.result()
-                stats = job.dml_stats
-                inserted = int(stats.inserted_row_count) if stats else int(job.num_dml_affected_rows or 0)
-                updated = int(stats.updated_row_count) if stats else 0
-                return MergeResult(job.job_id, inserted, updated, attempt, time.monotonic() - started)
+                if not self.deadline.allows(MIN_JOB_SECONDS):
+                    raise DeadlineReached(f"{step} of run {run_id}: {self.deadline.remaining():.1f}s left, "
+                                          f"not enough for another BigQuery job")
+                if before_attempt:
+                    before_attempt(attempt)
+                job = self._insert(submit, job_id)
+                self._wait(job, job_id, step)
+                return job, attempt, retried
+            except DeadlineReached:
+                raise
             except Exception as exc:
-                if not is_serialization_conflict(exc):
-                    raise classify(exc) from exc
-                logs.log("merge_conflict_retry", severity="WARNING", table=self.spec.name, run_id=run_id,
-                         attempt=attempt, error=str(exc)[:300])
-                if attempt == self.settings.merge_attempts:
-                    raise SerializationConflict(str(exc)) from exc
-                self.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                error = classify(exc, job=True)
+                if not isinstance(error, RetryInProcess):
+                    raise error from exc
+                pause = self._backoff(attempt)
+                out_of_attempts = isinstance(error, SerializationConflict) and attempt >= self.settings.merge_attempts
+                out_of_time = not self.deadline.allows(pause + MIN_JOB_SECONDS)
+                logs.log("bigquery_retry", severity="WARNING", table=self.spec.name, run_id=run_id, step=step,
+                         job_id=job_id, attempt=attempt, reason=error.reason, transient=True,
+                         retrying=not (out_of_attempts or out_of_time), backoff_seconds=round(pause, 3),
+                         remaining_seconds=round(min(self.deadline.remaining(), 1e9), 1), error=str(exc)[:300])
+                if out_of_attempts or out_of_time:
+                    raise error from exc
+                retried[error.reason] = retried.get(error.reason, 0) + 1
+                self.retried[error.reason] = self.retried.get(error.reason, 0) + 1
+                self.sleep(pause)
+
+    def _insert(self, submit: Callable[[str], object], job_id: str):
+        """jobs.insert of one job id: a 5xx or a dropped connection is retried with the same id,
+        and a 409 means an earlier try created the job: resume it."""
+        from google.api_core.exceptions import Conflict
+
+        for attempt in range(1, INSERT_ATTEMPTS + 1):
+            try:
+                return submit(job_id)
+            except Conflict:  # ids are unique per run and attempt: it is this very job
+                return self.client.get_job(job_id, location=self.settings.bigquery_location)
+            except Exception as exc:
+                error = classify(exc, job=True)
+                # 5xx, dropped connections, timeouts: the job may exist. Limits (the job was refused)
+                # and terminal errors go to the caller.
+                if not (isinstance(error, BigQueryUnavailable) or type(error) is TransientError):
+                    raise
+                if attempt == INSERT_ATTEMPTS or not self.deadline.allows(self._backoff(attempt) + MIN_JOB_SECONDS):
+                    raise
+                logs.log("bigquery_insert_retry", severity="WARNING", table=self.spec.name, job_id=job_id,
+                         attempt=attempt, transient=True, error=str(exc)[:300])
+                self.sleep(self._backoff(attempt))
         raise TransientError("unreachable")  # pragma: no cover
+
+    def _wait(self, job, job_id: str, step: str) -> None:
+        """job.result(), bounded by the deadline; a job still unfinished then is cancelled. A
+        failed job raises (the caller resubmits it as a new job, or not); a failure of the
+        polling itself, on a job that has not finished, waits again on the same job."""
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        polls = 0
+        while True:
+            timeout = self.deadline.remaining()
+            try:
+                job.result(timeout=None if timeout == float("inf") else timeout)
+                return
+            except (FutureTimeout, TimeoutError) as exc:
+                try:
+                    self.client.cancel_job(job_id, location=self.settings.bigquery_location)
+                except Exception as cancel_exc:  # noqa: BLE001 - best effort, the MERGE is idempotent
+                    logs.log("bigquery_cancel_failed", severity="WARNING", job_id=job_id, error=str(cancel_exc)[:300])
+                raise DeadlineReached(f"{step} job {job_id} unfinished at the deadline ({timeout:.1f}s waited): "
+                                      "cancelled, left to the retried event") from exc
+            except Exception as exc:
+                if self._finished(job):
+                    raise
+                polls += 1
+                error = classify(exc, job=True)
+                pause = self._backoff(polls)
+                if not isinstance(error, TransientError) or not self.deadline.allows(pause + MIN_JOB_SECONDS):
+                    raise error from exc
+                logs.log("bigquery_wait_retry", severity="WARNING", job_id=job_id, attempt=polls, transient=True,
+                         error=str(exc)[:300])
+                self.sleep(pause)
+
+    @staticmethod
+    def _finished(job) -> bool:
+        """Whether the job itself is DONE (it failed), as opposed to the polling having failed."""
+        try:
+            job.reload()
+        except Exception:  # noqa: BLE001 - unknown: treat as unfinished, the deadline bounds the waiting
+            return False
+        return getattr(job, "state", None) == "DONE"
 
     def drop_staging(self, staging_id: str) -> None:
         """Best effort: the table expires by itself anyway."""

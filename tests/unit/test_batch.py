@@ -247,7 +247,7 @@ def test_an_oversized_object_is_quarantined_unread(world, monkeypatch):
 
 def test_per_file_baseline_merges_each_event_alone_without_firestore(world, monkeypatch):
     merges = []
-    monkeypatch.setattr(batch, "Warehouse", lambda settings, spec: merges.append(1) or FakeWarehouse())
+    monkeypatch.setattr(batch, "Warehouse", lambda settings, spec, deadline: merges.append(1) or FakeWarehouse())
     monkeypatch.setattr(batch, "firestore_client", lambda *a: pytest.fail("per-file mode touched Firestore"))
     settings = world.settings.with_(mode="per_file")
     for i in range(3):
@@ -366,3 +366,83 @@ def test_settle_cap_is_wall_time_when_count_queries_are_slow(world, monkeypatch)
     poll = batch.SETTLE_POLL_SECONDS
     # the first count (0.75 s), then one poll per (sleep + query) until the wall clock passes 5 s
     assert len(counts) == 1 + math.ceil((5.0 - 0.75) / (poll + 0.75) - 1e-9)
+
+
+# -- the deadline (ODDSBATCH_TIMEOUT_SECONDS) -------------------------------------------------------
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def timed_holder(world, clock, seconds_per_merge, timeout=540.0):
+    from oddsbatch.deadline import Deadline
+
+    class SlowWarehouse(FakeWarehouse):
+        def merge(self, run_id, staging_id, game_date):
+            clock.now += seconds_per_merge
+            return super().merge(run_id, staging_id, game_date)
+
+    wh = SlowWarehouse()
+    h, pending = holder(world, "event-1", wh)
+    h.settings = world.settings.with_(timeout_seconds=timeout)
+    h.deadline = Deadline(timeout, clock=clock)
+    return h, pending, wh
+
+
+def test_a_round_that_cannot_finish_before_the_deadline_is_not_started(world, monkeypatch):
+    """Rounds of 200 s under a 540 s timeout (530 s usable): two fit, the third would be cut
+    off by the timeout, so the holder stops before it: transient, lock released, markers kept."""
+    from oddsbatch.errors import DeadlineReached
+
+    clock = Clock()
+    monkeypatch.setattr(batch, "time", type("T", (), {"monotonic": staticmethod(clock), "sleep": time_sleep}))
+    monkeypatch.setattr(batch, "MAX_FILES_PER_ROUND", 1)  # one file per round: three rounds of work
+    h, pending, wh = timed_holder(world, clock, seconds_per_merge=200.0)
+    for i in range(3):
+        add_file(world, pending, i)
+    with pytest.raises(DeadlineReached) as info:
+        h.run()
+    assert isinstance(info.value, TransientError)
+    assert wh.merges == 2 and clock.now == 400.0  # the third round was never started
+    assert pending.count() == 1 and f"oddsbatch_locks/{KEY}" not in world.db.docs
+    assert "needs ~200.0s" in str(info.value)
+
+
+def test_the_same_work_with_a_longer_timeout_finishes(world, monkeypatch):
+    """Negative control of the test above: with 900 s, the three rounds fit."""
+    clock = Clock()
+    monkeypatch.setattr(batch, "time", type("T", (), {"monotonic": staticmethod(clock), "sleep": time_sleep}))
+    monkeypatch.setattr(batch, "MAX_FILES_PER_ROUND", 1)
+    h, pending, wh = timed_holder(world, clock, seconds_per_merge=200.0, timeout=900.0)
+    for i in range(3):
+        add_file(world, pending, i)
+    assert h.run() == "merged" and wh.merges == 3 and not pending.has_any()
+
+
+def test_no_round_starts_with_less_than_the_floor_left(world, monkeypatch):
+    from oddsbatch.errors import DeadlineReached
+
+    clock = Clock()
+    monkeypatch.setattr(batch, "time", type("T", (), {"monotonic": staticmethod(clock), "sleep": time_sleep}))
+    h, pending, wh = timed_holder(world, clock, seconds_per_merge=1.0)
+    add_file(world, pending, 0)
+    clock.now = 540 - 10 - batch.ROUND_FLOOR_SECONDS + 0.5  # 29.5 s usable left: under the 30 s floor
+    with pytest.raises(DeadlineReached):
+        h.run()
+    assert wh.merges == 0 and pending.has_any()
+
+
+def test_handle_event_starts_the_deadline_from_the_configured_timeout(world, monkeypatch):
+    seen = []
+    monkeypatch.setattr(batch, "Warehouse", lambda settings, spec, deadline: seen.append(deadline) or FakeWarehouse())
+    settings = world.settings.with_(timeout_seconds=120.0)
+    world.objects[name(0)] = GOOD
+    assert batch.handle_event(settings, StorageEvent("e0", "bucket", name(0), 1000)) == "merged"
+    assert seen and seen[0].seconds == 120.0 and 100.0 < seen[0].remaining() <= 110.0  # 120 s less a 10 s reserve
+
+
+def time_sleep(seconds):
+    return None
