@@ -23,7 +23,7 @@ from .deadline import Deadline
 from .errors import BadInputError, DeadlineReached, TransientError, classify
 from .handler import StorageEvent
 from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
-from .lock import EXPIRE_AT_FIELD, BatchLock, Marker, PendingWork, marker_id
+from .lock import EXPIRE_AT_FIELD, BatchLock, LockLost, Marker, PendingWork, marker_id
 from .paths import parse_object_name
 from .tables import table_for_endpoint
 from .warehouse import Warehouse
@@ -107,7 +107,8 @@ def handle_event(settings: Settings, event: StorageEvent) -> str:
         faults.fail_point("firestore")
         pending.add(event.bucket, event.name, event.generation, event.event_id, event.created, event.size)
         lock = BatchLock(db.collection(settings.lock_collection), ref.batch_key, owner=event.event_id,
-                         lease=timedelta(seconds=settings.lease_seconds), ttl=_ttl(settings))
+                         lease=timedelta(seconds=settings.lease_seconds), ttl=_ttl(settings),
+                         heartbeat=timedelta(seconds=settings.lock_heartbeat_seconds))
         acquired = lock.acquire()
     except Exception as exc:
         raise classify(exc) from exc
@@ -179,6 +180,21 @@ class BatchHolder:
                     logs.log("handed_over", batch_key=self.key, rounds=rounds)
                     return "handed_over"
                 logs.log("late_work", batch_key=self.key, rounds=rounds)
+        except LockLost as lost:
+            # Someone else wrote the lock (took it over) or it vanished: this holder stops before any
+            # MERGE, leaves its markers queued and deletes nothing. A holder that has it now sees the
+            # markers; if nobody does, take it again (create() is exclusive) and go on.
+            logs.log("lock_lost", severity="WARNING", batch_key=self.key, owner=self.lock.owner, rounds=rounds,
+                     error=str(lost)[:300])
+            self._regained = getattr(self, "_regained", 0) + 1
+            if self._regained > 3:  # it keeps vanishing: let Eventarc retry the event later
+                raise lost
+            try:
+                if self.pending.has_any() and self.lock.acquire():
+                    return self.run()
+            except Exception as exc:
+                raise classify(exc) from exc
+            return "lock_lost"
         except Exception as exc:
             error = classify(exc)
             logs.log("failed", severity="ERROR", batch_key=self.key, error=str(error)[:500],
@@ -294,7 +310,13 @@ class BatchHolder:
                 result.seconds["load"] = round(time.monotonic() - t, 3)
                 faults.point("after_load")
                 if self.lock:
-                    self.lock.renew()  # a long read + load must not let the lease pass before the MERGE
+                    # The fence: a conditional write right before the MERGE is submitted. A holder that
+                    # lost the lock meanwhile learns it here (LockLost) and never runs its MERGE.
+                    try:
+                        self.lock.renew()
+                    except LockLost:
+                        self.warehouse.drop_staging(staging_id)
+                        raise
                 t = time.monotonic()
                 merged = self.warehouse.merge(result.run_id, staging_id, self.game_date)
                 result.seconds["merge"] = round(time.monotonic() - t, 3)

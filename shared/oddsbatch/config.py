@@ -34,6 +34,7 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_SETTLE_SECONDS": ("5", "Longest the lock holder waits for the rest of a burst before it lists pending work."),
     "ODDSBATCH_SETTLE_QUIET_SECONDS": ("0.5", "The holder stops waiting once no new file arrived for this long (0: always wait the whole settle delay)."),
     "ODDSBATCH_LEASE_SECONDS": ("600", "Lock lease: a lock older than this is taken over at once."),
+    "ODDSBATCH_LOCK_HEARTBEAT_SECONDS": ("8", "Lock heartbeat period (> 0): the holder rewrites its lock every quarter of it; a redelivery of the holder's own event reclaims the lock only if it was not written for this long (its holder died), else coalesces. Keep it below Eventarc's 10 s minimum retry backoff."),
     "ODDSBATCH_TIMEOUT_SECONDS": ("540", "The deployed function timeout: the holder bounds every BigQuery wait and retry by the time left and starts no round it cannot finish."),
     "ODDSBATCH_TTL_DAYS": ("7", "expireAt offset of lock and marker documents (Firestore TTL garbage collection only)."),
     "ODDSBATCH_QUARANTINE_BUCKET": ("source bucket", "Bucket that receives copies of unreadable files."),
@@ -100,6 +101,7 @@ class Settings:
     settle_seconds: float = 5.0
     settle_quiet_seconds: float = 0.5
     lease_seconds: float = 600.0
+    lock_heartbeat_seconds: float = 8.0
     timeout_seconds: float = 540.0
     ttl_days: float = 7.0
     quarantine_bucket: str | None = None
@@ -153,6 +155,7 @@ class Settings:
             settle_seconds=_float(env, "ODDSBATCH_SETTLE_SECONDS", 5.0),
             settle_quiet_seconds=_float(env, "ODDSBATCH_SETTLE_QUIET_SECONDS", 0.5),
             lease_seconds=_float(env, "ODDSBATCH_LEASE_SECONDS", 600.0),
+            lock_heartbeat_seconds=_float(env, "ODDSBATCH_LOCK_HEARTBEAT_SECONDS", 8.0),
             timeout_seconds=_positive(env, "ODDSBATCH_TIMEOUT_SECONDS", 540.0),
             ttl_days=_float(env, "ODDSBATCH_TTL_DAYS", 7.0),
             quarantine_bucket=env.get("ODDSBATCH_QUARANTINE_BUCKET") or None,

@@ -1,14 +1,22 @@
 """The batch lock and the pending-work queue, on Firestore.
 
-Correctness rests only on what the Firestore emulator really provides: an exclusive
-`create()`, plain get/set/delete and equality queries. No transactions (the emulator does
-not isolate them), no preconditions.
+Lock: one document per batch key, written only by compare-and-set. `acquire` creates it
+(`create()` is the `exists=False` precondition); if it exists, it is taken over when its
+lease has passed (expiry is read, never waited for: Firestore TTL deletion lags up to a
+day), or when its owner is this very event and the holder's heartbeat is stale (Eventarc
+retrying an invocation that died holding it). A takeover is an update conditioned on the
+`update_time` the taker read, so of two takers exactly one wins; renew, heartbeat and
+release are conditioned on the `update_time` of the holder's own last write, so a holder
+that lost the lock learns it at its next write (LockLost) and never deletes a lock it no
+longer holds. The renew right before each MERGE is the MERGE's fence.
 
-Lock: one document per batch key. `acquire` creates it; if it exists, it is taken over at
-once when its lease has passed (expiry is read, never waited for: Firestore TTL deletion
-lags up to a day) or when its owner is this very event (Eventarc retrying an invocation
-that died holding it). Two holders at once are possible after a takeover race; that only
-costs work, because the MERGE is idempotent.
+Twins: every BatchLock has its own nonce, and a holder's background thread rewrites
+`heartbeat_at` every quarter of the heartbeat period. A second delivery of a live holder's
+event (Eventarc is at-least-once) finds the lock written within the period (server time:
+the snapshot's read_time minus its update_time) and coalesces; if it is not written within
+the period, its holder is dead and the delivery reclaims it. Eventarc's smallest retry
+backoff is 10 s (https://cloud.google.com/functions/docs/writing/retries), longer than the
+default period, so the retry of a holder that died reclaims at once.
 
 Pending work: one marker per (object, generation), written by every event BEFORE it tries
 the lock. A holder deletes only markers it merged, releases, then re-reads: a marker
@@ -20,9 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import threading
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .errors import OddsbatchError, TransientError
 
@@ -31,6 +43,10 @@ logger = logging.getLogger("oddsbatch.lock")
 # Fields every protocol document carries; Terraform's TTL policies name EXPIRE_AT_FIELD.
 EXPIRE_AT_FIELD = "expireAt"
 BATCH_KEY_FIELD = "batch_key"
+# A lock not written by its holder for this long belongs to a dead holder (ODDSBATCH_LOCK_HEARTBEAT_SECONDS).
+DEFAULT_HEARTBEAT = timedelta(seconds=8)
+BEATS_PER_PERIOD = 4
+ACQUIRE_ATTEMPTS = 5
 
 
 class NotAcquired(OddsbatchError):
@@ -38,7 +54,8 @@ class NotAcquired(OddsbatchError):
 
 
 class LockLost(TransientError):
-    """The lease passed and another owner took the lock over while we worked."""
+    """A conditional write of the holder failed: someone else wrote (took over) or deleted the
+    lock since the holder's last write. Stop before any MERGE; the markers stay queued."""
 
 
 def utcnow() -> datetime:
@@ -53,102 +70,217 @@ def _as_utc(value) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
+def _last_update(update_time):
+    """The precondition "the document was last written at update_time" (the official client's API:
+    https://googleapis.dev/python/firestore/latest/_modules/google/cloud/firestore_v1/document.html)."""
+    from google.cloud.firestore_v1.client import Client
+
+    return Client.write_option(last_update_time=update_time)
+
+
+def _precondition_failed():
+    """What a failed precondition raises: FAILED_PRECONDITION for a stale update_time, NOT_FOUND
+    if the document is gone (https://cloud.google.com/ruby/docs/reference/google-cloud-errors/latest/Google-Cloud-FailedPreconditionError)."""
+    from google.api_core.exceptions import FailedPrecondition, NotFound
+
+    return (FailedPrecondition, NotFound)
+
+
 class BatchLock:
     """A lease lock on `{collection}/{key}` owned by `owner` (the CloudEvent id)."""
 
-    def __init__(self, collection, key: str, owner: str, lease: timedelta, ttl: timedelta, run_id: str = ""):
+    def __init__(self, collection, key: str, owner: str, lease: timedelta, ttl: timedelta, run_id: str = "",
+                 heartbeat: timedelta = DEFAULT_HEARTBEAT, beat_in_background: bool = True,
+                 sleep: Callable[[float], None] = time.sleep):
+        if heartbeat <= timedelta(0):
+            raise ValueError("the lock heartbeat period must be positive")
         self.ref = collection.document(key)
         self.key = key
         self.owner = owner
         self.lease = lease
         self.ttl = ttl
         self.run_id = run_id
+        self.heartbeat = heartbeat
+        self.beat_in_background = beat_in_background
+        self.sleep = sleep
+        self.nonce = uuid.uuid4().hex  # this invocation: tells a live twin of our event id from us
         self.how: str | None = None  # created | stale_takeover | reclaimed, once acquired
         self._held = False
+        self._update_time = None  # update_time of our own last write: the precondition of the next
+        self._lost: str | None = None
+        self._mutex = threading.Lock()  # one conditional write at a time (main thread vs heartbeat)
+        self._stop = threading.Event()
+        self._beater: threading.Thread | None = None
 
     def _document(self, now: datetime, previous: dict | None = None) -> dict:
         doc = {
             "owner": self.owner,
+            "nonce": self.nonce,
             "run_id": self.run_id,
             BATCH_KEY_FIELD: self.key,
             "acquired_at": now,
+            "heartbeat_at": now,
             "lease_until": now + self.lease,
             EXPIRE_AT_FIELD: now + self.ttl,
+            "previous_owner": None,
+            "takeovers": 0,
         }
         if previous:
             doc["previous_owner"] = previous.get("owner")
             doc["takeovers"] = int(previous.get("takeovers") or 0) + 1
         return doc
 
+    # -- acquiring -----------------------------------------------------------------------------
+
     def acquire(self) -> bool:
         """Try once; True if this owner now holds the lock."""
         from google.api_core.exceptions import AlreadyExists
 
-        for _ in range(3):  # the holder may delete between our create() and get()
-            now = utcnow()
+        if self._held:
+            return True
+        for _ in range(ACQUIRE_ATTEMPTS):  # a holder may release, or another taker win, in between
             try:
-                self.ref.create(self._document(now))
-                self.how, self._held = "created", True
-                return True
+                result = self.ref.create(self._document(utcnow()))
             except AlreadyExists:
                 pass
+            else:
+                self._won("created", result.update_time, None)
+                return True
             snapshot = self.ref.get()
             if not snapshot.exists:
                 continue
-            current = snapshot.to_dict() or {}
-            lease_until = _as_utc(current.get("lease_until"))
-            if current.get("owner") == self.owner:
-                how = "reclaimed"
-            elif lease_until is None or lease_until <= now:
-                how = "stale_takeover"
-            else:
+            how, snapshot = self._judge(snapshot)
+            if how == "again":
+                continue
+            if how is None:
                 return False
-            self.ref.set(self._document(now, current))
-            # Another taker may have overwritten us in between: whoever reads itself wins.
-            confirmed = self.ref.get()
-            if confirmed.exists and (confirmed.to_dict() or {}).get("owner") == self.owner:
-                self.how, self._held = how, True
-                logger.info("lock %s %s (previous owner %s)", self.key, how, current.get("owner"))
-                return True
-            return False
-        return False
-
-    def renew(self) -> None:
-        """Push the lease out again; LockLost if someone took the lock over meanwhile."""
-        if not self._held:
-            raise NotAcquired(f"renew of {self.key} by {self.owner}, which does not hold it")
-        from google.api_core.exceptions import AlreadyExists
-
-        snapshot = self.ref.get()
-        current = snapshot.to_dict() if snapshot.exists else None
-        if current is None:
-            # Gone: released by a twin delivery of our own event id (Eventarc is at-least-once)
-            # or collected by TTL. Nobody holds it, so take it again the only safe way.
+            current = snapshot.to_dict() or {}
             try:
-                self.ref.create(self._document(utcnow()))
-                return
-            except AlreadyExists:
-                current = (self.ref.get().to_dict() or {})
-        if current.get("owner") != self.owner:
-            self._held = False
-            raise LockLost(f"lock {self.key} was taken over by {current.get('owner')}")
-        now = utcnow()
-        self.ref.update({"lease_until": now + self.lease, "renewed_at": now, EXPIRE_AT_FIELD: now + self.ttl})
-
-    def release(self) -> bool:
-        """Delete the lock if this owner still holds it; True if it did."""
-        if not self._held:
-            return False
-        self._held = False
-        snapshot = self.ref.get()
-        if snapshot.exists and (snapshot.to_dict() or {}).get("owner") == self.owner:
-            self.ref.delete()
+                # Compare-and-set: only if nobody wrote the lock since we read it.
+                result = self.ref.update(self._document(utcnow(), current),
+                                         option=_last_update(snapshot.update_time))
+            except _precondition_failed():
+                continue  # another taker won (or the holder wrote/released): read and judge again
+            self._won(how, result.update_time, current)
+            logger.info("lock %s %s (previous owner %s)", self.key, how, current.get("owner"))
             return True
         return False
 
+    def _judge(self, snapshot):
+        """(how, snapshot): stale_takeover, reclaimed, None (a live holder has it) or again (gone)."""
+        current = snapshot.to_dict() or {}
+        lease_until = _as_utc(current.get("lease_until"))
+        if lease_until is None or lease_until <= utcnow():
+            return "stale_takeover", snapshot
+        if current.get("owner") != self.owner:
+            return None, snapshot
+        if current.get("nonce") == self.nonce:
+            return "reclaimed", snapshot  # our own write whose answer we never saw
+        return self._wait_for_heartbeat(snapshot)
+
+    def _wait_for_heartbeat(self, snapshot):
+        """Our event id holds the lock in another invocation: alive (it writes the lock within a
+        heartbeat period: coalesce) or dead (it does not: reclaim). Waits at most one period."""
+        period = self.heartbeat.total_seconds()
+        step = period / BEATS_PER_PERIOD / 2
+        waited = 0.0
+        for _ in range(math.ceil(period / step) + 2):
+            silent = max(waited, self._silence(snapshot))  # server time; the wait itself as a floor
+            if silent >= period:
+                logger.info("lock %s: heartbeat of %s silent for %.1f s: its holder died", self.key, self.owner, silent)
+                return "reclaimed", snapshot
+            pause = min(step, period - silent)
+            self.sleep(pause)
+            waited += pause
+            later = self.ref.get()
+            if not later.exists:
+                return "again", later
+            if later.update_time != snapshot.update_time:
+                logger.info("lock %s: a live holder of %s beats: twin delivery coalesces", self.key, self.owner)
+                return None, later
+        return "reclaimed", snapshot
+
+    @staticmethod
+    def _silence(snapshot) -> float:
+        read_time = _as_utc(getattr(snapshot, "read_time", None)) or utcnow()
+        update_time = _as_utc(snapshot.update_time)
+        return max(0.0, (read_time - update_time).total_seconds()) if update_time else math.inf
+
+    def _won(self, how: str, update_time, previous: dict | None) -> None:
+        self.how, self._held, self._lost, self._update_time = how, True, None, update_time
+        if self.beat_in_background:
+            self._stop = threading.Event()
+            self._beater = threading.Thread(target=self._beat_loop, name=f"lock-heartbeat-{self.key}", daemon=True)
+            self._beater.start()
+
+    # -- holding -------------------------------------------------------------------------------
+
+    def _write(self, fields: dict) -> None:
+        """A write conditioned on our own last write; LockLost if someone else wrote since."""
+        with self._mutex:
+            if self._lost:
+                raise LockLost(self._lost)
+            try:
+                result = self.ref.update(fields, option=_last_update(self._update_time))
+            except _precondition_failed() as exc:
+                self._lost = f"lock {self.key} of {self.owner} was written by another owner or deleted: {exc}"
+                self._stop.set()
+                raise LockLost(self._lost) from exc
+            self._update_time = result.update_time
+
+    def beat(self) -> None:
+        """Prove this holder alive (what the background thread does every quarter period)."""
+        self._write({"heartbeat_at": utcnow()})
+
+    def _beat_loop(self) -> None:
+        interval = self.heartbeat.total_seconds() / BEATS_PER_PERIOD
+        while not self._stop.wait(interval):
+            try:
+                self.beat()
+            except LockLost:
+                logger.warning("lock %s: heartbeat found the lock lost", self.key)
+                return
+            except Exception as exc:  # noqa: BLE001 - a transient error: the next beat tries again
+                logger.warning("lock %s: heartbeat failed: %s", self.key, exc)
+
+    def _stop_beating(self) -> None:
+        self._stop.set()
+        beater, self._beater = self._beater, None
+        if beater is not None and beater is not threading.current_thread():
+            beater.join(timeout=self.heartbeat.total_seconds())
+
+    def renew(self) -> None:
+        """Push the lease out again; LockLost if someone else wrote or deleted the lock meanwhile.
+        Called between phases and right before each MERGE is submitted (its fence)."""
+        if not self._held:
+            raise NotAcquired(f"renew of {self.key} by {self.owner}, which does not hold it")
+        now = utcnow()
+        try:
+            self._write({"lease_until": now + self.lease, "renewed_at": now, "heartbeat_at": now,
+                         EXPIRE_AT_FIELD: now + self.ttl})
+        except LockLost:
+            self._held = False
+            self._stop_beating()
+            raise
+
+    def release(self) -> bool:
+        """Delete the lock if this invocation still holds it; True if it did."""
+        if not self._held:
+            return False
+        self._held = False
+        self._stop_beating()
+        with self._mutex:  # a beat still in flight lands before the delete, or fails after it
+            if self._lost:
+                return False
+            try:
+                self.ref.delete(option=_last_update(self._update_time))
+            except _precondition_failed():
+                return False  # someone else's lock now: left alone
+            return True
+
     @property
     def held(self) -> bool:
-        return self._held
+        return self._held and not self._lost
 
     def __enter__(self) -> "BatchLock":
         if not self.acquire():

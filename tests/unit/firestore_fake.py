@@ -1,22 +1,36 @@
 """An in-memory stand-in for the few Firestore calls lock.py makes, for pure unit tests.
 
-Only what the emulator also guarantees: create() is exclusive, the rest is plain
-get/set/update/delete and equality queries. The integration tests run the same lock
-against the real emulator.
+What real Firestore guarantees and the patched emulator honours: create() is exclusive, and
+update/delete honour write preconditions the way Firestore documents them: `last_update_time`
+("the target document must exist and have been last updated at that time",
+https://cloud.google.com/ruby/docs/reference/google-cloud-firestore-v1/latest/Google-Cloud-Firestore-V1-Precondition)
+fails with FailedPrecondition, `exists=True` on a missing document with NotFound, `exists=False`
+on an existing one with AlreadyExists. Every write gives its document a strictly later
+update_time; snapshots carry update_time and read_time. The rest is plain get/set and
+equality queries. The integration tests run the same lock against the real emulator.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+from datetime import datetime, timedelta, timezone
 
-from google.api_core.exceptions import AlreadyExists, NotFound
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+from google.cloud.firestore_v1._helpers import ExistsOption, LastUpdateOption
+
+
+class _WriteResult:
+    def __init__(self, update_time):
+        self.update_time = update_time
 
 
 class _Snapshot:
-    def __init__(self, doc_id, data):
+    def __init__(self, doc_id, data, update_time=None, read_time=None):
         self.id = doc_id
         self._data = copy.deepcopy(data)
+        self.update_time = update_time if data is not None else None
+        self.read_time = read_time
 
     @property
     def exists(self):
@@ -31,33 +45,54 @@ class _Doc:
         self._store, self._path = store, path
         self.id = path.split("/")[-1]
 
+    def _check(self, option):
+        """Raise as Firestore does when the write's precondition does not hold (under the store lock)."""
+        exists = self._path in self._store.docs
+        if isinstance(option, LastUpdateOption):
+            stored = self._store.update_time(self._path)
+            if not exists or stored != option._last_update_time:
+                raise FailedPrecondition(f"the stored version ({stored}) does not match the required base "
+                                         f"version ({option._last_update_time}): {self._path}")
+        elif isinstance(option, ExistsOption):
+            if option._exists and not exists:
+                raise NotFound(self._path)
+            if not option._exists and exists:
+                raise AlreadyExists(self._path)
+
     def create(self, data):
         with self._store.lock:
             if self._path in self._store.docs:
                 raise AlreadyExists(self._path)
             self._store.docs[self._path] = copy.deepcopy(data)
-            self._store.writes += 1
+            return _WriteResult(self._store.wrote(self._path))
 
     def set(self, data):
         with self._store.lock:
             self._store.docs[self._path] = copy.deepcopy(data)
-            self._store.writes += 1
+            return _WriteResult(self._store.wrote(self._path))
 
-    def update(self, data):
+    def update(self, data, option=None):
+        if isinstance(option, ExistsOption):  # what the official client says, too
+            raise ValueError("you must not pass an explicit write option to update.")
         with self._store.lock:
             if self._path not in self._store.docs:
                 raise NotFound(self._path)
+            self._check(option)
             self._store.docs[self._path].update(copy.deepcopy(data))
-            self._store.writes += 1
+            return _WriteResult(self._store.wrote(self._path))
 
-    def delete(self):
+    def delete(self, option=None):
         with self._store.lock:
+            self._check(option)
             self._store.docs.pop(self._path, None)
-            self._store.writes += 1
+            return _WriteResult(self._store.wrote(self._path))
 
     def get(self):
-        self._store.reads += 1
-        return _Snapshot(self.id, self._store.docs.get(self._path))
+        with self._store.lock:
+            self._store.reads += 1
+            data = self._store.docs.get(self._path)
+            stamp = self._store.update_time(self._path) if data is not None else None
+            return _Snapshot(self.id, data, stamp, self._store.now())
 
 
 class _Query:
@@ -115,9 +150,43 @@ class _Batch:
 class FakeFirestore:
     def __init__(self):
         self.docs: dict[str, dict] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.reads = 0
         self.writes = 0
+        self._update_times: dict[str, tuple[datetime, dict]] = {}  # path -> (update_time, the dict it stamps)
+        self._last_stamp: dict[str, datetime] = {}  # path -> its latest stamp, deletes included
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(timezone.utc)  # frozen by freezegun where a test freezes time
+
+    def _stamp(self, path: str) -> datetime:
+        """A time strictly after every earlier write to path (microseconds, as Firestore's)."""
+        stamp = self.now()
+        previous = self._last_stamp.get(path)
+        if previous is not None and stamp <= previous:
+            stamp = previous + timedelta(microseconds=1)
+        self._last_stamp[path] = stamp
+        return stamp
+
+    def wrote(self, path: str) -> datetime:
+        """Count a write (the document's new state is in .docs, or it is gone) and stamp it."""
+        self.writes += 1
+        stamp = self._stamp(path)
+        if path in self.docs:
+            self._update_times[path] = (stamp, self.docs[path])
+        else:
+            self._update_times.pop(path, None)
+        return stamp
+
+    def update_time(self, path: str) -> datetime | None:
+        """A document a test put into .docs directly counts as written when first seen."""
+        if path not in self.docs:
+            return None
+        known = self._update_times.get(path)
+        if known is None or known[1] is not self.docs[path]:
+            known = self._update_times[path] = (self._stamp(path), self.docs[path])
+        return known[0]
 
     def collection(self, name):
         return _Collection(self, name)

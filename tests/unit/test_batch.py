@@ -4,7 +4,7 @@ Pure logic only: the same paths run against the emulators in tests/integration.
 """
 
 import math
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from collections import Counter
 from pathlib import Path
 
@@ -98,7 +98,7 @@ def world(monkeypatch):
 def holder(world, owner, warehouse):
     pending = PendingWork(world.db, world.settings.pending_collection, KEY, timedelta(days=7))
     lock = BatchLock(world.db.collection(world.settings.lock_collection), KEY, owner, timedelta(minutes=10),
-                     timedelta(days=7))
+                     timedelta(days=7), beat_in_background=False)
     assert lock.acquire()
     h = batch.BatchHolder(world.settings, KEY, date.fromisoformat(DAY), lock, pending, world.db, sleep=lambda s: None)
     h._warehouse = warehouse
@@ -142,7 +142,7 @@ def test_late_work_taken_by_someone_else_is_handed_over(world):
         real_release()
         add_file(world, pending, 5)
         other = BatchLock(world.db.collection(world.settings.lock_collection), KEY, "event-5",
-                          timedelta(minutes=10), timedelta(days=7))
+                          timedelta(minutes=10), timedelta(days=7), beat_in_background=False)
         assert other.acquire()
 
     h.lock.release = release_then_other_event_wins
@@ -162,6 +162,69 @@ def test_transient_failure_releases_lock_keeps_markers_and_raises(world):
     # the retried event finishes the work
     h2, _ = holder(world, "event-1", FakeWarehouse())
     assert h2.run() == "merged" and not pending.has_any()
+
+
+def lose_the_lock_after_the_load(world, wh, h, how):
+    """The holder's lease passes during a slow load and event-7 takes the lock over (or it vanishes)."""
+    real_stage, gone = wh.stage, []
+
+    def stage_then_lose(run_id, payload, created=False):
+        staged = real_stage(run_id, payload, created)
+        if how == "taken_over":
+            world.db.docs[f"oddsbatch_locks/{KEY}"]["lease_until"] = datetime(2000, 1, 1, tzinfo=timezone.utc)
+            taker = BatchLock(world.db.collection(world.settings.lock_collection), KEY, "event-7",
+                              timedelta(minutes=10), timedelta(days=7), beat_in_background=False)
+            assert taker.acquire() and taker.how == "stale_takeover"
+        elif how == "vanished" and not gone:
+            gone.append(world.db.docs.pop(f"oddsbatch_locks/{KEY}"))
+        return staged
+
+    wh.stage = stage_then_lose
+
+
+@pytest.mark.parametrize("how", ["taken_over", "kept"])
+def test_a_holder_that_lost_the_lock_stops_at_the_fence_before_its_merge(world, how):
+    wh = FakeWarehouse()
+    h, pending = holder(world, "event-1", wh)
+    add_file(world, pending, 0)
+    lose_the_lock_after_the_load(world, wh, h, how)
+    if how == "kept":  # negative control: the same holder, nobody took the lock: it merges
+        assert h.run() == "merged" and wh.merges == 1 and not pending.has_any()
+        return
+    assert h.run() == "lock_lost"
+    assert wh.merges == 0 and wh.dropped == wh.created  # no MERGE; its staging table dropped
+    assert [m.name for m in pending.list()] == [name(0)]  # queued for the new holder
+    assert world.db.docs[f"oddsbatch_locks/{KEY}"]["owner"] == "event-7"  # not deleted by the loser
+
+
+def test_a_holder_whose_lock_vanished_takes_it_again_and_merges(world):
+    wh = FakeWarehouse()
+    h, pending = holder(world, "event-1", wh)
+    add_file(world, pending, 0)
+    lose_the_lock_after_the_load(world, wh, h, "vanished")
+    assert h.run() == "merged"
+    assert wh.merges == 1 and not pending.has_any()
+    assert f"oddsbatch_locks/{KEY}" not in world.db.docs
+
+
+@pytest.mark.parametrize("holder_alive", [True, False])
+def test_a_duplicate_delivery_coalesces_onto_a_live_holder_and_reclaims_from_a_dead_one(world, monkeypatch,
+                                                                                       holder_alive):
+    settings = world.settings.with_(lock_heartbeat_seconds=0.4)
+    merges = []
+    monkeypatch.setattr(batch, "Warehouse", lambda *a, **k: merges.append(1) or FakeWarehouse())
+    world.objects[name(0)] = GOOD
+    first = BatchLock(world.db.collection(settings.lock_collection), KEY, "event-0", timedelta(minutes=10),
+                      timedelta(days=7), heartbeat=timedelta(seconds=0.4), beat_in_background=holder_alive)
+    assert first.acquire()  # the first delivery holds the lock (and, if alive, beats every 0.1 s)
+    try:
+        decision = batch.handle_event(settings, StorageEvent("event-0", "bucket", name(0), 1000))
+    finally:
+        first.release()
+    if holder_alive:
+        assert decision == "coalesced" and merges == []  # never a second holder
+    else:
+        assert decision == "merged" and merges == [1]  # the retry of a dead holder does its work
 
 
 def test_bad_file_is_quarantined_and_the_rest_merges(world):
@@ -198,7 +261,7 @@ def test_object_gone_is_dropped_without_a_merge(world):
 def test_event_finding_the_lock_held_coalesces_without_bigquery(world, monkeypatch):
     monkeypatch.setattr(batch, "Warehouse", lambda *a, **k: pytest.fail("a coalesced event touched BigQuery"))
     BatchLock(world.db.collection(world.settings.lock_collection), KEY, "holder", timedelta(minutes=10),
-              timedelta(days=7)).acquire()
+              timedelta(days=7), beat_in_background=False).acquire()
     reads, writes = world.db.reads, world.db.writes
     event = StorageEvent("event-2", "bucket", name(2), 1002)
     assert batch.handle_event(world.settings, event) == "coalesced"

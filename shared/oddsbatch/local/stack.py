@@ -303,13 +303,15 @@ class Stack:
     def __init__(self, state_dir: str | os.PathLike = ".oddsbatch", settle_seconds: float = 1.0, *,
                  project: str = PROJECT, bucket: str = BUCKET, dataset: str = DATASET,
                  extra_env: Mapping[str, str] | None = None, bridge_args: list[str] | None = None,
-                 start_timeout: float = 60.0):
+                 start_timeout: float = 60.0, dml_running: int = 2, dml_queued: int = 20):
         self.state_dir = Path(state_dir).resolve()
         self.settle_seconds = settle_seconds
         self.project, self.bucket, self.dataset = project, bucket, dataset
         self.extra_env = dict(extra_env or {})
         self.bridge_args = list(bridge_args or [])
         self.start_timeout = start_timeout
+        # The BigQuery emulator's queue of mutating DML statements per table (BigQuery's 2 + 20).
+        self.dml_running, self.dml_queued = dml_running, dml_queued
         self.root = repo_root()
         self.logs = self.state_dir / "logs"
         self.env: dict[str, str] = {}
@@ -383,7 +385,8 @@ class Stack:
             self._spawn("bigquery", [tools["bq_python"], str(LOCAL_DIR / "bigquery_emulator.py"), "serve",
                                      "--host", HOST, "--port", str(p["bigquery"]),
                                      "--grpc-port", str(p["bigquery_grpc"]), "--project", self.project,
-                                     "--data-dir", str(bq_data)],
+                                     "--data-dir", str(bq_data), "--dml-running", str(self.dml_running),
+                                     "--dml-queued", str(self.dml_queued)],
                         {**base, "HOME": tools["bq_home"]}, ports=[p["bigquery"], p["bigquery_grpc"]])
             self._spawn("firestore", [tools["node"], str(LOCAL_DIR / "firestore_emulator.mjs"), "--port",
                                       str(p["firestore"]), "--control-port", str(p["firestore_control"])],
