@@ -29,6 +29,9 @@ Rules this module decides (tests in tests/unit/test_transform.py pin each one):
   `player_*` keep the outcomes that have a description and a side name and SKIP the others
   (team markets such as h2h/totals in a props file are not player props). A side given
   twice for one (player, line) keeps the LAST price in payload order.
+* Points (outcome point, prop line) land in NUMERIC columns, an exact type BigQuery accepts
+  in keys and PARTITION BY: a point NUMERIC cannot hold exactly (over 9 decimals, over 29
+  integer digits, an integer beyond 2**53, NaN/infinity) is BadInputError.
 """
 
 from __future__ import annotations
@@ -132,8 +135,32 @@ def american_to_decimal(price: int) -> float:
     return float(1 + Decimal(100) / -a)
 
 
-def _is_number(value: Any) -> bool:
-    return (type(value) is int) or (type(value) is float and math.isfinite(value))
+# Points (spreads, totals, prop lines) are stored as NUMERIC, BigQuery's exact decimal type:
+# 29 digits before the decimal point, 9 after. Rows carry them as floats; a float's shortest
+# repr is the decimal text the file held, which NUMERIC keeps exactly.
+# https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#decimal_types
+NUMERIC_INTEGER_LIMIT = 10 ** 29
+NUMERIC_SCALE = 9
+_EXACT_INT_LIMIT = 2 ** 53  # a larger integer has no exact float
+
+
+def _exact_point(point: Any, name: str, where: str) -> float:
+    """The point as the float a row carries, or BadInputError when NUMERIC cannot hold it exactly."""
+    kind = type(point)
+    if kind is float:
+        if -1e15 < point < 1e15 and (point * 4).is_integer():  # whole, half and quarter points
+            return point
+        if math.isfinite(point):
+            exact = Decimal(repr(point))
+            if exact.as_tuple().exponent >= -NUMERIC_SCALE and abs(exact) < NUMERIC_INTEGER_LIMIT:
+                return point
+        raise _bad(f"point of outcome {name!r} in {where} is out of range for an exact NUMERIC line "
+                   f"(at most 29 digits before the decimal point and 9 after): {point!r:.40}")
+    if kind is int:
+        if -_EXACT_INT_LIMIT <= point <= _EXACT_INT_LIMIT:
+            return float(point)
+        raise _bad(f"point of outcome {name!r} in {where} is out of range for an exact line: {str(point)[:40]}")
+    raise _bad(f"point of outcome {name!r} in {where} is not a number: {point!r:.40}")
 
 
 def _convert(price: int | float, price_format: str) -> tuple[float, int]:
@@ -365,10 +392,8 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot:
                         raise _bad(f"missing price of outcome {name!r} in {mwhere}")
                     else:
                         raise _bad(f"price of outcome {name!r} in {mwhere} is not a number: {price!r:.40}")
-                    if point is not None and type(point) is not float:
-                        if not _is_number(point):
-                            raise _bad(f"point of outcome {name!r} in {mwhere} is not a number: {point!r:.40}")
-                        point = float(point)
+                    if point is not None:
+                        point = _exact_point(point, name, mwhere)
                     if description is not None and type(description) is not str:
                         description = _optional_str(outcome, "description", f"description of outcome {name!r} in {mwhere}")
                     outcomes.append((name, description or None, point, price))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
@@ -146,6 +147,9 @@ def test_every_sample_gives_exactly_the_staged_columns(sample):
                 assert type(value) is int, field["name"]
             elif kind == "FLOAT64":
                 assert type(value) is float, field["name"]
+            elif kind == "NUMERIC":  # a float whose shortest repr NUMERIC holds exactly
+                assert type(value) is float, field["name"]
+                assert Decimal(repr(value)).as_tuple().exponent >= -9, (field["name"], value)
             elif kind == "TIMESTAMP":
                 assert datetime.strptime(value.replace(".", "").rstrip("Z")[:19], "%Y-%m-%dT%H:%M:%S")
                 assert value.endswith("Z") and len(value) in (20, 27), value
@@ -329,6 +333,15 @@ def test_duplicate_natural_key_keeps_the_last_outcome():
     assert [r["price_american"] for r in lakers] == [-125]
     spec = table_for_endpoint("game-lines")
     assert len({natural_key(r, spec) for r in rows}) == 12
+
+
+@pytest.mark.parametrize("text, stored", [(b"224.5", 224.5), (b"0.1", 0.1), (b"-3.25", -3.25), (b"225", 225.0),
+                                          (b"1.123456789", 1.123456789), (b"1e20", 1e20)])
+def test_points_are_kept_exactly_as_numeric_can_hold_them(text, stored):
+    rows = rows_for_object(SAMPLES[GL_AM][0], load(GL_AM).replace(b'"point": 224.5', b'"point": ' + text, 1))
+    points = [r["outcome_point"] for r in rows if r["market_key"] == "totals" and r["bookmaker_key"] == "draftkings"]
+    assert stored in points and type(stored) is float
+    assert Decimal(repr(stored)) == Decimal(text.decode())  # what NUMERIC stores is the file's number
 
 
 def test_same_name_different_point_is_two_rows():
@@ -626,6 +639,15 @@ BAD = {
     "infinite_price": (load(GL_AM).replace(b"-180", b"1e999"), "is not a number: inf"),
     "string_point": (mutate(lambda e: e["bookmakers"][0]["markets"][1]["outcomes"][0].__setitem__("point", "224.5")),
                      "point of outcome 'Over'"),
+    "huge_integer_point": (load(GL_AM).replace(b'"point": 224.5', b'"point": ' + b"9" * 401, 1),
+                           "point of outcome 'Over' in event a1b2c3d4e5f6g7h8i9j0 bookmaker draftkings market totals is out of range"),
+    "inexact_integer_point": (load(GL_AM).replace(b'"point": 224.5', b'"point": 9007199254740993', 1),
+                              "is out of range for an exact line"),
+    "ten_decimals_point": (load(GL_AM).replace(b'"point": 224.5', b'"point": 224.0000000001', 1),
+                           "out of range for an exact NUMERIC line"),
+    "numeric_overflow_point": (load(GL_AM).replace(b'"point": 224.5', b'"point": 1.5e29', 1),
+                               "out of range for an exact NUMERIC line"),
+    "infinite_point": (load(GL_AM).replace(b'"point": 224.5', b'"point": -1e999', 1), "point of outcome 'Over'"),
     "bad_commence_time": (mutate(lambda e: e.__setitem__("commence_time", "tonight")), "commence_time is not an ISO 8601"),
     "event_id_mismatch": (mutate(lambda e: e.__setitem__("id", "ffffffffffffffffffffffffffffffff")),
                           "event id ffffffffffffffffffffffffffffffff in the payload disagrees with a1b2c3d4e5f6g7h8i9j0"),
