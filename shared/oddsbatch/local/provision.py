@@ -1,7 +1,9 @@
-"""Create (and reset) what the functions expect in the local emulators: bucket, dataset, tables.
+"""Create (and reset) what the functions expect in the local emulators: bucket, dataset, tables
+and the dataset's table functions.
 
 The tables come from `oddsbatch.tables.all_tables()` (the schema files Terraform also reads):
-DATE partitioning on `partition_field` with require_partition_filter, and clustering.
+DATE partitioning on `partition_field` with require_partition_filter, and clustering. The
+table functions come from `oddsbatch.routines` (the SQL files Terraform also reads).
 Clients come from `oddsbatch.clients`, so the emulator variables must be in os.environ
 (`Stack.apply_env()` / `apply_env(load_env(state_dir))` do that).
 """
@@ -16,6 +18,7 @@ from typing import Mapping
 
 from .. import clients
 from ..config import Settings
+from ..routines import create_routines
 from ..tables import TableSpec, all_tables
 
 
@@ -32,12 +35,13 @@ def table_resource(project: str, dataset: str, spec: TableSpec):
 
 
 def create_tables(project: str, dataset: str, endpoint: str | None = None) -> list[str]:
+    """Both target tables, then the table functions over them; every name made."""
     bq = clients.bigquery_client(project, endpoint)
     made = []
     for spec in all_tables().values():
         bq.create_table(table_resource(project, dataset, spec), exists_ok=True)
         made.append(spec.name)
-    return made
+    return made + create_routines(bq, project, dataset)
 
 
 def _retry(fn, attempts: int = 40, delay: float = 0.25):
@@ -51,7 +55,7 @@ def _retry(fn, attempts: int = 40, delay: float = 0.25):
 
 
 def provision(env: Mapping[str, str]) -> dict:
-    """Bucket, dataset and both tables; idempotent. env = the stack's local.env values."""
+    """Bucket, dataset, both tables and the table functions; idempotent. env = the stack's local.env values."""
     project, bucket, dataset = env["ODDSBATCH_PROJECT"], env["ODDSBATCH_BUCKET"], env["ODDSBATCH_DATASET"]
     endpoint = env["ODDSBATCH_BIGQUERY_ENDPOINT"]
     gcs = clients.storage_client(project)
