@@ -36,3 +36,19 @@ def _isolate_env(monkeypatch):
     clients.reset()
     yield
     clients.reset()
+
+
+@pytest.fixture(scope="session")
+def googlesql():
+    """GoogleSQL checkers by (project, dataset), sharing one ZetaSQL analyzer per test run
+    (tests/googlesql.py; starting it costs ~10-40 s of CPU, each analysis milliseconds)."""
+    from tests.googlesql import GoogleSQL
+
+    checkers: dict[tuple[str, str], GoogleSQL] = {}
+
+    def checker(project: str = "test-project", dataset: str = "odds_api") -> GoogleSQL:
+        if (project, dataset) not in checkers:
+            checkers[(project, dataset)] = GoogleSQL(project, dataset)
+        return checkers[(project, dataset)]
+
+    return checker

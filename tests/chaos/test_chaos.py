@@ -22,6 +22,7 @@ from oddsbatch import synth
 from oddsbatch.config import ENDPOINT_TABLES
 from oddsbatch.local.stack import Stack
 from oddsbatch.tables import table_for_endpoint
+from tests.googlesql import analyze_emulator
 from tests.integration.test_end_to_end import comparable, expected_rows, merge_jobs, table_rows
 
 pytestmark = pytest.mark.integration
@@ -82,7 +83,7 @@ def upload_with_jitter(stack, files, seed: int) -> dict[str, int]:
         return dict(pool.map(put, files))
 
 
-def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack):
+def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googlesql):
     stack = chaos_stack
     totals = Counter()
     for seed in range(1, SEEDS + 1):
@@ -117,3 +118,6 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack):
         assert not list(db.collection("oddsbatch_locks").limit(1).stream()), "a lock was left behind"
         assert not list(db.collection("oddsbatch_pending").limit(1).stream()), "pending work was left behind"
     assert totals["crashes"] > 0 and totals["duplicates"] > 0, totals
+    # Every statement the holders sent under chaos (retried MERGEs included) is valid GoogleSQL.
+    seen = analyze_emulator(googlesql(stack.project, stack.dataset), stack.bigquery())
+    assert seen.get("MERGE", 0) >= 2, seen

@@ -21,6 +21,12 @@ from oddsbatch.local.stack import Stack
 SETTLE_SECONDS = 0.5
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked after_integration run after every other test of the session (they read
+    back what the others sent to the stack)."""
+    items.sort(key=lambda item: item.get_closest_marker("after_integration") is not None)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     st = Stack(tmp_path_factory.mktemp("oddsbatch-stack"), settle_seconds=SETTLE_SECONDS)

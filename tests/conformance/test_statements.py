@@ -1,0 +1,121 @@
+"""Every statement oddsbatch can send to BigQuery, analyzed by ZetaSQL (tests/googlesql.py).
+
+The SQL builders in oddsbatch.sql are the only source of the statements the functions,
+reconcile, status, the demo and the benchmark run; the table functions come from
+oddsbatch.routines. A builder or routine added without a check here fails the coverage tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import pytest
+
+from oddsbatch import routines, sql
+from oddsbatch.tables import all_tables
+from tests.googlesql import GoogleSQLError, GoogleSQL, staging_name
+
+PROJECT, DATASET = "test-project", "odds_api"
+TABLES = sorted(all_tables())
+
+
+def target(table: str) -> str:
+    return sql.table_path(PROJECT, DATASET, table)
+
+
+# builder name -> (statement for one table, its parameters). Every *_sql builder is listed.
+STATEMENTS = {
+    "merge_sql": lambda spec: (sql.merge_sql(spec, target(spec.name),
+                                             sql.quote(f"{PROJECT}.{DATASET}.{staging_name(spec.name)}_run_0a1b")),
+                               {"game_date": "DATE"}),
+    "deduplicated_source_sql": lambda spec: (
+        sql.deduplicated_source_sql(spec, sql.quote(f"{PROJECT}.{DATASET}.{staging_name(spec.name)}")),
+        {"game_date": "DATE"}),
+    "count_rows_sql": lambda spec: (sql.count_rows_sql(target(spec.name)), {"game_date": "DATE"}),
+    "source_objects_sql": lambda spec: (sql.source_objects_sql(target(spec.name)), {"game_date": "DATE"}),
+}
+
+
+def test_every_sql_builder_is_analyzed():
+    builders = {name for name, fn in inspect.getmembers(sql, inspect.isfunction)
+                if name.endswith("_sql") and fn.__module__ == sql.__name__}
+    assert builders == set(STATEMENTS)
+
+
+@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("builder", sorted(STATEMENTS))
+def test_statement_is_valid_googlesql(googlesql, builder, table):
+    statement, parameters = STATEMENTS[builder](all_tables()[table])
+    googlesql(PROJECT, DATASET).analyze(statement, parameters)
+
+
+def test_every_routine_is_valid_googlesql_and_callable(googlesql):
+    checker = googlesql(PROJECT, DATASET)
+    created = checker.create_routines()
+    assert list(created) == [r.name for r in routines.all_routines()] and created
+    for routine in routines.all_routines():
+        args = ", ".join(f"@{name}" for name, _ in routine.arguments)
+        resolved = checker.analyze(f"SELECT * FROM {sql.table_path(PROJECT, DATASET, routine.name)}({args})",
+                                   dict(routine.arguments))
+        assert [c.name for c in resolved.output_column_list]
+
+
+def test_latest_functions_return_every_column_of_their_table(googlesql):
+    checker = googlesql(PROJECT, DATASET)
+    checker.create_routines()
+    for table, spec in all_tables().items():
+        resolved = checker.analyze(f"SELECT * FROM {sql.table_path(PROJECT, DATASET, table + '_latest')}(@s, @e)",
+                                   {"s": "DATE", "e": "DATE"})
+        assert [c.name for c in resolved.output_column_list] == list(spec.columns)
+
+
+def test_the_catalog_rejects_what_bigquery_rejects(googlesql):
+    """Negative controls: the check can fail. FLOAT64 in PARTITION BY (the production 400),
+    a column a table lacks, a parameter of the wrong type, a table function called badly."""
+    checker = googlesql(PROJECT, DATASET)
+    checker.create_routines()
+    game_lines = target("odds_api_game_lines")
+    with pytest.raises(GoogleSQLError, match="Partitioning by expressions of type FLOAT64 is not allowed"):
+        checker.analyze(f"SELECT * FROM {game_lines} WHERE game_date = @game_date "
+                        "QUALIFY ROW_NUMBER() OVER (PARTITION BY price_decimal ORDER BY game_id) = 1",
+                        {"game_date": "DATE"})
+    with pytest.raises(GoogleSQLError, match="Unrecognized name: no_such_column"):
+        checker.analyze(f"SELECT no_such_column FROM {game_lines} WHERE game_date = @game_date", {"game_date": "DATE"})
+    with pytest.raises(GoogleSQLError, match="No matching signature|cannot be compared|No matching|types"):
+        checker.analyze(f"SELECT 1 FROM {game_lines} WHERE game_date = @game_date", {"game_date": "BOOL"})
+    with pytest.raises(GoogleSQLError, match="Unrecognized name: no_such_column"):
+        checker.analyze(f"SELECT no_such_column FROM {sql.table_path(PROJECT, DATASET, 'odds_api_game_lines_latest')}(@s, @e)",
+                        {"s": "DATE", "e": "DATE"})
+
+
+@pytest.mark.parametrize("table, column", [("odds_api_game_lines", "outcome_point"), ("odds_api_player_props", "line")])
+def test_the_merge_of_a_float_key_is_rejected(table, column):
+    """The MERGE as it was, with the point a FLOAT64: ZetaSQL answers BigQuery's 400."""
+    spec = all_tables()[table]
+    floats = [dict(f, type="FLOAT64") if f["name"] == column else f for f in spec.schema]
+    checker = GoogleSQL(PROJECT, DATASET, schemas={table: floats})
+    statement, parameters = STATEMENTS["merge_sql"](spec)
+    with pytest.raises(GoogleSQLError, match="Partitioning by expressions of type FLOAT64 is not allowed"):
+        checker.analyze(statement, parameters)
+
+
+def test_no_float_in_any_key_or_clustering_column():
+    """BigQuery: FLOAT64 is not groupable or partitionable and compares inexactly; keys, window
+    partitions and clustering columns use exact types.
+    https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#groupable_data_types
+    https://cloud.google.com/bigquery/docs/clustered-tables#limitations"""
+    for spec in all_tables().values():
+        types = {f["name"]: f["type"] for f in spec.schema}
+        for column in spec.natural_key + spec.clustering + (spec.partition_field,):
+            assert types[column] not in ("FLOAT", "FLOAT64"), (spec.name, column)
+
+
+def test_routine_files_use_only_the_two_placeholders():
+    """Terraform fills ${project} and ${dataset} with replace(); anything else would reach BigQuery raw."""
+    import re
+
+    for routine in routines.all_routines():
+        assert set(re.findall(r"\$\{?(\w+)", routine.template)) <= {"project", "dataset"}, routine.name
+        assert "${project}.${dataset}." in routine.template
+        assert json.loads((routines.ROUTINE_DIR / "routines.json").read_text())[routine.name]["arguments"]

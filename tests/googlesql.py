@@ -1,0 +1,194 @@
+"""GoogleSQL conformance: BigQuery's own analyzer (ZetaSQL, WASM build from PyPI `zetasql`) on
+every statement oddsbatch can send to BigQuery.
+
+The BigQuery emulator runs SQL by translating it to DuckDB, which accepts statements BigQuery
+rejects (FLOAT64 in PARTITION BY: the 400 the old system hit in production). ZetaSQL is the
+analyzer BigQuery's dialect is defined by: a statement it rejects would be rejected by
+BigQuery too. The catalog is built from the same schema files the tables are created from,
+in BigQuery's external product mode (its type names and rules), with every query parameter
+declared with its type. The table functions are added to the catalog as their CREATE
+statements are analyzed, so queries that call them are checked against their real output.
+https://github.com/google/zetasql (the reference implementation of GoogleSQL)
+https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#comparable_data_types
+
+Dev/test only: never imported by the package, never in a function bundle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from functools import cached_property
+
+from oddsbatch.routines import all_routines
+from oddsbatch.sql import quote
+from oddsbatch.tables import all_tables
+
+# BigQuery schema types (legacy and GoogleSQL names) -> ZetaSQL type kinds.
+_TYPE_KINDS = {
+    "STRING": "TYPE_STRING", "BYTES": "TYPE_BYTES", "INTEGER": "TYPE_INT64", "INT64": "TYPE_INT64",
+    "FLOAT": "TYPE_DOUBLE", "FLOAT64": "TYPE_DOUBLE", "NUMERIC": "TYPE_NUMERIC",
+    "BIGNUMERIC": "TYPE_BIGNUMERIC", "BOOLEAN": "TYPE_BOOL", "BOOL": "TYPE_BOOL",
+    "TIMESTAMP": "TYPE_TIMESTAMP", "DATE": "TYPE_DATE", "TIME": "TYPE_TIME",
+    "DATETIME": "TYPE_DATETIME", "JSON": "TYPE_JSON",
+}
+
+
+class GoogleSQLError(AssertionError):
+    """ZetaSQL rejected a statement: BigQuery would answer 400 with the same message."""
+
+
+def staging_name(table: str) -> str:
+    return f"_staging_{table}"
+
+
+# A run's staging table is `_staging_<table>_<run id>`: one catalog entry stands for all runs.
+_STAGING_RUN = re.compile(r"(_staging_(?:%s))_[A-Za-z0-9_]+`" % "|".join(map(re.escape, all_tables())))
+
+
+def canonical(statement: str) -> str:
+    """The statement with every run's staging table named as the catalog's one staging table."""
+    return _STAGING_RUN.sub(r"\1`", statement)
+
+
+class GoogleSQL:
+    """One analyzer per test run (starting the WASM module costs ~10-40 s of CPU)."""
+
+    def __init__(self, project: str, dataset: str, schemas: dict[str, list[dict]] | None = None):
+        """`schemas` replaces a table's schema fields (a negative control's mutated schema)."""
+        from zetasql.types import LanguageOptions
+        from zetasql.types.proto_model import ProductMode
+
+        self.project, self.dataset = project, dataset
+        self.schemas = schemas or {}
+        self.language = LanguageOptions.maximum_features()
+        self.language.product_mode = ProductMode.PRODUCT_EXTERNAL  # BigQuery's type names and rules
+        self.language.supported_statement_kinds = []  # every kind: MERGE, CREATE TABLE FUNCTION, ...
+        self._tvfs: dict[str, object] = {}
+        self._catalog = None
+
+    # -- types --------------------------------------------------------------------------
+    def field_type(self, field: dict):
+        from zetasql.api import TypeFactory
+        from zetasql.types import TypeKind
+
+        if field["type"] in ("RECORD", "STRUCT"):
+            kind = TypeFactory.create_struct_type([(f["name"], self.field_type(f)) for f in field["fields"]])
+        else:
+            kind = TypeFactory.create_simple_type(getattr(TypeKind, _TYPE_KINDS[field["type"]]))
+        return TypeFactory.create_array_type(kind) if field.get("mode") == "REPEATED" else kind
+
+    def _path(self, name: str) -> str:
+        return f"{self.project}.{self.dataset}.{name}"
+
+    # -- catalog ------------------------------------------------------------------------
+    @cached_property
+    def _tables(self) -> list:
+        from zetasql.api import TableBuilder
+
+        built = []
+        for spec in all_tables().values():
+            if spec.name in self.schemas:
+                spec = dataclasses.replace(spec, schema=tuple(self.schemas[spec.name]))
+            for name, fields in ((spec.name, spec.schema), (staging_name(spec.name), spec.staging_schema())):
+                builder = TableBuilder(self._path(name))
+                for field in fields:
+                    builder.add_column(field["name"], self.field_type(field))
+                built.append(builder.build())
+        return built
+
+    def catalog(self):
+        if self._catalog is None:
+            from zetasql.api import CatalogBuilder
+            from zetasql.types import ZetaSQLBuiltinFunctionOptions
+
+            builder = CatalogBuilder("bigquery")
+            for table in self._tables:
+                builder.add_table(table)
+            for tvf in self._tvfs.values():
+                builder.add_table_valued_function(tvf)
+            self._catalog = builder.with_builtin_functions(
+                ZetaSQLBuiltinFunctionOptions(language_options=self.language)).build()
+        return self._catalog
+
+    def _add_table_function(self, name: str, arguments, output_columns) -> None:
+        from zetasql.api import TVFBuilder
+
+        builder = TVFBuilder(self._path(name))
+        for arg_name, arg_type in arguments:
+            builder.add_argument(arg_name, self.field_type({"type": arg_type}))
+        builder.set_output_schema(output_columns)
+        tvf = builder.build()
+        tvf.name_path = [self._path(name)]  # one name, as the backquoted path names tables
+        for argument in tvf.signature.argument:  # a concrete signature: each argument given once
+            argument.num_occurrences = 1
+        tvf.signature.return_type.num_occurrences = 1
+        self._tvfs[name] = tvf
+        self._catalog = None
+
+    # -- analysis -----------------------------------------------------------------------
+    def _parameter_type(self, kind: str | tuple[str, str]):
+        """"DATE", or ("ARRAY", "STRING") for an array parameter."""
+        if isinstance(kind, tuple):
+            return self.field_type({"type": kind[1], "mode": "REPEATED"})
+        return self.field_type({"type": kind})
+
+    def analyze(self, statement: str, parameters: dict | None = None):
+        """Analyze one statement; `parameters` maps each @name to its BigQuery type
+        ("DATE", or ("ARRAY", "STRING"))."""
+        from zetasql.api import Analyzer
+        from zetasql.types import AnalyzerOptions
+
+        declared = [AnalyzerOptions.QueryParameter(name=name, type=self._parameter_type(kind))
+                    for name, kind in (parameters or {}).items()]
+        options = AnalyzerOptions(language_options=self.language, query_parameters=declared)
+        try:
+            return Analyzer(options, self.catalog()).analyze_statement(canonical(statement))
+        except Exception as exc:  # the WASM service answers a ServerError with ZetaSQL's message
+            raise GoogleSQLError(f"{exc}\n--- statement ---\n{statement}") from None
+
+    def create_routines(self) -> dict[str, str]:
+        """Analyze every routine's CREATE statement, dependencies first, adding each to the
+        catalog with the output columns ZetaSQL resolved; name -> statement."""
+        created = {}
+        for routine in all_routines():
+            statement = routine.create_sql(self.project, self.dataset)
+            resolved = self.analyze(statement)
+            columns = [(c.name, c.column.type) for c in resolved.output_column_list]
+            self._add_table_function(routine.name, routine.arguments, columns)
+            created[routine.name] = statement
+        return created
+
+
+def job_parameters(job) -> dict[str, str]:
+    """A query job's parameters as name -> BigQuery type (scalars and arrays of scalars)."""
+    declared = {}
+    for parameter in job.query_parameters or ():
+        if hasattr(parameter, "array_type"):
+            declared[parameter.name] = ("ARRAY", parameter.array_type)
+        else:
+            declared[parameter.name] = parameter.type_
+    return declared
+
+
+def analyze_emulator(checker: GoogleSQL, client) -> dict[str, int]:
+    """Analyze every query job a BigQuery emulator ran and every routine it holds, as they are
+    stored there (list_jobs keeps each job's text and parameters); counts per statement type.
+    Raises GoogleSQLError for the first statement ZetaSQL rejects."""
+    checker.create_routines()  # the catalog's table functions, as the code creates them
+    seen: dict[str, int] = {}
+    for job in client.list_jobs(all_users=True):
+        if job.job_type != "query":
+            continue
+        checker.analyze(job.query, job_parameters(job))
+        kind = (job.statement_type or "UNKNOWN") if job.state == "DONE" else job.state
+        seen[kind] = seen.get(kind, 0) + 1
+    dataset = f"{checker.project}.{checker.dataset}"
+    for item in client.list_routines(dataset):
+        routine = client.get_routine(item.reference)
+        args = ", ".join(f"{a.name} {a.data_type.type_kind.name if hasattr(a.data_type.type_kind, 'name') else a.data_type.type_kind}"
+                         for a in routine.arguments)
+        checker.analyze(f"CREATE OR REPLACE TABLE FUNCTION {quote(f'{dataset}.{routine.routine_id}')}({args})\n"
+                        f"AS (\n{routine.body}\n)")
+        seen["ROUTINE"] = seen.get("ROUTINE", 0) + 1
+    return seen
