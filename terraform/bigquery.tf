@@ -36,6 +36,7 @@ resource "google_bigquery_dataset" "dataset" {
       kms_key_name = default_encryption_configuration.value
     }
   }
+  depends_on = [google_project_service.services["bigquery.googleapis.com"]]
 }
 
 resource "google_bigquery_table" "tables" {
@@ -60,6 +61,7 @@ resource "google_bigquery_table" "tables" {
       kms_key_name = encryption_configuration.value
     }
   }
+  depends_on = [google_project_service.services["bigquery.googleapis.com"]]
 }
 
 resource "google_bigquery_table" "latest" {

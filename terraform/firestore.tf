@@ -11,6 +11,7 @@ resource "google_firestore_database" "database" {
   point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
   delete_protection_state           = var.firestore.delete_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
   deletion_policy                   = var.firestore.delete_protection ? "ABANDON" : "DELETE"
+  depends_on                        = [google_project_service.services["firestore.googleapis.com"]]
 }
 
 resource "google_firestore_field" "ttl" {
@@ -23,4 +24,5 @@ resource "google_firestore_field" "ttl" {
   # monotonically increasing indexed timestamp would only add write hot spots.
   index_config {}
   ttl_config {}
+  depends_on = [google_project_service.services["firestore.googleapis.com"]]
 }

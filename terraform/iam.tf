@@ -1,5 +1,6 @@
 # One service account per function with only what it uses, the Eventarc trigger's service
-# account, and the Cloud Storage service agent's right to publish the finalize events.
+# account, the Cloud Build account that builds the functions, and the Cloud Storage service
+# agent's right to publish the finalize events.
 
 resource "google_service_account" "functions" {
   for_each     = var.functions
@@ -7,6 +8,7 @@ resource "google_service_account" "functions" {
   account_id   = each.value.account_id
   display_name = "oddsbatch ${each.key} function"
   description  = "Runs the ${each.key} Cloud Function: reads the landing bucket, writes quarantine, Firestore and BigQuery."
+  depends_on   = [google_project_service.services["iam.googleapis.com"]]
 }
 
 resource "google_service_account" "trigger" {
@@ -14,15 +16,17 @@ resource "google_service_account" "trigger" {
   account_id   = var.trigger_service_account_id
   display_name = "oddsbatch Eventarc trigger"
   description  = "Identity of the Eventarc storage triggers: receives events and invokes the functions."
+  depends_on   = [google_project_service.services["iam.googleapis.com"]]
 }
 
 # --- Cloud Storage ---------------------------------------------------------------------
 
 resource "google_storage_bucket_iam_member" "landing_reader" {
-  for_each = var.functions
-  bucket   = google_storage_bucket.landing.name
-  role     = "roles/storage.objectViewer"
-  member   = google_service_account.functions[each.key].member
+  for_each   = var.functions
+  bucket     = google_storage_bucket.landing.name
+  role       = "roles/storage.objectViewer"
+  member     = google_service_account.functions[each.key].member
+  depends_on = [google_project_service.services["storage.googleapis.com"]]
 }
 
 # Quarantining copies an object under the prefix and patches the copy's metadata (the
@@ -38,6 +42,7 @@ resource "google_project_iam_custom_role" "quarantine_writer" {
     "storage.objects.delete",
     "storage.objects.update",
   ]
+  depends_on = [google_project_service.services["iam.googleapis.com"]]
 }
 
 resource "google_storage_bucket_iam_member" "quarantine_writer" {
@@ -50,15 +55,17 @@ resource "google_storage_bucket_iam_member" "quarantine_writer" {
     description = "Only objects under ${var.bucket.quarantine_prefix}"
     expression  = "resource.name.startsWith(\"${local.quarantine_object_prefix}\")"
   }
+  depends_on = [google_project_service.services["storage.googleapis.com"]]
 }
 
 # --- BigQuery and Firestore ------------------------------------------------------------
 
 resource "google_project_iam_member" "bigquery_job_user" {
-  for_each = var.functions
-  project  = var.project_id
-  role     = "roles/bigquery.jobUser"
-  member   = google_service_account.functions[each.key].member
+  for_each   = var.functions
+  project    = var.project_id
+  role       = "roles/bigquery.jobUser"
+  member     = google_service_account.functions[each.key].member
+  depends_on = [google_project_service.services["cloudresourcemanager.googleapis.com"]]
 }
 
 resource "google_bigquery_dataset_iam_member" "data_editor" {
@@ -67,41 +74,76 @@ resource "google_bigquery_dataset_iam_member" "data_editor" {
   dataset_id = google_bigquery_dataset.dataset.dataset_id
   role       = "roles/bigquery.dataEditor"
   member     = google_service_account.functions[each.key].member
+  depends_on = [google_project_service.services["bigquery.googleapis.com"]]
 }
 
 resource "google_project_iam_member" "datastore_user" {
-  for_each = var.functions
-  project  = var.project_id
-  role     = "roles/datastore.user"
-  member   = google_service_account.functions[each.key].member
+  for_each   = var.functions
+  project    = var.project_id
+  role       = "roles/datastore.user"
+  member     = google_service_account.functions[each.key].member
+  depends_on = [google_project_service.services["cloudresourcemanager.googleapis.com"]]
 }
 
 # --- Eventarc --------------------------------------------------------------------------
 
 resource "google_project_iam_member" "trigger_event_receiver" {
-  project = var.project_id
-  role    = "roles/eventarc.eventReceiver"
-  member  = google_service_account.trigger.member
+  project    = var.project_id
+  role       = "roles/eventarc.eventReceiver"
+  member     = google_service_account.trigger.member
+  depends_on = [google_project_service.services["cloudresourcemanager.googleapis.com"]]
 }
 
 # The functions' Cloud Run services exist only once deploy.sh has run: bind the invoker
 # role on them (and nothing else) on the apply after it (functions_deployed = true).
 resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
-  for_each = var.functions_deployed ? var.functions : {}
-  project  = var.project_id
-  location = var.region
-  name     = each.value.service_name
-  role     = "roles/run.invoker"
-  member   = google_service_account.trigger.member
+  for_each   = var.functions_deployed ? var.functions : {}
+  project    = var.project_id
+  location   = var.region
+  name       = each.value.service_name
+  role       = "roles/run.invoker"
+  member     = google_service_account.trigger.member
+  depends_on = [google_project_service.services["run.googleapis.com"]]
 }
 
 # Gen2 Cloud Storage triggers: the bucket's service agent publishes to Eventarc's topic.
 data "google_storage_project_service_account" "gcs" {
-  project = var.project_id
+  project    = var.project_id
+  depends_on = [google_project_service.services["storage.googleapis.com"]]
 }
 
 resource "google_project_iam_member" "gcs_pubsub_publisher" {
-  project = var.project_id
-  role    = "roles/pubsub.publisher"
-  member  = data.google_storage_project_service_account.gcs.member
+  project    = var.project_id
+  role       = "roles/pubsub.publisher"
+  member     = data.google_storage_project_service_account.gcs.member
+  depends_on = [google_project_service.services["cloudresourcemanager.googleapis.com"]]
+}
+
+# --- Cloud Build ------------------------------------------------------------------------
+
+# Since mid-2024 a new project's builds run as the Compute Engine default account, which may
+# lack what a function build needs, so deploy.sh passes this account instead
+# (--build-service-account): https://cloud.google.com/functions/docs/securing/build-custom-sa
+# and https://cloud.google.com/build/docs/cloud-build-service-account-updates
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = var.build_service_account_id
+  display_name = "oddsbatch Cloud Build"
+  description  = "Builds the oddsbatch functions: reads the uploaded source, pushes the image, writes build logs."
+  depends_on   = [google_project_service.services["iam.googleapis.com"]]
+}
+
+# Exactly what a function build does, per the custom build account pages
+# (https://cloud.google.com/functions/1stgendocs/securing/build-custom-sa,
+# https://cloud.google.com/run/docs/configuring/services/build-service-account): write build
+# logs (logging.logWriter), push the image to Artifact Registry's gcf-artifacts repository
+# (artifactregistry.writer), read the uploaded source from the gcf-v2-sources bucket, which
+# Cloud Functions creates itself on the first deploy, hence the project-level grant
+# (storage.objectViewer).
+resource "google_project_iam_member" "build" {
+  for_each   = toset(["roles/artifactregistry.writer", "roles/logging.logWriter", "roles/storage.objectViewer"])
+  project    = var.project_id
+  role       = each.value
+  member     = google_service_account.build.member
+  depends_on = [google_project_service.services["cloudresourcemanager.googleapis.com"]]
 }

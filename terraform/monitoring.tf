@@ -55,6 +55,19 @@ resource "google_logging_metric" "metrics" {
     unit         = "1"
     display_name = "oddsbatch ${replace(each.key, "_", " ")}"
   }
+  depends_on = [google_project_service.services["logging.googleapis.com"]]
+}
+
+# A log-based metric is not usable in an alert policy at once: creating the policy within
+# minutes of the metric fails with 404 "Cannot find metric(s) that match type ... If a metric
+# was created recently, it could take up to 10 minutes to become available", and the provider
+# does not retry (https://github.com/hashicorp/terraform-provider-google/issues/11102). The
+# policies wait for this sleep, which starts once every metric exists and runs again when a
+# metric is replaced (time_sleep: https://registry.terraform.io/providers/hashicorp/time/latest/docs/resources/sleep).
+resource "time_sleep" "metrics_propagation" {
+  create_duration = "${var.alerts.metric_wait_seconds}s"
+  triggers        = { for k, m in google_logging_metric.metrics : k => m.id }
+  depends_on      = [google_logging_metric.metrics]
 }
 
 resource "google_monitoring_alert_policy" "alerts" {
@@ -89,4 +102,9 @@ resource "google_monitoring_alert_policy" "alerts" {
   alert_strategy {
     auto_close = "1800s"
   }
+  depends_on = [
+    google_logging_metric.metrics,
+    time_sleep.metrics_propagation,
+    google_project_service.services["monitoring.googleapis.com"],
+  ]
 }

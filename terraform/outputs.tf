@@ -5,9 +5,19 @@ output "bigquery_location" {
   value       = google_bigquery_dataset.dataset.location
 }
 
+output "bucket_location" {
+  description = "Location of the landing bucket (deploy.sh --bucket-location: its Eventarc trigger location)."
+  value       = google_storage_bucket.landing.location
+}
+
 output "bucket_name" {
   description = "Landing bucket (deploy.sh --bucket, ODDSBATCH_BUCKET)."
   value       = google_storage_bucket.landing.name
+}
+
+output "build_service_account" {
+  description = "Email of the account Cloud Build runs the function builds as (deploy.sh --build-service-account)."
+  value       = google_service_account.build.email
 }
 
 output "dataset_id" {

@@ -37,6 +37,7 @@ resource "google_storage_bucket" "landing" {
       type = "Delete"
     }
   }
+  depends_on = [google_project_service.services["storage.googleapis.com"]]
 }
 
 resource "google_storage_bucket" "access_logs" {
@@ -68,11 +69,13 @@ resource "google_storage_bucket" "access_logs" {
       type = "Delete"
     }
   }
+  depends_on = [google_project_service.services["storage.googleapis.com"]]
 }
 
 # Cloud Storage usage and storage logs are written by this Google group.
 resource "google_storage_bucket_iam_member" "access_logs_writer" {
-  bucket = google_storage_bucket.access_logs.name
-  role   = "roles/storage.objectCreator"
-  member = "group:cloud-storage-analytics@google.com"
+  bucket     = google_storage_bucket.access_logs.name
+  role       = "roles/storage.objectCreator"
+  member     = "group:cloud-storage-analytics@google.com"
+  depends_on = [google_project_service.services["storage.googleapis.com"]]
 }

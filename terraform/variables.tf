@@ -12,11 +12,12 @@ variable "alert_notification_channels" {
 }
 
 variable "alerts" {
-  description = "Alert thresholds: an alert fires when the count in its window exceeds its threshold. The auth-error alert keeps the old runbook's > 10 in 5 minutes."
+  description = "Alert thresholds: an alert fires when the count in its window exceeds its threshold. The auth-error alert keeps the old runbook's > 10 in 5 minutes. metric_wait_seconds: how long new log-based metrics settle before their alert policies are created (up to 10 minutes, provider issue 11102)."
   type = object({
     auth_errors_threshold       = optional(number, 10)
     auth_errors_window_seconds  = optional(number, 300)
     failed_batches_threshold    = optional(number, 0)
+    metric_wait_seconds         = optional(number, 600)
     quarantined_files_threshold = optional(number, 0)
     stale_locks_threshold       = optional(number, 0)
     window_seconds              = optional(number, 300)
@@ -34,6 +35,10 @@ variable "alerts" {
       for w in [var.alerts.auth_errors_window_seconds, var.alerts.window_seconds] : w >= 60 && w <= 86400 && floor(w) == w
     ])
     error_message = "Alert windows must be whole seconds between 60 and 86400."
+  }
+  validation {
+    condition     = var.alerts.metric_wait_seconds >= 0 && var.alerts.metric_wait_seconds <= 3600 && floor(var.alerts.metric_wait_seconds) == var.alerts.metric_wait_seconds
+    error_message = "alerts.metric_wait_seconds must be whole seconds between 0 and 3600."
   }
 }
 
@@ -85,6 +90,17 @@ variable "bucket" {
       for d in [var.bucket.access_log_retention_days, var.bucket.noncurrent_version_retention_days, var.bucket.quarantine_retention_days] : d >= 1 && floor(d) == d
     ])
     error_message = "Retention periods are whole days, at least 1."
+  }
+}
+
+variable "build_service_account_id" {
+  description = "Account id of the service account Cloud Build runs the functions' builds as (deploy.sh --build-service-account)."
+  type        = string
+  default     = "oddsbatch-build"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.build_service_account_id))
+    error_message = "build_service_account_id must be 6-30 lowercase letters, digits or '-', starting with a letter."
   }
 }
 

@@ -7,5 +7,10 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 6.50.0, < 8.0.0"
     }
+    # time_sleep: the wait between the log-based metrics and their alert policies (monitoring.tf).
+    time = {
+      source  = "hashicorp/time"
+      version = ">= 0.13.1, < 1.0.0"
+    }
   }
 }

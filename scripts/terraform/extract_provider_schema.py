@@ -1,20 +1,23 @@
-"""Extract the google provider's schema of the resource and data types terraform/ uses.
+"""Extract a provider's schema of the resource and data types terraform/ uses.
 
-No provider binary can be fetched here, but PyPI's cdktf-cdktf-provider-google wheel holds a
-jsii assembly generated from the provider's own schema (16.12.1 = hashicorp/google 6.50.0):
-each resource's `<Class>Config` interface lists its arguments (optional or not), and each
-nested block is a struct of its own. This script reads it and writes a small JSON file:
+No provider binary can be fetched here, but PyPI's cdktf provider wheels hold a jsii
+assembly generated from the provider's own schema: cdktf-cdktf-provider-google 16.12.1 =
+hashicorp/google 6.50.0, cdktf-cdktf-provider-time 11.0.1 = hashicorp/time 0.13.1 (the
+version is read from the assembly's registry doc links). Each resource's `<Class>Config`
+interface lists its arguments (optional or not), and each nested block is a struct of its
+own. This script reads it and writes a small JSON file:
 
   {"provider": ..., "resource": {TYPE: SCHEMA}, "data": {TYPE: SCHEMA}}
   SCHEMA = {"attributes": {NAME: {"required": bool}}, "blocks": {NAME: SCHEMA + "required"}}
 
 tests/terraform/test_provider_schema.py holds every argument and block of terraform/
-against that file. Run it again after adding a resource type to terraform/:
+against those files. Run it again after adding a resource type to terraform/:
 
-  .venv-terraform/bin/python scripts/terraform/extract_provider_schema.py
-      [--wheel PATH.whl] [--terraform-dir terraform] [--out tests/terraform/google_provider_schema.json]
+  .venv-terraform/bin/python scripts/terraform/extract_provider_schema.py [--provider google|time]
+      [--wheel PATH.whl] [--terraform-dir terraform] [--out tests/terraform/<provider>_provider_schema.json]
 
-Without --wheel it downloads the pinned wheel (~50 MB) with pip into a temporary folder.
+Without --wheel it downloads the pinned wheel (google ~50 MB, time ~75 KB) with pip into a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -30,21 +33,42 @@ import tarfile
 import tempfile
 import zipfile
 
-PACKAGE = "cdktf-cdktf-provider-google"
-VERSION = "16.12.1"
-ASSEMBLY = f"cdktf_cdktf_provider_google/_jsii/provider-google@{VERSION}.jsii.tgz"
+# provider name -> (PyPI package, version): the wheels whose assemblies are read.
+PROVIDERS = {
+    "google": ("cdktf-cdktf-provider-google", "16.12.1"),
+    "time": ("cdktf-cdktf-provider-time", "11.0.1"),
+}
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-_DOC_LINK = re.compile(r"/providers/hashicorp/google/(?P<version>[0-9.]+)/docs/(?P<kind>resources|data-sources)/(?P<name>[a-z0-9_]+)#(?P<arg>[a-z0-9_]+)")
 _BLOCK_HEADER = re.compile(r'^\s*(?P<kind>resource|data)\s+"(?P<type>[A-Za-z0-9_]+)"', re.M)
+
+# Set by select() for the provider being extracted.
+PROVIDER = "google"
+PACKAGE, VERSION = PROVIDERS[PROVIDER]
+ASSEMBLY = ""
+_DOC_LINK = re.compile("")
+
+
+def select(provider: str) -> None:
+    """Point the module-level package, assembly path and doc-link pattern at one provider."""
+    global PROVIDER, PACKAGE, VERSION, ASSEMBLY, _DOC_LINK
+    PROVIDER = provider
+    PACKAGE, VERSION = PROVIDERS[provider]
+    module = PACKAGE.replace("-", "_")
+    ASSEMBLY = f"{module}/_jsii/provider-{provider}@{VERSION}.jsii.tgz"
+    _DOC_LINK = re.compile(rf"/providers/hashicorp/{provider}/(?P<version>[0-9.]+)/docs/(?P<kind>resources|data-sources)/(?P<name>[a-z0-9_]+)#(?P<arg>[a-z0-9_]+)")
+
+
+select("google")
 
 
 def used_types(terraform_dir: pathlib.Path) -> dict[str, set[str]]:
-    """{'resource': {...}, 'data': {...}}: the block types declared in terraform_dir/*.tf."""
+    """{'resource': {...}, 'data': {...}}: the block types of the selected provider in terraform_dir/*.tf."""
     found: dict[str, set[str]] = {"resource": set(), "data": set()}
     for tf in sorted(terraform_dir.glob("*.tf")):
         for m in _BLOCK_HEADER.finditer(tf.read_text()):
-            found[m["kind"]].add(m["type"])
+            if m["type"].startswith(f"{PROVIDER}_"):
+                found[m["kind"]].add(m["type"])
     return found
 
 
@@ -108,7 +132,7 @@ def config_interfaces(assembly: dict) -> dict[tuple[str, str], str]:
             link = _DOC_LINK.search(_docs(prop))
             if link:
                 kind = "resource" if link["kind"] == "resources" else "data"
-                index[(kind, f"google_{link['name']}")] = fqn
+                index[(kind, f"{PROVIDER}_{link['name']}")] = fqn
                 break
     return index
 
@@ -116,7 +140,7 @@ def config_interfaces(assembly: dict) -> dict[tuple[str, str], str]:
 def extract(assembly: dict, wanted: dict[str, set[str]]) -> dict:
     index = config_interfaces(assembly)
     out: dict = {
-        "provider": "hashicorp/google",
+        "provider": f"hashicorp/{PROVIDER}",
         "provider_version": _provider_version(assembly),
         "source": f"PyPI {PACKAGE}=={VERSION} ({ASSEMBLY})",
         "resource": {},
@@ -147,15 +171,18 @@ def _provider_version(assembly: dict) -> str:
 def download_wheel(dest: pathlib.Path) -> pathlib.Path:
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest),
                     f"{PACKAGE}=={VERSION}"], check=True)
-    return next(dest.glob("cdktf_cdktf_provider_google-*.whl"))
+    return next(dest.glob(f"{PACKAGE.replace('-', '_')}-*.whl"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wheel", type=pathlib.Path, help=f"a downloaded {PACKAGE}=={VERSION} wheel")
+    parser.add_argument("--provider", choices=sorted(PROVIDERS), default="google")
+    parser.add_argument("--wheel", type=pathlib.Path, help="a downloaded wheel of the provider's pinned cdktf package")
     parser.add_argument("--terraform-dir", type=pathlib.Path, default=ROOT / "terraform")
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "tests" / "terraform" / "google_provider_schema.json")
+    parser.add_argument("--out", type=pathlib.Path, help="[tests/terraform/<provider>_provider_schema.json]")
     args = parser.parse_args(argv)
+    select(args.provider)
+    args.out = args.out or ROOT / "tests" / "terraform" / f"{args.provider}_provider_schema.json"
     wanted = used_types(args.terraform_dir)
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel or download_wheel(pathlib.Path(tmp))

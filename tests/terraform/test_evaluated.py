@@ -125,8 +125,13 @@ def test_function_service_accounts_get_only_what_they_use(tf, raw):
             "${google_service_account.functions[each.key].member}")
     # No project-wide role beyond these, no primitive role anywhere.
     project_roles = sorted({r["role"] for r in resources(tf, "google_project_iam_member").values()})
-    assert project_roles == ["roles/bigquery.jobUser", "roles/datastore.user", "roles/eventarc.eventReceiver",
-                             "roles/pubsub.publisher"]
+    assert project_roles == ["roles/artifactregistry.writer", "roles/bigquery.jobUser", "roles/datastore.user",
+                             "roles/eventarc.eventReceiver", "roles/logging.logWriter", "roles/pubsub.publisher",
+                             "roles/storage.objectViewer"]
+    # The three build roles belong to the build account alone (tests/terraform/test_deploy_rules.py).
+    for role in ("roles/artifactregistry.writer", "roles/logging.logWriter", "roles/storage.objectViewer"):
+        holders = [a for a, r in resources(tf, "google_project_iam_member").items() if r["role"] == role]
+        assert holders == [f'google_project_iam_member.build["{role}"]'], holders
 
 
 def test_trigger_account_receives_events_and_invokes_only_the_functions(tf, raw):

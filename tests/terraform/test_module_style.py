@@ -37,9 +37,13 @@ def test_outputs_are_alphabetical_described_and_documented(raw):
 
 
 def test_provider_is_pinned_to_a_bounded_range(raw):
-    google = raw["versions.tf"]["terraform"][0]["required_providers"][0]["google"]
+    providers = raw["versions.tf"]["terraform"][0]["required_providers"][0]
+    google = providers["google"]
     assert google["source"].strip('"') == "hashicorp/google"
     assert google["version"].strip('"') == ">= 6.50.0, < 8.0.0"
+    time = providers["time"]
+    assert time["source"].strip('"') == "hashicorp/time"
+    assert time["version"].strip('"') == ">= 0.13.1, < 1.0.0"
 
 
 def test_readme_starts_with_an_example_and_files_are_one_concern_each():

@@ -1,16 +1,30 @@
-"""Every argument and block of terraform/ exists in the google provider's schema.
+"""Every argument and block of terraform/ exists in its provider's schema.
 
-The schema (provider 6.50.0) is tests/terraform/google_provider_schema.json, extracted from
-the cdktf provider wheel by scripts/terraform/extract_provider_schema.py: a misspelled or
-removed attribute fails here without a provider binary.
+The schemas are tests/terraform/google_provider_schema.json (hashicorp/google 6.50.0) and
+time_provider_schema.json (hashicorp/time 0.13.1, for time_sleep), extracted from the cdktf
+provider wheels by scripts/terraform/extract_provider_schema.py: a misspelled or removed
+attribute fails here without a provider binary.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 from .conftest import SCHEMA_JSON, TERRAFORM_DIR, hcl
+
+TIME_SCHEMA_JSON = SCHEMA_JSON.with_name("time_provider_schema.json")
+
+
+def provider_schemas() -> dict:
+    """The google and time schemas merged: {"resource": {...}, "data": {...}}."""
+    merged: dict = {"resource": {}, "data": {}}
+    for path in (SCHEMA_JSON, TIME_SCHEMA_JSON):
+        schema = json.loads(path.read_text())
+        for kind in merged:
+            merged[kind].update(schema[kind])
+    return merged
 
 # Meta-arguments Terraform itself accepts in any resource or data block.
 META_ATTRIBUTES = {"count", "for_each", "depends_on", "provider"}
@@ -81,8 +95,7 @@ def schema_problems(raw: dict, schema: dict) -> tuple[list[str], int]:
 
 
 def test_every_argument_and_block_exists_in_the_provider_schema(raw):
-    schema = json.loads(SCHEMA_JSON.read_text())
-    problems, checked = schema_problems(raw, schema)
+    problems, checked = schema_problems(raw, provider_schemas())
     assert problems == []
     assert checked >= 20
 
@@ -93,6 +106,18 @@ def test_the_schema_file_was_extracted_from_the_pinned_provider():
     bucket = schema["resource"]["google_storage_bucket"]
     assert bucket["attributes"]["name"]["required"] is True
     assert "lifecycle_rule" in bucket["blocks"]
+    time = json.loads(TIME_SCHEMA_JSON.read_text())
+    assert (time["provider"], time["provider_version"]) == ("hashicorp/time", "0.13.1")
+    assert set(time["resource"]["time_sleep"]["attributes"]) == {"create_duration", "destroy_duration", "triggers"}
+
+
+def test_a_misspelled_time_sleep_attribute_fails(tmp_path):
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM_DIR, copy)
+    mon = copy / "monitoring.tf"
+    mon.write_text(mon.read_text().replace("create_duration = ", "create_duratoin = ", 1))
+    problems, _ = schema_problems(hcl(copy), provider_schemas())
+    assert any("time_sleep.metrics_propagation: unknown attribute 'create_duratoin'" in p for p in problems), problems
 
 
 def test_a_misspelled_attribute_fails(tmp_path):
@@ -103,7 +128,7 @@ def test_a_misspelled_attribute_fails(tmp_path):
     assert "uniform_bucket_level_access = true" in text
     storage.write_text(text.replace("uniform_bucket_level_access = true", "uniform_bucket_level_acess = true", 1))
     (copy / "firestore.tf").write_text((copy / "firestore.tf").read_text().replace("ttl_config {}", "ttl_configs {}"))
-    problems, _ = schema_problems(hcl(copy), json.loads(SCHEMA_JSON.read_text()))
+    problems, _ = schema_problems(hcl(copy), provider_schemas())
     assert any("unknown attribute 'uniform_bucket_level_acess'" in p for p in problems), problems
     assert any("unknown block 'ttl_configs'" in p for p in problems), problems
 
@@ -112,6 +137,8 @@ def test_a_missing_required_argument_fails(tmp_path):
     copy = tmp_path / "terraform"
     shutil.copytree(TERRAFORM_DIR, copy)
     iam = copy / "iam.tf"
-    iam.write_text(iam.read_text().replace('  role     = "roles/bigquery.jobUser"\n', "", 1))
-    problems, _ = schema_problems(hcl(copy), json.loads(SCHEMA_JSON.read_text()))
+    text, n = re.subn(r'\n  role += "roles/bigquery.jobUser"\n', "\n", iam.read_text(), count=1)
+    assert n == 1
+    iam.write_text(text)
+    problems, _ = schema_problems(hcl(copy), provider_schemas())
     assert any("required attribute 'role' missing" in p for p in problems), problems
