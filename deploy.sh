@@ -5,7 +5,8 @@
 # vendored copy of shared/oddsbatch/ (*.py and schemas/*.json; never local/, the local
 # stack, nor __pycache__). Each function is then deployed on the landing bucket's
 # object-finalize event, with Eventarc retries, internal-only ingress and its own
-# service account. Run ./deploy.sh --help for the options.
+# service account, built by Terraform's build service account, its trigger in the bucket's
+# location. Run ./deploy.sh --help for the options.
 set -euo pipefail
 
 readonly FUNCTIONS=(game_lines player_props)
@@ -28,8 +29,13 @@ Builds build/<function>/ for game_lines and player_props, then runs
   --bucket B                     landing bucket whose finalize events trigger the functions
                                  (or $ODDSBATCH_DEPLOY_BUCKET); required
   --region R                     region (or $ODDSBATCH_DEPLOY_REGION) [us-central1]
-  --trigger-location L           location of the bucket when it differs from the region,
-                                 e.g. us for a US multi-region bucket [the region]
+  --bucket-location L            location of the bucket: US, EU, ASIA (multi-regions), a
+                                 dual-region such as NAM4, or a region such as US-CENTRAL1
+                                 [Terraform's output bucket_location when terraform/ has a
+                                 state, else US, the module's default]
+  --trigger-location L           Eventarc trigger location; must be the bucket's location
+                                 [derived: US -> us, EU -> eu, NAM4 -> nam4, US-CENTRAL1 ->
+                                 us-central1]
   --dataset D                    BigQuery dataset, ODDSBATCH_DATASET [odds_api]
   --service-account-game-lines SA
                                  [oddsbatch-game-lines@P.iam.gserviceaccount.com]
@@ -37,11 +43,14 @@ Builds build/<function>/ for game_lines and player_props, then runs
                                  [oddsbatch-player-props@P.iam.gserviceaccount.com]
   --trigger-service-account SA   identity of the Eventarc triggers (Terraform output
                                  trigger_service_account) [oddsbatch-trigger@P.iam.gserviceaccount.com]
+  --build-service-account SA     account Cloud Build builds the functions as (Terraform output
+                                 build_service_account; an email or projects/P/serviceAccounts/EMAIL)
+                                 [oddsbatch-build@P.iam.gserviceaccount.com]
   --bigquery-location L          location of the dataset, ODDSBATCH_BIGQUERY_LOCATION [US]
   --memory M                     memory per instance [512Mi]
   --timeout T                    seconds, at most 540, e.g. 540 or 540s [540s]
   --max-instances N              [10]
-  --concurrency C                requests per instance (cpu is 1) [8]
+  --concurrency C                requests per instance (cpu is 1), also THREADS [8]
   --settle-seconds S             ODDSBATCH_SETTLE_SECONDS, longest wait for a burst [5]
   --lease-seconds L              ODDSBATCH_LEASE_SECONDS, must exceed the timeout [600]
   --only game_lines|player_props deploy one function
@@ -60,11 +69,26 @@ die() {
   exit 2
 }
 
+readonly BUCKET_LOCATION_RE='^[A-Za-z]+[0-9]*(-[A-Za-z]+[0-9]+)?$'
+
+# The landing bucket's location from Terraform's state (output bucket_location), or nothing
+# when terraform is missing or terraform/ holds no applied state (terraform then prints a
+# "No outputs found" warning, on stdout and with status 0: only a location is taken).
+terraform_bucket_location() {
+  local out
+  command -v terraform >/dev/null 2>&1 || return 0
+  out="$(terraform -chdir="$ROOT/terraform" output -no-color -raw bucket_location 2>/dev/null)" || return 0
+  if [[ "$out" =~ $BUCKET_LOCATION_RE ]]; then echo "$out"; fi
+  return 0
+}
+
 # --- options --------------------------------------------------------------------------
 project="${ODDSBATCH_DEPLOY_PROJECT:-}"
 region="${ODDSBATCH_DEPLOY_REGION:-us-central1}"
 bucket="${ODDSBATCH_DEPLOY_BUCKET:-}"
 trigger_location=""
+bucket_location=""
+sa_build=""
 dataset="odds_api"
 sa_game_lines=""
 sa_player_props=""
@@ -95,9 +119,9 @@ while (($# > 0)); do
       set -- "${arg%%=*}" "${arg#*=}" "$@"
       continue
       ;;
-    --project | --region | --trigger-location | --bucket | --dataset | --service-account-game-lines | \
-      --service-account-player-props | --trigger-service-account | --bigquery-location | --memory | --timeout | --max-instances | \
-      --concurrency | --settle-seconds | --lease-seconds | --only | --build-dir)
+    --project | --region | --trigger-location | --bucket-location | --bucket | --dataset | --service-account-game-lines | \
+      --service-account-player-props | --trigger-service-account | --build-service-account | --bigquery-location | --memory | \
+      --timeout | --max-instances | --concurrency | --settle-seconds | --lease-seconds | --only | --build-dir)
       (($# > 0)) || die "$arg needs a value"
       value="$1"
       shift
@@ -105,6 +129,8 @@ while (($# > 0)); do
         --project) project="$value" ;;
         --region) region="$value" ;;
         --trigger-location) trigger_location="$value" ;;
+        --bucket-location) bucket_location="$value" ;;
+        --build-service-account) sa_build="$value" ;;
         --bucket) bucket="$value" ;;
         --dataset) dataset="$value" ;;
         --service-account-game-lines) sa_game_lines="$value" ;;
@@ -138,11 +164,34 @@ if [[ "$mode" != "build-only" ]]; then
   [[ -n "$project" ]] || die "missing --project (or ODDSBATCH_DEPLOY_PROJECT)"
   [[ -n "$bucket" ]] || die "missing --bucket (or ODDSBATCH_DEPLOY_BUCKET)"
   [[ -n "$region" ]] || die "missing --region (or ODDSBATCH_DEPLOY_REGION)"
-  [[ "$project" =~ ^[a-z][-a-z0-9.:]*[a-z0-9]$ ]] || die "--project is not a project id: '$project'"
-  [[ "$bucket" =~ ^[a-z0-9][-a-z0-9_.]*[a-z0-9]$ ]] || die "--bucket is not a bucket name (no gs://): '$bucket'"
+  # The shape only (a dry run with --project p --bucket b prints the commands); lengths are
+  # left to gcloud.
+  [[ "$project" =~ ^[a-z]([-a-z0-9.:]*[a-z0-9])?$ ]] || die "--project is not a project id: '$project'"
+  [[ "$bucket" =~ ^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$ ]] || die "--bucket is not a bucket name (no gs://): '$bucket'"
   [[ "$region" =~ ^[a-z]+-[a-z]+[0-9]+$ ]] || die "--region is not a region: '$region'"
   [[ -z "$trigger_location" || "$trigger_location" =~ ^[a-z][-a-z0-9]*[a-z0-9]$ ]] ||
     die "--trigger-location is not a location: '$trigger_location'"
+  if [[ -z "$bucket_location" ]]; then
+    bucket_location="$(terraform_bucket_location)"
+    bucket_location="${bucket_location:-US}"
+  fi
+  # Bucket locations: multi-regions (US, EU, ASIA), dual-regions (NAM4, EUR4, ...), regions
+  # (US-CENTRAL1, ...): https://cloud.google.com/storage/docs/locations
+  [[ "$bucket_location" =~ $BUCKET_LOCATION_RE ]] ||
+    die "--bucket-location is not a bucket location (US, EU, ASIA, NAM4, US-CENTRAL1 ...): '$bucket_location'"
+  # A Cloud Storage trigger must sit in its bucket's location (a US multi-region bucket needs
+  # the trigger in us, not in the function's region): https://cloud.google.com/eventarc/docs/understand-locations
+  # Cloud Storage triggers exist in single-, dual- and multi-region locations, named like the
+  # bucket's location in lowercase (us, eu, asia, nam4, us-central1): https://cloud.google.com/eventarc/docs/locations
+  bucket_trigger_location="${bucket_location,,}"
+  if [[ -n "$trigger_location" && "$trigger_location" != "$bucket_trigger_location" ]]; then
+    die "--trigger-location $trigger_location contradicts the bucket's location $bucket_location: a Cloud Storage trigger must be in $bucket_trigger_location"
+  fi
+  trigger_location="$bucket_trigger_location"
+  if [[ -n "$sa_build" && "$sa_build" != projects/*/serviceAccounts/* ]]; then
+    [[ "$sa_build" =~ ^[^@/]+@[^@/]+$ ]] ||
+      die "--build-service-account must be an email or projects/P/serviceAccounts/EMAIL, got '$sa_build'"
+  fi
   [[ "$dataset" =~ ^[A-Za-z0-9_]+$ ]] || die "--dataset must be letters, digits and underscores, got '$dataset'"
   [[ "$bigquery_location" =~ ^[A-Za-z0-9-]+$ ]] || die "--bigquery-location must be letters, digits and dashes, got '$bigquery_location'"
   [[ "$memory" =~ ^[0-9]+(Mi|Gi|M|G|MB|GB)$ ]] || die "--memory must look like 512Mi or 1Gi, got '$memory'"
@@ -199,6 +248,13 @@ build_bundle() {
 }
 
 # --- deploy ---------------------------------------------------------------------------
+# gcloud takes the build account as a resource name, projects/P/serviceAccounts/EMAIL:
+# https://cloud.google.com/sdk/gcloud/reference/functions/deploy (--build-service-account)
+build_service_account() {
+  local sa="${sa_build:-oddsbatch-build@${project}.iam.gserviceaccount.com}"
+  if [[ "$sa" == projects/*/serviceAccounts/* ]]; then echo "$sa"; else echo "projects/${project}/serviceAccounts/${sa}"; fi
+}
+
 service_account_for() {
   case "$1" in
     game_lines) echo "${sa_game_lines:-oddsbatch-game-lines@${project}.iam.gserviceaccount.com}" ;;
@@ -206,6 +262,10 @@ service_account_for() {
   esac
 }
 
+# THREADS: functions-framework 3.10.2 runs gunicorn with threads = $THREADS, else 4 per CPU
+# (functions_framework/_http/gunicorn.py; PR 259 of functions-framework-python), so with
+# --cpu=1 an instance would serve 4 requests at once however high --concurrency is: set it to
+# the concurrency. ODDSBATCH_TIMEOUT_SECONDS: the function timeout, the holder's deadline.
 deploy_command() {
   local fn="$1"
   cmd=(
@@ -218,17 +278,18 @@ deploy_command() {
     "--entry-point=$fn"
     "--trigger-event-filters=type=$EVENT_TYPE"
     "--trigger-event-filters=bucket=$bucket"
-    ${trigger_location:+"--trigger-location=$trigger_location"}
+    "--trigger-location=$trigger_location"
     --retry
     "--service-account=$(service_account_for "$fn")"
     "--trigger-service-account=${sa_trigger:-oddsbatch-trigger@${project}.iam.gserviceaccount.com}"
+    "--build-service-account=$(build_service_account)"
     --ingress-settings=internal-only
     "--memory=$memory"
     "--timeout=${timeout_seconds}s"
     "--max-instances=$max_instances"
     "--concurrency=$concurrency"
     --cpu=1
-    "--set-env-vars=ODDSBATCH_PROJECT=$project,ODDSBATCH_DATASET=$dataset,ODDSBATCH_SETTLE_SECONDS=$settle_seconds,ODDSBATCH_LEASE_SECONDS=$lease_seconds,ODDSBATCH_BUCKET=$bucket,ODDSBATCH_BIGQUERY_LOCATION=$bigquery_location"
+    "--set-env-vars=ODDSBATCH_PROJECT=$project,ODDSBATCH_DATASET=$dataset,ODDSBATCH_SETTLE_SECONDS=$settle_seconds,ODDSBATCH_LEASE_SECONDS=$lease_seconds,ODDSBATCH_BUCKET=$bucket,ODDSBATCH_BIGQUERY_LOCATION=$bigquery_location,ODDSBATCH_TIMEOUT_SECONDS=$timeout_seconds,THREADS=$concurrency"
     --no-allow-unauthenticated
   )
 }

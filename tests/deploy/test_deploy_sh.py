@@ -27,6 +27,17 @@ STAND_IN = """#!/usr/bin/env bash
 python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >>"$GCLOUD_CALLS"
 """
 
+# terraform stand-in: `output -raw bucket_location` prints $FAKE_TF_BUCKET_LOCATION, or acts
+# like a directory without state (terraform's warning on stdout, status 0).
+TERRAFORM_STAND_IN = """#!/usr/bin/env bash
+if [[ -n "${FAKE_TF_BUCKET_LOCATION:-}" ]]; then printf '%s' "$FAKE_TF_BUCKET_LOCATION"; exit 0; fi
+echo 'Warning: No outputs found'
+"""
+
+# Variables the deployed functions read besides oddsbatch's own settings: THREADS is read by
+# functions-framework; ODDSBATCH_TIMEOUT_SECONDS is the holder's deadline (the function timeout).
+RUNTIME_VARIABLES = {"THREADS", "ODDSBATCH_TIMEOUT_SECONDS"}
+
 # What deploy.sh needs besides gcloud, for a PATH that lacks gcloud.
 TOOLS = ("bash", "env", "find", "sed", "sort", "cp", "mkdir", "rm", "python3")
 
@@ -38,6 +49,9 @@ def fake_gcloud(tmp_path):
     script = bin_dir / "gcloud"
     script.write_text(STAND_IN)
     script.chmod(0o755)
+    terraform = bin_dir / "terraform"
+    terraform.write_text(TERRAFORM_STAND_IN)
+    terraform.chmod(0o755)
     return tmp_path / "gcloud-calls.jsonl", bin_dir
 
 
@@ -100,9 +114,11 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
         assert f["memory"] == ["512Mi"] and f["timeout"] == ["540s"]
         assert f["max-instances"] == ["10"] and f["concurrency"] == ["8"]
         assert f["cpu"] == ["1"]  # concurrency > 1 needs a whole CPU
-        assert "trigger-location" not in f  # gcloud's default: the function's region
+        assert f["trigger-location"] == ["us"]  # the bucket's default location, US, not the region
         # the triggers run as Terraform's trigger account (eventReceiver + run.invoker), not the default one
         assert f["trigger-service-account"] == ["oddsbatch-trigger@my-proj.iam.gserviceaccount.com"]
+        assert f["build-service-account"] == [
+            "projects/my-proj/serviceAccounts/oddsbatch-build@my-proj.iam.gserviceaccount.com"]
         assert env_vars(argv) == {
             "ODDSBATCH_PROJECT": "my-proj",
             "ODDSBATCH_DATASET": "odds_api",
@@ -110,8 +126,10 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
             "ODDSBATCH_LEASE_SECONDS": "600",
             "ODDSBATCH_BUCKET": "my-landing",  # the handler ignores other buckets' events
             "ODDSBATCH_BIGQUERY_LOCATION": "US",
+            "ODDSBATCH_TIMEOUT_SECONDS": "540",
+            "THREADS": "8",
         }
-        assert set(env_vars(argv)) <= set(SETTINGS_HELP)  # only variables the functions read
+        assert set(env_vars(argv)) <= set(SETTINGS_HELP) | RUNTIME_VARIABLES  # only variables the functions read
     assert "built " + str(tmp_path / "build" / "game_lines") in proc.stdout
 
 
@@ -137,7 +155,7 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
     assert env_vars(calls[0]) == {
         "ODDSBATCH_PROJECT": "env-proj", "ODDSBATCH_DATASET": "odds_dev",
         "ODDSBATCH_SETTLE_SECONDS": "0.5", "ODDSBATCH_LEASE_SECONDS": "400", "ODDSBATCH_BUCKET": "env-bucket",
-        "ODDSBATCH_BIGQUERY_LOCATION": "EU",
+        "ODDSBATCH_BIGQUERY_LOCATION": "EU", "ODDSBATCH_TIMEOUT_SECONDS": "300", "THREADS": "4",
     }
     assert not (tmp_path / "build" / "game_lines").exists()
 

@@ -1,0 +1,138 @@
+"""Google Cloud's deploy rules on deploy.sh, each with a negative control.
+
+- A Cloud Storage trigger sits in its bucket's location, named like it in lowercase.
+- Builds run as Terraform's build service account, passed as a resource name.
+- THREADS equals the deployed concurrency (functions-framework reads it), and the holder's
+  deadline ODDSBATCH_TIMEOUT_SECONDS equals the function timeout.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from .test_deploy_sh import deploy, env_vars, flags, one_line_error, fake_gcloud  # noqa: F401  (fixture)
+
+BASE = ["--project", "my-proj", "--bucket", "my-landing"]
+
+
+# The trigger of a bucket event is created in the bucket's location
+# (https://cloud.google.com/eventarc/docs/understand-locations); Cloud Storage triggers exist in
+# single-, dual- and multi-region locations (https://cloud.google.com/eventarc/docs/locations),
+# the bucket location codes being those of https://cloud.google.com/storage/docs/locations.
+@pytest.mark.parametrize("bucket_location, trigger", [
+    ("US", "us"), ("EU", "eu"), ("ASIA", "asia"),             # multi-regions
+    ("NAM4", "nam4"), ("EUR4", "eur4"), ("ASIA1", "asia1"),   # dual-regions
+    ("US-CENTRAL1", "us-central1"), ("europe-west1", "europe-west1"), ("NORTHAMERICA-NORTHEAST1", "northamerica-northeast1"),
+])
+def test_trigger_location_is_the_buckets(tmp_path, fake_gcloud, bucket_location, trigger):
+    proc, calls = deploy([*BASE, "--bucket-location", bucket_location], tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    assert [flags(c)["trigger-location"] for c in calls] == [[trigger], [trigger]]
+    assert [flags(c)["region"] for c in calls] == [["us-central1"], ["us-central1"]]  # the function stays in its region
+
+
+def test_bucket_location_comes_from_terraform_when_it_has_a_state(tmp_path, fake_gcloud):
+    proc, calls = deploy(BASE, tmp_path, fake_gcloud, extra_env={"FAKE_TF_BUCKET_LOCATION": "EU"})
+    assert proc.returncode == 0, proc.stderr
+    assert {flags(c)["trigger-location"][0] for c in calls} == {"eu"}
+    # an explicit --bucket-location wins over the state
+    proc, calls = deploy([*BASE, "--bucket-location", "ASIA"], tmp_path, fake_gcloud, extra_env={"FAKE_TF_BUCKET_LOCATION": "EU"})
+    assert {flags(c)["trigger-location"][0] for c in calls[-2:]} == {"asia"}
+
+
+def test_without_a_state_the_modules_default_us_is_used(tmp_path, fake_gcloud):
+    # terraform without state prints a warning with status 0: it is not taken for a location
+    proc, calls = deploy(BASE, tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    assert {flags(c)["trigger-location"][0] for c in calls} == {"us"}
+
+
+@pytest.mark.parametrize("args", [
+    ["--trigger-location", "us-central1"],                                  # the region, the old default: wrong for US
+    ["--bucket-location", "EU", "--trigger-location", "us"],
+    ["--bucket-location", "US-EAST1", "--trigger-location", "us"],
+])
+def test_a_trigger_location_that_contradicts_the_bucket_is_refused(tmp_path, fake_gcloud, args):
+    proc, calls = deploy([*BASE, *args], tmp_path, fake_gcloud)
+    assert "contradicts the bucket's location" in one_line_error(proc)
+    assert calls == []
+
+
+def test_a_matching_trigger_location_is_accepted(tmp_path, fake_gcloud):
+    proc, calls = deploy([*BASE, "--bucket-location", "EU", "--trigger-location", "eu"], tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    assert {flags(c)["trigger-location"][0] for c in calls} == {"eu"}
+
+
+@pytest.mark.parametrize("location", ["gs://x", "US_CENTRAL1", "us central1", "-us"])
+def test_a_malformed_bucket_location_is_refused(tmp_path, fake_gcloud, location):
+    proc, calls = deploy([*BASE, "--bucket-location", location], tmp_path, fake_gcloud)
+    assert "--bucket-location" in one_line_error(proc)
+    assert calls == []
+
+
+# gcloud wants the build account as projects/P/serviceAccounts/EMAIL
+# (https://cloud.google.com/sdk/gcloud/reference/functions/deploy); new projects' default
+# build account may lack what a function build needs
+# (https://cloud.google.com/functions/docs/securing/build-custom-sa).
+@pytest.mark.parametrize("given, passed", [
+    (None, "projects/my-proj/serviceAccounts/oddsbatch-build@my-proj.iam.gserviceaccount.com"),
+    ("b@x.iam.gserviceaccount.com", "projects/my-proj/serviceAccounts/b@x.iam.gserviceaccount.com"),
+    ("projects/other/serviceAccounts/b@other.iam.gserviceaccount.com", "projects/other/serviceAccounts/b@other.iam.gserviceaccount.com"),
+])
+def test_build_service_account(tmp_path, fake_gcloud, given, passed):
+    args = [*BASE] + (["--build-service-account", given] if given else [])
+    proc, calls = deploy(args, tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    assert [flags(c)["build-service-account"] for c in calls] == [[passed], [passed]]
+
+
+def test_a_malformed_build_service_account_is_refused(tmp_path, fake_gcloud):
+    proc, calls = deploy([*BASE, "--build-service-account", "not an account"], tmp_path, fake_gcloud)
+    assert "--build-service-account" in one_line_error(proc)
+    assert calls == []
+
+
+@pytest.mark.parametrize("concurrency, timeout", [("8", "540s"), ("3", "120"), ("16", "300s")])
+def test_threads_and_timeout_follow_the_deployed_values(tmp_path, fake_gcloud, concurrency, timeout):
+    proc, calls = deploy([*BASE, "--concurrency", concurrency, "--timeout", timeout, "--lease-seconds", "600"],
+                         tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    for argv in calls:
+        env = env_vars(argv)
+        assert env["THREADS"] == flags(argv)["concurrency"][0] == concurrency
+        assert f"{env['ODDSBATCH_TIMEOUT_SECONDS']}s" == flags(argv)["timeout"][0] == f"{timeout.rstrip('s')}s"
+
+
+def _gunicorn_threads(monkeypatch, env: dict[str, str], cpus: int) -> int:
+    """The threads functions-framework's gunicorn app runs with, for an environment."""
+    from functions_framework._http import gunicorn
+
+    monkeypatch.setattr(gunicorn.os, "cpu_count", lambda: cpus)
+    monkeypatch.delenv("THREADS", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return gunicorn.GunicornApplication(app=None, host="127.0.0.1", port=0, debug=False).options["threads"]
+
+
+def test_functions_framework_serves_threads_requests_at_once(monkeypatch):
+    # functions-framework 3.10.2: threads = int($THREADS or 4 * cpu_count)
+    # (functions_framework/_http/gunicorn.py; functions-framework-python PR 259).
+    assert _gunicorn_threads(monkeypatch, {"THREADS": "8"}, cpus=1) == 8
+    # Negative control: without THREADS, one CPU serves 4, not the deployed concurrency 8.
+    assert _gunicorn_threads(monkeypatch, {}, cpus=1) == 4
+
+
+def test_acceptance_dry_run(tmp_path, fake_gcloud):
+    proc, calls = deploy(["--dry-run", "--project", "p", "--bucket", "b"], tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == []
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        argv = shlex.split(line)
+        assert "--trigger-location=us" in argv
+        assert "--build-service-account=projects/p/serviceAccounts/oddsbatch-build@p.iam.gserviceaccount.com" in argv
+        assert env_vars(argv)["THREADS"] == "8"
