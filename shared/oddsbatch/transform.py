@@ -32,6 +32,9 @@ Rules this module decides (tests in tests/unit/test_transform.py pin each one):
 * Points (outcome point, prop line) land in NUMERIC columns, an exact type BigQuery accepts
   in keys and PARTITION BY: a point NUMERIC cannot hold exactly (over 9 decimals, over 29
   integer digits, an integer beyond 2**53, NaN/infinity) is BadInputError.
+* Every value fits its column or the file is BadInputError: american prices INT64, decimal
+  prices finite FLOAT64, timestamps within years 1-9999 UTC. One bad value quarantines its
+  file, never the load of the whole round.
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ def _timestamp(value: Any, what: str) -> tuple[datetime | None, str | None]:
         return _parse_timestamp_text(value)
     except ValueError:
         raise BadInputError(f"{what} is not an ISO 8601 timestamp: {value!r:.60}") from None
+    except OverflowError:  # an offset that moves it outside years 1-9999, BigQuery's TIMESTAMP range
+        raise BadInputError(f"{what} is outside the TIMESTAMP range (years 1 to 9999 UTC): {value!r:.60}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,12 +168,29 @@ def _exact_point(point: Any, name: str, where: str) -> float:
     raise _bad(f"point of outcome {name!r} in {where} is not a number: {point!r:.40}")
 
 
+# The price columns: american INT64, decimal a finite FLOAT64 (BigQuery's load rejects the rest,
+# and a rejected load would fail the whole round, not this file).
+# https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#integer_types
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
 def _convert(price: int | float, price_format: str) -> tuple[float, int]:
-    """(decimal, american) of a source price already validated for the file's format."""
-    if price_format == "american":
-        american = int(price)
-        return american_to_decimal(american), american
-    return float(price), decimal_to_american(float(price))
+    """(decimal, american) of a source price already validated for the file's format;
+    BadInputError when either is out of its column's range."""
+    try:
+        if price_format == "american":
+            american = int(price)
+            decimal = american_to_decimal(american)
+        else:
+            decimal = float(price)
+            american = decimal_to_american(decimal)
+        in_range = INT64_MIN <= american <= INT64_MAX and math.isfinite(decimal)
+    except ArithmeticError:  # an integer no float holds, a Decimal beyond its context's precision
+        in_range = False
+    if not in_range:
+        raise _bad(f"price {str(price)[:40]} ({price_format}) is out of range of the price columns "
+                   f"(american INT64, decimal finite FLOAT64)")
+    return decimal, american
 
 
 # ---------------------------------------------------------------------------------------------

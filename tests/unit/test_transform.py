@@ -648,10 +648,24 @@ BAD = {
     "numeric_overflow_point": (load(GL_AM).replace(b'"point": 224.5', b'"point": 1.5e29', 1),
                                "out of range for an exact NUMERIC line"),
     "infinite_point": (load(GL_AM).replace(b'"point": 224.5', b'"point": -1e999', 1), "point of outcome 'Over'"),
+    "huge_american_price": (load(GL_AM).replace(b"-180", b"-" + b"1" + b"0" * 30, 1), "out of range of the price columns"),
+    "int64_overflow_american_price": (load(GL_AM).replace(b"-180", b"-9223372036854775809", 1),
+                                      "price -9223372036854775809 (american) is out of range"),
+    "commence_time_before_year_1": (mutate(lambda e: e.__setitem__("commence_time", "0001-01-01T00:00:00+01:00")),
+                                    "commence_time is outside the TIMESTAMP range"),
+    "commence_time_after_9999": (mutate(lambda e: e.__setitem__("commence_time", "9999-12-31T23:30:00-01:00")),
+                                 "commence_time is outside the TIMESTAMP range"),
     "bad_commence_time": (mutate(lambda e: e.__setitem__("commence_time", "tonight")), "commence_time is not an ISO 8601"),
     "event_id_mismatch": (mutate(lambda e: e.__setitem__("id", "ffffffffffffffffffffffffffffffff")),
                           "event id ffffffffffffffffffffffffffffffff in the payload disagrees with a1b2c3d4e5f6g7h8i9j0"),
 }
+
+
+@pytest.mark.parametrize("price", [b"1e300", b"1" + b"0" * 400])
+def test_decimal_prices_beyond_the_american_int64_column_are_bad_input(price):
+    data = load(GL_LIST).replace(b'"price": 2.1', b'"price": ' + price, 1)
+    with pytest.raises(BadInputError, match=r"\(decimal\) is out of range of the price columns"):
+        rows_for_object(SAMPLES[GL_LIST][0], data)
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
