@@ -13,6 +13,7 @@ import pytest
 
 from oddsbatch import lock
 from oddsbatch.config import Settings
+from oddsbatch.routines import all_routines
 
 from .conftest import one, raw_resource, resources
 
@@ -73,15 +74,42 @@ def test_tables_match_the_python_schema_files(tf, table_id):
     assert table["dataset_id"] == DEFAULTS.dataset
 
 
+ROUTINES = json.loads((SCHEMAS / "routines" / "routines.json").read_text())
+
+
+def _routine(tf, routine_id):
+    found = [r for r in resources(tf, "google_bigquery_routine").values() if r["routine_id"] == routine_id]
+    assert len(found) == 1, routine_id
+    return found[0]
+
+
+def test_every_routine_is_created_once_after_what_it_reads(tf):
+    stage0 = {r["routine_id"] for addr, r in resources(tf, "google_bigquery_routine").items() if ".stage0[" in addr}
+    stage1 = {r["routine_id"] for addr, r in resources(tf, "google_bigquery_routine").items() if ".stage1[" in addr}
+    assert stage0 | stage1 == set(ROUTINES) and not stage0 & stage1
+    for routine_id, meta in ROUTINES.items():
+        assert set(meta.get("reads", [])) <= (stage0 if routine_id in stage1 else set()), routine_id
+
+
+@pytest.mark.parametrize("routine_id", sorted(ROUTINES))
+def test_routines_are_table_functions_of_the_shared_sql_files(tf, routine_id):
+    routine = _routine(tf, routine_id)
+    assert routine["routine_type"] == "TABLE_VALUED_FUNCTION" and routine["language"] == "SQL"
+    python = next(r for r in all_routines() if r.name == routine_id)
+    # the text Terraform sends is the text oddsbatch up runs, for the same project and dataset
+    assert routine["definition_body"] == python.body("oddsbatch-test", DEFAULTS.dataset)
+    assert [(a["name"], json.loads(a["data_type"])["typeKind"]) for a in routine["arguments"]] == list(python.arguments)
+
+
 @pytest.mark.parametrize("table_id", sorted(TABLES))
-def test_latest_views_partition_by_the_natural_key_minus_snapshot_time(tf, table_id):
-    view = one(tf, f'google_bigquery_table.latest["{table_id}_latest"]')
-    query = view["view"]["query"]
+def test_latest_functions_partition_by_the_natural_key_minus_snapshot_time(tf, table_id):
+    body = _routine(tf, f"{table_id}_latest")["definition_body"]
     key = [c for c in TABLES[table_id]["natural_key"] if c != "snapshot_timestamp"]
-    assert f"PARTITION BY {', '.join(f'`{c}`' for c in key)}\n" in query
-    assert "ORDER BY `snapshot_timestamp` DESC" in query
-    assert f"`oddsbatch-test.{DEFAULTS.dataset}.{table_id}`" in query
-    assert view["view"]["use_legacy_sql"] is False
+    assert key[0] == "game_date"  # the partition column leads the window
+    assert f"PARTITION BY {', '.join(key)}\n" in body
+    assert "ORDER BY snapshot_timestamp DESC, source_generation DESC, source_object DESC" in body
+    assert f"`oddsbatch-test.{DEFAULTS.dataset}.{table_id}`" in body
+    assert "WHERE game_date BETWEEN start_date AND end_date" in body
 
 
 def test_dataset(tf):

@@ -1,0 +1,63 @@
+# The dataset's table functions: one SQL file each under shared/oddsbatch/schemas/routines/,
+# listed in routines.json with their arguments and the routines they read. The same files are
+# what `oddsbatch up` creates locally (oddsbatch.routines), so the two cannot drift.
+# Table functions, not views: their date range is the base tables' required partition filter.
+# https://cloud.google.com/bigquery/docs/table-functions
+# https://cloud.google.com/bigquery/docs/reference/rest/v2/routines (definitionBody: the query inside AS (...))
+
+locals {
+  routine_dir = "${local.schema_dir}/routines"
+  routines    = jsondecode(file("${local.routine_dir}/routines.json"))
+  # The body with the dataset's names filled in, as oddsbatch.routines.Routine.body does
+  # ($${...} is a literal $${ in HCL).
+  routine_bodies = {
+    for id in keys(local.routines) :
+    id => replace(replace(file("${local.routine_dir}/${id}.sql"), "$${project}", var.project_id), "$${dataset}", var.bigquery.dataset_id)
+  }
+  # BigQuery resolves a routine's body when it is created, so a routine that reads others is
+  # created after them: stage 0 reads only tables, stage 1 reads stage 0 routines.
+  # (No operators here: the offline load check, scripts/terraform/tfload.py, cannot read them in locals.)
+  routines_stage0     = { for id, r in local.routines : id => r if alltrue([for d in lookup(r, "reads", []) : false]) }
+  routines_with_reads = { for id, r in local.routines : id => r if anytrue([for d in lookup(r, "reads", []) : true]) }
+  routines_stage1 = {
+    for id, r in local.routines_with_reads : id => r if alltrue([for d in r.reads : contains(keys(local.routines_stage0), d)])
+  }
+}
+
+resource "google_bigquery_routine" "stage0" {
+  for_each        = local.routines_stage0
+  project         = var.project_id
+  dataset_id      = google_bigquery_dataset.dataset.dataset_id
+  routine_id      = each.key
+  routine_type    = "TABLE_VALUED_FUNCTION"
+  language        = "SQL"
+  description     = each.value.description
+  definition_body = local.routine_bodies[each.key]
+  dynamic "arguments" {
+    for_each = each.value.arguments
+    content {
+      name      = arguments.value.name
+      data_type = jsonencode({ typeKind = arguments.value.type })
+    }
+  }
+  depends_on = [google_bigquery_table.tables]
+}
+
+resource "google_bigquery_routine" "stage1" {
+  for_each        = local.routines_stage1
+  project         = var.project_id
+  dataset_id      = google_bigquery_dataset.dataset.dataset_id
+  routine_id      = each.key
+  routine_type    = "TABLE_VALUED_FUNCTION"
+  language        = "SQL"
+  description     = each.value.description
+  definition_body = local.routine_bodies[each.key]
+  dynamic "arguments" {
+    for_each = each.value.arguments
+    content {
+      name      = arguments.value.name
+      data_type = jsonencode({ typeKind = arguments.value.type })
+    }
+  }
+  depends_on = [google_bigquery_table.tables, google_bigquery_routine.stage0]
+}
