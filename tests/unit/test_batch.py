@@ -15,7 +15,7 @@ from oddsbatch import batch, staging
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
 from oddsbatch.handler import StorageEvent
-from oddsbatch.lock import BatchLock, PendingWork
+from oddsbatch.lock import BatchLock, LockLost, PendingWork
 
 from .firestore_fake import FakeFirestore
 
@@ -205,6 +205,23 @@ def test_a_holder_whose_lock_vanished_takes_it_again_and_merges(world):
     assert h.run() == "merged"
     assert wh.merges == 1 and not pending.has_any()
     assert f"oddsbatch_locks/{KEY}" not in world.db.docs
+
+
+def test_a_lock_that_keeps_vanishing_is_left_to_eventarcs_retry(world):
+    wh = FakeWarehouse()
+    h, pending = holder(world, "event-1", wh)
+    add_file(world, pending, 0)
+    real_stage = wh.stage
+
+    def stage_then_vanish(*args, **kwargs):
+        staged = real_stage(*args, **kwargs)
+        world.db.docs.pop(f"oddsbatch_locks/{KEY}")
+        return staged
+
+    wh.stage = stage_then_vanish
+    with pytest.raises(LockLost):  # transient: the event is retried later; the work stays queued
+        h.run()
+    assert wh.merges == 0 and pending.has_any()
 
 
 @pytest.mark.parametrize("holder_alive", [True, False])
