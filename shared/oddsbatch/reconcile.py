@@ -8,6 +8,13 @@ pending markers and works them off through the same lock and the same batch hold
 functions: one MERGE per date, whatever the number of files. If a function holds the lock
 at that moment, the markers are enough: a holder re-reads the queue before it lets go.
 
+Reconcile is a CLI, not a function: no platform timeout stops it. Each date still gets the
+budget of one invocation (a fresh ODDSBATCH_TIMEOUT_SECONDS deadline): BigQuery's limits are
+retried in-process within it, every wait is bounded by it. A date that runs out of it, or
+meets another transient error, keeps its markers queued (the next event or reconcile run
+merges them) and reconcile goes on with the next date; it ends with exit status 1 and one
+line naming how many dates to run again.
+
 Runs anywhere the Google clients reach: against the emulators (it reads the local
 stack's endpoints) and, unchanged, against real GCP (application default credentials).
 """
@@ -24,8 +31,9 @@ from . import logs, sql
 from .batch import BatchHolder
 from .clients import bigquery_client, firestore_client, storage_client
 from .config import ENDPOINTS, OBJECT_ROOT, Settings
+from .deadline import Deadline
 from .envfile import use_local_stack_if_unconfigured
-from .errors import OddsbatchError, classify
+from .errors import OddsbatchError, TransientError, classify
 from .ledger import Ledger
 from .lock import BatchLock, PendingWork
 from .paths import batch_key
@@ -45,6 +53,8 @@ class DateReport:
     rows: int = 0
     merges: int = 0
     quarantined: int = 0
+    retried: int = 0  # BigQuery jobs resubmitted in-process (limits, conflicts)
+    error: str | None = None
 
 
 def date_range(start: date, end: date) -> list[date]:
@@ -107,8 +117,13 @@ def reconcile_date(settings: Settings, bucket: str, game_date: date, dry_run: bo
         if not lock.acquire():
             report.decision = "queued_for_holder"
             return report
-        holder = BatchHolder(settings.with_(settle_seconds=0), key, game_date, lock, pending, db)
-        report.decision = holder.run()
+        holder = BatchHolder(settings.with_(settle_seconds=0), key, game_date, lock, pending, db,
+                             deadline=Deadline(settings.timeout_seconds))  # one invocation's budget per date
+        try:
+            report.decision = holder.run()
+        finally:
+            if holder._warehouse is not None:
+                report.retried = sum(holder._warehouse.retried.values())
         for result in holder.results:
             report.files += result.files
             report.rows += result.rows
@@ -162,14 +177,28 @@ def cmd_reconcile(args) -> int:
     reports = []
     for day in days:
         for endpoint in endpoints:
-            reports.append(reconcile_date(settings[endpoint], bucket, day, dry_run=args.dry_run))
+            try:
+                reports.append(reconcile_date(settings[endpoint], bucket, day, dry_run=args.dry_run))
+            except TransientError as exc:  # this date's files stay queued; the other dates go on
+                report = DateReport(endpoint, day, decision="retry_later", error=str(exc)[:300])
+                reports.append(report)
+                logs.log("reconcile_failed", severity="WARNING", endpoint=endpoint, game_date=day,
+                         error=report.error, transient=True)
             progress.step(f"{endpoint} {day}")
     for r in reports:
-        if r.missing:
+        if r.error:
+            print(f"{r.endpoint} {r.game_date}: transient error, files left queued -> {r.decision} ({r.error})")
+        elif r.missing:
             print(f"{r.endpoint} {r.game_date}: {r.objects} objects, {len(r.missing)} missing -> {r.decision}"
                   + ("" if args.dry_run else f" ({r.files} files, {r.rows} rows, {r.merges} merges)"))
     print(f"reconcile: dates={len(days)} endpoints={len(endpoints)} objects={sum(r.objects for r in reports)} "
           f"missing={sum(len(r.missing) for r in reports)} merged_files={sum(r.files for r in reports)} "
           f"rows={sum(r.rows for r in reports)} merges={sum(r.merges for r in reports)} "
-          f"quarantined={sum(r.quarantined for r in reports)} dry_run={str(bool(args.dry_run)).lower()}")
+          f"quarantined={sum(r.quarantined for r in reports)} retried={sum(r.retried for r in reports)} "
+          f"failed={sum(1 for r in reports if r.error)} dry_run={str(bool(args.dry_run)).lower()}")
+    failed = [r for r in reports if r.error]
+    if failed:
+        print(f"reconcile: {len(failed)} date(s) met transient errors; their files stay queued: run reconcile again",
+              file=sys.stderr)
+        return 1
     return 0
