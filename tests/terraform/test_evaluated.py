@@ -83,12 +83,31 @@ def _routine(tf, routine_id):
     return found[0]
 
 
+def _routine_stages(tf) -> list[set[str]]:
+    """Routine ids per Terraform stage resource (stage0, stage1, ...), in creation order."""
+    routines = resources(tf, "google_bigquery_routine").items()
+    stages = sorted({addr.split(".")[1].split("[")[0] for addr, _ in routines})
+    assert stages == [f"stage{i}" for i in range(len(stages))], stages
+    return [{r["routine_id"] for addr, r in routines if f".{stage}[" in addr} for stage in stages]
+
+
+def _created_after_what_they_read(stages: list[set[str]], routines: dict) -> list[str]:
+    """Routines that read one not created in an earlier stage (BigQuery resolves a body at creation)."""
+    earlier, wrong = set(), []
+    for stage in stages:
+        wrong += sorted(r for r in stage if not set(routines[r].get("reads", [])) <= earlier)
+        earlier |= stage
+    return wrong
+
+
 def test_every_routine_is_created_once_after_what_it_reads(tf):
-    stage0 = {r["routine_id"] for addr, r in resources(tf, "google_bigquery_routine").items() if ".stage0[" in addr}
-    stage1 = {r["routine_id"] for addr, r in resources(tf, "google_bigquery_routine").items() if ".stage1[" in addr}
-    assert stage0 | stage1 == set(ROUTINES) and not stage0 & stage1
-    for routine_id, meta in ROUTINES.items():
-        assert set(meta.get("reads", [])) <= (stage0 if routine_id in stage1 else set()), routine_id
+    stages = _routine_stages(tf)
+    assert set().union(*stages) == set(ROUTINES) and sum(map(len, stages)) == len(ROUTINES)
+    assert len(stages) == 3  # odds_api_clv reads odds_api_closing_lines, which reads odds_api_lines
+    assert _created_after_what_they_read(stages, ROUTINES) == []
+    # negative control: the same stages, had clv been created with what it reads
+    flat = [stages[0], stages[1] | stages[2]]
+    assert _created_after_what_they_read(flat, ROUTINES) == ["odds_api_clv"]
 
 
 @pytest.mark.parametrize("routine_id", sorted(ROUTINES))
