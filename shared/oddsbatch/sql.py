@@ -102,3 +102,41 @@ def source_objects_sql(target: str, partition_field: str = "game_date") -> str:
     """The (object, generation) pairs a table holds for one date: what reconcile compares."""
     return (f"SELECT DISTINCT source_object, source_generation FROM {target} "
             f"WHERE {quote(partition_field)} = @game_date")
+
+
+# -- the analyst layer (schemas/routines/): what `oddsbatch lines`, the demo and the tests ask --
+
+# The closing window and steam thresholds `oddsbatch lines` and the demo pass; table function
+# arguments have no defaults, so they are named once here (the README documents them).
+CLOSING_WINDOW_MINUTES = 15
+STEAM_BOOKS = 2
+STEAM_MINUTES = 5
+
+
+def table_function_sql(project: str, dataset: str, routine: str, arguments: tuple[str, ...]) -> str:
+    """Every row of one table function, its arguments as query parameters of the same names."""
+    args = ", ".join(f"@{name}" for name in arguments)
+    return f"SELECT * FROM {table_path(project, dataset, routine)}({args})"
+
+
+def _optional_filters(columns: tuple[str, ...]) -> str:
+    """`@column IS NULL OR column = @column` for each: a NULL parameter means any."""
+    return "\n  AND ".join(f"(@{c} IS NULL OR {quote(c)} = @{c})" for c in columns)
+
+
+def closing_lines_sql(project: str, dataset: str) -> str:
+    """Closing lines of the date range (@start_date, @end_date, @closing_window_minutes),
+    optionally one game, market and book (@game_id, @market_key, @bookmaker_key: NULL = all)."""
+    function = table_path(project, dataset, "odds_api_closing_lines")
+    return (f"SELECT * FROM {function}(@start_date, @end_date, @closing_window_minutes)\n"
+            f"WHERE {_optional_filters(('game_id', 'market_key', 'bookmaker_key'))}\n"
+            "ORDER BY game_id, market_key, participant, side, bookmaker_key")
+
+
+def line_moves_sql(project: str, dataset: str) -> str:
+    """Line moves of the date range (@start_date, @end_date, @steam_books, @steam_minutes),
+    optionally one game, market and book (NULL = all), in time order."""
+    function = table_path(project, dataset, "odds_api_line_moves")
+    return (f"SELECT * FROM {function}(@start_date, @end_date, @steam_books, @steam_minutes)\n"
+            f"WHERE {_optional_filters(('game_id', 'market_key', 'bookmaker_key'))}\n"
+            "ORDER BY game_id, to_snapshot_timestamp, market_key, participant, side, bookmaker_key")

@@ -34,6 +34,18 @@ STATEMENTS = {
         {"game_date": "DATE"}),
     "count_rows_sql": lambda spec: (sql.count_rows_sql(target(spec.name)), {"game_date": "DATE"}),
     "source_objects_sql": lambda spec: (sql.source_objects_sql(target(spec.name)), {"game_date": "DATE"}),
+    # the analyst layer: the table functions exist in the catalog (create_routines) when these run
+    "table_function_sql": lambda spec: (
+        sql.table_function_sql(PROJECT, DATASET, "odds_api_market_snapshots", ("start_date", "end_date")),
+        {"start_date": "DATE", "end_date": "DATE"}),
+    "closing_lines_sql": lambda spec: (
+        sql.closing_lines_sql(PROJECT, DATASET),
+        {"start_date": "DATE", "end_date": "DATE", "closing_window_minutes": "INT64",
+         "game_id": "STRING", "market_key": "STRING", "bookmaker_key": "STRING"}),
+    "line_moves_sql": lambda spec: (
+        sql.line_moves_sql(PROJECT, DATASET),
+        {"start_date": "DATE", "end_date": "DATE", "steam_books": "INT64", "steam_minutes": "INT64",
+         "game_id": "STRING", "market_key": "STRING", "bookmaker_key": "STRING"}),
 }
 
 
@@ -47,7 +59,9 @@ def test_every_sql_builder_is_analyzed():
 @pytest.mark.parametrize("builder", sorted(STATEMENTS))
 def test_statement_is_valid_googlesql(googlesql, builder, table):
     statement, parameters = STATEMENTS[builder](all_tables()[table])
-    googlesql(PROJECT, DATASET).analyze(statement, parameters)
+    checker = googlesql(PROJECT, DATASET)
+    checker.create_routines()
+    checker.analyze(statement, parameters)
 
 
 def test_every_routine_is_valid_googlesql_and_callable(googlesql):
