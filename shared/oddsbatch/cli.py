@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p["up"].add_argument("--state-dir", default=".oddsbatch", help="where local.env, logs and pids go")
     p["up"].add_argument("--settle-seconds", type=float, default=1.0, help="functions' settle delay")
+    p["up"].add_argument("--sweep-seconds", type=float, default=60.0,
+                         help="period of the local sweep timer (Cloud Scheduler's role; 0: no sweep)")
     p["down"].add_argument("--state-dir", default=".oddsbatch")
     p["status"].add_argument("--state-dir", default=".oddsbatch")
 

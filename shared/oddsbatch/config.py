@@ -43,6 +43,9 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_MERGE_ATTEMPTS": ("5", "Attempts of a MERGE that hits a serialization conflict."),
     "ODDSBATCH_MODE": ("batch", "batch (one MERGE per burst) or per_file (the old one-MERGE-per-file behaviour, benchmark baseline only)."),
     "ODDSBATCH_MAX_OBJECT_BYTES": ("33554432", "Objects larger than this are quarantined unread (real snapshots are ~100 KB)."),
+    "ODDSBATCH_SWEEP_COLLECTION": ("oddsbatch_sweeps", "Collection of the sweep's last run, one document per endpoint (`oddsbatch status` shows it)."),
+    "ODDSBATCH_SWEEP_STALE_SECONDS": ("600", "The sweep adopts a key whose oldest pending marker is older than this and that has no live lock, and reconciles bucket objects older than this."),
+    "ODDSBATCH_SWEEP_DAYS": ("2", "Game dates the sweep reconciles against the bucket: today and the days before it (UTC), 2 = today and yesterday."),
     "ODDSBATCH_BIGQUERY_ENDPOINT": ("(Google)", "Local only: BigQuery API endpoint of the emulator (anonymous credentials)."),
 }
 
@@ -111,11 +114,15 @@ class Settings:
     bigquery_endpoint: str | None = None
     mode: str = "batch"
     max_object_bytes: int = 32 * 1024 * 1024
+    sweep_collection: str = "oddsbatch_sweeps"
+    sweep_stale_seconds: float = 600.0
+    sweep_days: int = 2
 
     @property
     def collections(self) -> tuple[str, ...]:
         """Every Firestore collection the protocol writes (each carries expireAt for TTL)."""
-        return (self.lock_collection, self.pending_collection, self.runs_collection, self.ledger_collection)
+        return (self.lock_collection, self.pending_collection, self.runs_collection, self.ledger_collection,
+                self.sweep_collection)
 
     @property
     def prefixes(self) -> tuple[str, str]:
@@ -165,4 +172,7 @@ class Settings:
             bigquery_endpoint=env.get("ODDSBATCH_BIGQUERY_ENDPOINT") or None,
             mode=_choice(env, "ODDSBATCH_MODE", MODES),
             max_object_bytes=_int(env, "ODDSBATCH_MAX_OBJECT_BYTES", 32 * 1024 * 1024),
+            sweep_collection=env.get("ODDSBATCH_SWEEP_COLLECTION") or "oddsbatch_sweeps",
+            sweep_stale_seconds=_float(env, "ODDSBATCH_SWEEP_STALE_SECONDS", 600.0),
+            sweep_days=_int(env, "ODDSBATCH_SWEEP_DAYS", 2),
         )

@@ -2,10 +2,17 @@
 
 Retry contract (functions/v2 tips-retry): raise to be retried, return to stop. A
 TransientError propagates so functions-framework answers 500 and Eventarc redelivers;
-bad files are quarantined inside the batch and never raise.
+bad files are quarantined inside the batch and never raise. Any other TerminalError is
+raised while the event's pending marker is not written yet (the event is then the only
+record of its file), and acknowledged after it (`failed_terminal`, logged with what to
+fix): the marker keeps the work queued until the cause is fixed (errors.py).
 
 The ignore path touches nothing but the object name: the Google clients are imported
 only once an event is known to be this function's own.
+
+A Pub/Sub message-published event is the scheduled sweep (Cloud Scheduler -> Pub/Sub ->
+Eventarc, see sweep.py): told apart by the CloudEvent type alone, one string comparison.
+It never raises: the next scheduled sweep is its retry.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from . import logs
 from .config import Settings
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+SWEEP = "google.cloud.pubsub.topic.v1.messagePublished"  # = sweep.SWEEP_EVENT
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,13 @@ def make_handler(endpoint: str, env: Mapping[str, str] | None = None) -> Callabl
     def handle(cloud_event) -> str:
         started = time.monotonic()
         event_type = cloud_event["type"]
+        if event_type == SWEEP:
+            from .sweep import run_sweep  # lazy: the clients come with it
+
+            decision = run_sweep(settings)
+            logs.log("event_done", endpoint=endpoint, decision=decision, event_id=cloud_event["id"],
+                     seconds=round(time.monotonic() - started, 3))
+            return decision
         data = cloud_event.data or {}
         name = data.get("name", "") if isinstance(data, Mapping) else ""
         bucket = data.get("bucket") if isinstance(data, Mapping) else None

@@ -1,4 +1,5 @@
-"""`oddsbatch status`, the pipeline part: held locks, pending work, last batches, quarantine.
+"""`oddsbatch status`, the pipeline part: held locks, pending work, last batches, quarantine,
+and the sweep's last run per endpoint.
 
 Reads Firestore and the bucket the same way against the emulators and real GCP.
 """
@@ -50,13 +51,23 @@ def pipeline_status(settings: Settings, bucket: str | None) -> dict:
         runs.append({"run_id": snap.id, "key": d.get("batch_key"), "finished": _age(d.get("finished_at"), now) + " ago",
                      "files": d.get("files", 0), "rows": d.get("rows", 0), "merges": d.get("merges", 0),
                      "quarantined": d.get("quarantined", 0), "seconds": (d.get("seconds") or {}).get("total")})
+    sweeps = []
+    for snap in db.collection(settings.sweep_collection).stream():
+        d = snap.to_dict() or {}
+        sweeps.append({"endpoint": snap.id, "finished": _age(d.get("finished_at"), now) + " ago",
+                       "finished_at": d.get("finished_at"), "decision": d.get("decision"),
+                       "oldest_pending_seconds": d.get("oldest_pending_seconds", 0),
+                       "pending_markers": d.get("pending_markers", 0), "adopted": list(d.get("adopted") or []),
+                       "lost_objects": d.get("lost_objects", 0), "merges": d.get("merges", 0),
+                       "errors": list(d.get("errors") or [])})
+    sweeps.sort(key=lambda x: x["endpoint"])
     quarantined = []
     if bucket:
         blobs = list(storage_client(settings.project).list_blobs(settings.quarantine_bucket or bucket,
                                                                   prefix=settings.quarantine_prefix))
         blobs.sort(key=lambda b: b.time_created or now, reverse=True)
         quarantined = [{"object": b.name, "reason": (b.metadata or {}).get("oddsbatch-reason", "?")} for b in blobs]
-    return {"locks": locks, "pending": dict(pending), "runs": runs, "quarantined": quarantined}
+    return {"locks": locks, "pending": dict(pending), "runs": runs, "quarantined": quarantined, "sweeps": sweeps}
 
 
 def print_status(status: dict) -> None:
@@ -71,6 +82,11 @@ def print_status(status: dict) -> None:
     for run in status["runs"]:
         print(f"  {run['key']:<28} {run['finished']:<10} files {run['files']:<5} rows {run['rows']:<7} "
               f"merges {run['merges']} quarantined {run['quarantined']} seconds {run['seconds']}")
+    print(f"last sweep: {len(status.get('sweeps', []))} endpoints" if status.get("sweeps") else "last sweep: never ran")
+    for sw in status.get("sweeps", []):
+        print(f"  {sw['endpoint']:<28} {sw['finished']:<10} {sw['decision']:<13} oldest pending "
+              f"{sw['oldest_pending_seconds']:.0f}s markers {sw['pending_markers']} adopted {len(sw['adopted'])} "
+              f"lost {sw['lost_objects']} merges {sw['merges']}" + (f" errors {len(sw['errors'])}" if sw["errors"] else ""))
     print(f"quarantined files: {len(status['quarantined'])}")
     for q in status["quarantined"][:LAST_QUARANTINED]:
         print(f"  {q['object']}: {q['reason']}")

@@ -14,6 +14,13 @@ ce-id), as an at-least-once transport may. One JSON line per delivery attempt on
 GET http://127.0.0.1:<status-port>/status -> {"received", "delivered", "in_flight",
 "retrying", "failed", "duplicates", "attempts", ...}.
 
+Sweep timer (`--sweep-seconds S`, 0 = off): every S seconds the bridge plays Cloud Scheduler ->
+Pub/Sub -> Eventarc and POSTs one Pub/Sub message-published CloudEvent (type
+google.cloud.pubsub.topic.v1.messagePublished, source //pubsub.googleapis.com/<--sweep-topic>)
+to every function, once each (the next tick is the retry), waiting for the answers before the
+next period starts. GET /sweep -> {"sweeps", "last_started", "last_finished", "last_status"};
+the sweep is kept out of /status so `oddsbatch wait` is not disturbed by it.
+
     python -m oddsbatch.local.bridge --grpc-port P --status-port S --target URL [--target URL ...]
 
 Every tuning flag defaults from an environment variable, so `oddsbatch up` (which passes the
@@ -24,6 +31,7 @@ _MAX_BACKOFF, _MAX_ATTEMPTS, _WORKERS, _TIMEOUT, _DUPLICATE_RATE, _DUPLICATE_DEL
 from __future__ import annotations
 
 import argparse
+import base64
 import heapq
 import itertools
 import json
@@ -219,6 +227,64 @@ class Bridge:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
+SWEEP_CE_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
+class SweepTimer:
+    """Cloud Scheduler + Pub/Sub + Eventarc, locally: a sweep CloudEvent to every function per period."""
+
+    def __init__(self, bridge: "Bridge", period: float, topic: str):
+        self.bridge, self.period, self.topic = bridge, period, topic
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self.state = {"period": period, "topic": topic, "sweeps": 0, "last_started": None, "last_finished": None,
+                      "last_status": {}}
+        self._ids = itertools.count(1)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return json.loads(json.dumps(self.state))
+
+    def event(self) -> dict:
+        message_id = f"sweep-{self.bridge.instance[:8]}-{next(self._ids)}"
+        now = _now_rfc3339()
+        body = json.dumps({"message": {"data": base64.b64encode(b"sweep").decode(), "messageId": message_id,
+                                       "publishTime": now, "attributes": {}},
+                           "subscription": self.topic.replace("/topics/", "/subscriptions/") + "-eventarc"})
+        return {"ce-id": message_id, "ce-specversion": "1.0", "ce-type": SWEEP_CE_TYPE,
+                "ce-source": f"//pubsub.googleapis.com/{self.topic}", "ce-time": now,
+                "content-type": "application/json"}, body.encode()
+
+    def tick(self) -> dict:
+        headers, body = self.event()
+        with self._lock:
+            self.state["last_started"] = _now_rfc3339()
+
+        def post(url):
+            try:
+                return url, self.bridge._session().post(url, data=body, headers=headers,
+                                                        timeout=self.bridge.timeout).status_code
+            except Exception as exc:  # noqa: BLE001 - recorded; the next period is the retry
+                return url, f"{type(exc).__name__}"
+
+        with futures.ThreadPoolExecutor(max_workers=len(self.bridge.targets)) as pool:
+            status = dict(pool.map(post, self.bridge.targets))
+        with self._lock:
+            self.state["sweeps"] += 1
+            self.state["last_finished"] = _now_rfc3339()
+            self.state["last_status"] = status
+        self.bridge.log(event="sweep", ce_id=headers["ce-id"], status=status)
+        return status
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.period):
+            self.tick()
+
+    def start(self) -> "SweepTimer":
+        threading.Thread(target=self.run, name="sweep-timer", daemon=True).start()
+        return self
+
+
 # -- servers ---------------------------------------------------------------------------------
 def start_grpc(bridge: Bridge, port: int):
     import grpc
@@ -249,10 +315,14 @@ def start_grpc(bridge: Bridge, port: int):
     return server, bound
 
 
-def start_status(bridge: Bridge, port: int):
+def start_status(bridge: Bridge, port: int, sweeper: SweepTimer | None = None):
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            if self.path.split("?")[0] in ("/status", "/"):
+            if self.path.split("?")[0] == "/sweep":
+                body = json.dumps(sweeper.snapshot() if sweeper else {"period": 0, "sweeps": 0}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+            elif self.path.split("?")[0] in ("/status", "/"):
                 body = json.dumps({**bridge.stats.snapshot(), "instance": bridge.instance,
                                    "targets": bridge.targets}).encode()
                 self.send_response(200)
@@ -295,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of messages delivered twice (same ce-id)")
     p.add_argument("--duplicate-delay", type=float, default=float(_env("DUPLICATE_DELAY", 0.2)))
     p.add_argument("--seed", type=int, default=int(_env("SEED", 0)))
+    p.add_argument("--sweep-seconds", type=float, default=float(_env("SWEEP_SECONDS", 0.0)),
+                   help="period of the sweep CloudEvent sent to every function (0: no sweep timer)")
+    p.add_argument("--sweep-topic", default=_env("SWEEP_TOPIC", "projects/test-project/topics/oddsbatch-sweep"),
+                   help="topic named in the sweep CloudEvent's source")
     return p
 
 
@@ -303,18 +377,27 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.duplicate_rate <= 1.0:
         print("bridge: --duplicate-rate must be within [0, 1]", file=sys.stderr)
         return 2
+    if args.sweep_seconds < 0:
+        print("bridge: --sweep-seconds must be >= 0", file=sys.stderr)
+        return 2
     bridge = Bridge(args.target, initial_backoff=args.initial_backoff, max_backoff=args.max_backoff,
                     max_attempts=args.max_attempts, workers=args.workers, timeout=args.timeout,
                     duplicate_rate=args.duplicate_rate, duplicate_delay=args.duplicate_delay, seed=args.seed)
     grpc_server, grpc_port = start_grpc(bridge, args.grpc_port)
-    httpd = start_status(bridge, args.status_port)
+    sweeper = SweepTimer(bridge, args.sweep_seconds, args.sweep_topic) if args.sweep_seconds else None
+    httpd = start_status(bridge, args.status_port, sweeper)
     bridge.log(event="bridge_listening", host=HOST, grpc_port=grpc_port, status_port=args.status_port,
                targets=args.target, initial_backoff=args.initial_backoff, max_backoff=args.max_backoff,
-               max_attempts=args.max_attempts, duplicate_rate=args.duplicate_rate, seed=args.seed)
+               max_attempts=args.max_attempts, duplicate_rate=args.duplicate_rate, seed=args.seed,
+               sweep_seconds=args.sweep_seconds)
+    if sweeper:
+        sweeper.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    if sweeper:
+        sweeper.stop_event.set()
     bridge.log(event="bridge_stopping", **bridge.stats.snapshot())
     grpc_server.stop(grace=1)
     httpd.shutdown()

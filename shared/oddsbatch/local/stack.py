@@ -1,6 +1,6 @@
 """The local stack: emulators, event bridge and both functions, on 127.0.0.1 only.
 
-    oddsbatch up [--state-dir .oddsbatch] [--settle-seconds 1]   # start, provision, write local.env
+    oddsbatch up [--state-dir .oddsbatch] [--settle-seconds 1] [--sweep-seconds 60]   # start, provision, write local.env
     oddsbatch status                                             # each process: pid, port, alive
     oddsbatch down                                               # stop exactly the PIDs `up` started
 
@@ -9,7 +9,9 @@ Processes (free ports chosen at start; logs in <state-dir>/logs/<name>.log):
   firestore    @firestore-emulator/server under node (firestore_emulator.mjs)
   bigquery     local-bigquery from the Python 3.13 virtualenv .venv-bq, through bigquery_emulator.py
                (MERGE into require_partition_filter tables); data under <state-dir>/bigquery
-  bridge       oddsbatch.local.bridge: Pub/Sub Publish -> CloudEvents POSTed to both functions
+  bridge       oddsbatch.local.bridge: Pub/Sub Publish -> CloudEvents POSTed to both functions, and
+               the sweep timer (Cloud Scheduler -> Pub/Sub -> Eventarc: a sweep CloudEvent every
+               sweep_seconds to both functions; 0 = off, the default of Stack, 60 s for `up`)
   game_lines / player_props   functions-framework, signature type cloudevent
 
 `up` while a previous `up` of the same state dir still has a live process: one line, exit 2
@@ -43,6 +45,7 @@ PROJECT = "test-project"
 BUCKET = "oddsbatch-landing"
 DATASET = "odds_api"
 TOPIC = "oddsbatch-gcs-events"
+SWEEP_TOPIC = "oddsbatch-sweep"
 FUNCTIONS = {"game_lines": "game-lines", "player_props": "player-props"}
 LOCAL_DIR = Path(__file__).resolve().parent
 ENV_FILE = LOCAL_ENV_FILE
@@ -303,15 +306,19 @@ class Stack:
     def __init__(self, state_dir: str | os.PathLike = ".oddsbatch", settle_seconds: float = 1.0, *,
                  project: str = PROJECT, bucket: str = BUCKET, dataset: str = DATASET,
                  extra_env: Mapping[str, str] | None = None, bridge_args: list[str] | None = None,
-                 start_timeout: float = 60.0, dml_running: int = 2, dml_queued: int = 20):
+                 start_timeout: float = 60.0, dml_running: int = 2, dml_queued: int = 20,
+                 sweep_seconds: float = 0.0, dml_conflicts: bool = True):
         self.state_dir = Path(state_dir).resolve()
         self.settle_seconds = settle_seconds
         self.project, self.bucket, self.dataset = project, bucket, dataset
         self.extra_env = dict(extra_env or {})
         self.bridge_args = list(bridge_args or [])
         self.start_timeout = start_timeout
+        self.sweep_seconds = sweep_seconds  # period of the bridge's sweep timer (0: none)
         # The BigQuery emulator's queue of mutating DML statements per table (BigQuery's 2 + 20).
         self.dml_running, self.dml_queued = dml_running, dml_queued
+        # Its snapshot isolation of mutating DML per (table, partition): serialization conflicts.
+        self.dml_conflicts = dml_conflicts
         self.root = repo_root()
         self.logs = self.state_dir / "logs"
         self.env: dict[str, str] = {}
@@ -337,6 +344,10 @@ class Stack:
     def bridge_status(self) -> dict:
         with urllib.request.urlopen(self.env["ODDSBATCH_BRIDGE_STATUS_URL"], timeout=5) as r:
             return json.loads(r.read())
+
+    def sweep_status(self) -> dict:
+        """The bridge's sweep timer: period, sweeps sent, last start/finish and answers."""
+        return sweep_timer_status(self.env)
 
     def __enter__(self) -> "Stack":
         return self.start()
@@ -373,6 +384,7 @@ class Stack:
             "ODDSBATCH_SETTLE_SECONDS": str(self.settle_seconds),
             "ODDSBATCH_BRIDGE_STATUS_URL": f"http://{HOST}:{p['bridge_status']}/status",
             "ODDSBATCH_BRIDGE_GRPC": f"{HOST}:{p['bridge_grpc']}",
+            "ODDSBATCH_BRIDGE_SWEEP_URL": f"http://{HOST}:{p['bridge_status']}/sweep",
             "ODDSBATCH_FIRESTORE_CONTROL_URL": f"http://{HOST}:{p['firestore_control']}",
             "ODDSBATCH_GAME_LINES_URL": fn_urls["game_lines"],
             "ODDSBATCH_PLAYER_PROPS_URL": fn_urls["player_props"],
@@ -386,14 +398,17 @@ class Stack:
                                      "--host", HOST, "--port", str(p["bigquery"]),
                                      "--grpc-port", str(p["bigquery_grpc"]), "--project", self.project,
                                      "--data-dir", str(bq_data), "--dml-running", str(self.dml_running),
-                                     "--dml-queued", str(self.dml_queued)],
+                                     "--dml-queued", str(self.dml_queued),
+                                     "--dml-conflicts", "on" if self.dml_conflicts else "off"],
                         {**base, "HOME": tools["bq_home"]}, ports=[p["bigquery"], p["bigquery_grpc"]])
             self._spawn("firestore", [tools["node"], str(LOCAL_DIR / "firestore_emulator.mjs"), "--port",
                                       str(p["firestore"]), "--control-port", str(p["firestore_control"])],
                         base, ports=[p["firestore"], p["firestore_control"]])
             self._spawn("bridge", [sys.executable, "-m", "oddsbatch.local.bridge", "--grpc-port", str(p["bridge_grpc"]),
                                    "--status-port", str(p["bridge_status"]),
-                                   *[a for u in fn_urls.values() for a in ("--target", u)], *self.bridge_args],
+                                   *[a for u in fn_urls.values() for a in ("--target", u)],
+                                   "--sweep-seconds", str(self.sweep_seconds),
+                                   "--sweep-topic", f"projects/{self.project}/topics/{SWEEP_TOPIC}", *self.bridge_args],
                         base, ports=[p["bridge_grpc"], p["bridge_status"]])
             self._spawn("gcs", [tools["fake_gcs"], "-scheme", "http", "-host", HOST, "-port", str(p["gcs"]),
                                 "-backend", "memory", "-external-url", f"http://{HOST}:{p['gcs']}",
@@ -534,6 +549,17 @@ class Stack:
         self.wait_idle(0)  # the deletes publish nothing (only finalize is forwarded)
 
 
+def sweep_timer_status(env: Mapping[str, str]) -> dict:
+    url = env.get("ODDSBATCH_BRIDGE_SWEEP_URL")
+    if not url:
+        return {}
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+    except Exception:  # noqa: BLE001 - status shows what it can
+        return {}
+
+
 def status_rows(state_dir) -> list[dict]:
     rows = []
     for name, p in read_pids(state_dir).items():
@@ -544,13 +570,14 @@ def status_rows(state_dir) -> list[dict]:
 
 # -- CLI ------------------------------------------------------------------------------------------
 def cmd_up(args) -> int:
-    stack = Stack(args.state_dir, settle_seconds=args.settle_seconds)
+    stack = Stack(args.state_dir, settle_seconds=args.settle_seconds, sweep_seconds=args.sweep_seconds)
     stack.start()
     ready = ", ".join(f"{k} {v}s" for k, v in sorted(stack.ready_seconds.items(), key=lambda kv: kv[1]))
     print(f"stack up in {stack.started_seconds}s (state dir {stack.state_dir}; ready: {ready})")
     for name, url in stack.urls.items():
         print(f"  {name:<14} {url}")
     print(f"  env file       {stack.state_dir / ENV_FILE}")
+    print(f"  sweep          every {args.sweep_seconds:g}s" if args.sweep_seconds else "  sweep          off")
     return 0
 
 

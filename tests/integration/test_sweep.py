@@ -1,0 +1,131 @@
+"""Nothing stranded: the sweep merges what a dead holder and a lost event left behind.
+
+A stack of its own whose functions crash for good: once before an event writes its marker
+(a lost event: no marker at all) and once in a holder after its staging load (a stranded key:
+markers and a lock whose heartbeat stops), while the bridge retries nothing (--max-attempts 1:
+Eventarc gave up). The crash also kills every request in flight on that worker. The bridge's
+sweep timer plays Cloud Scheduler; the sweep must merge every file, every row exactly once,
+within one sweep period of the holder's death (plus the heartbeat period that proves it dead).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import datetime, timezone
+
+import pytest
+
+from oddsbatch import synth
+from oddsbatch.config import ENDPOINT_TABLES, Settings
+from oddsbatch.local.stack import Stack
+from oddsbatch.tables import table_for_endpoint
+
+from .test_end_to_end import comparable, expected_rows, table_rows, upload_all
+
+pytestmark = pytest.mark.integration
+
+SWEEP_SECONDS = 3.0
+HEARTBEAT_SECONDS = 1.0
+STALE_SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def stranding_stack(tmp_path_factory):
+    once = tmp_path_factory.mktemp("fault-once")
+    st = Stack(tmp_path_factory.mktemp("oddsbatch-sweep-stack"), settle_seconds=0.5, sweep_seconds=SWEEP_SECONDS,
+               bridge_args=["--max-attempts", "1"], extra_env={
+                   "ODDSBATCH_FAULT_CRASH_AT": "before_marker,after_load",
+                   "ODDSBATCH_FAULT_ONCE_DIR": str(once),
+                   "ODDSBATCH_LOCK_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+                   "ODDSBATCH_SWEEP_STALE_SECONDS": str(STALE_SECONDS),
+               })
+    st.start()
+    try:
+        yield st, once
+    finally:
+        st.stop()
+
+
+def _log_lines(stack, name):
+    out = []
+    for line in stack.log_text(name).splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def test_sweep_merges_a_dead_holders_files_and_a_lost_event_exactly_once(stranding_stack):
+    stack, once = stranding_stack
+    day = datetime.now(timezone.utc).date()  # today: the sweep reconciles it against the bucket
+    files = list(synth.synthesize_day(day, games=2, snapshots=2, seed=31))
+    generations = upload_all(stack, files)
+    deadline = time.monotonic() + 60
+    while not (once / "after_load").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (once / "after_load").exists() and (once / "before_marker").exists(), sorted(p.name for p in once.iterdir())
+    died = (once / "after_load").stat().st_mtime  # the holder's death (wall clock)
+    stack.wait_idle(expected_events=len(files), timeout=120, poll=0.1)  # no lock, no marker left
+    merged_after = time.time() - died
+    assert stack.bridge_status()["failed"] >= 1  # the crashed requests were never retried
+    for endpoint in ENDPOINT_TABLES:
+        spec = table_for_endpoint(endpoint)
+        got = Counter(comparable(r, spec) for r in table_rows(stack, endpoint, day.isoformat()))
+        want = expected_rows(files, generations, endpoint)
+        assert got == want, f"{endpoint}: {sum((want - got).values())} lost, {sum((got - want).values())} duplicated"
+    lines = _log_lines(stack, "game_lines") + _log_lines(stack, "player_props")
+    adopted = [x for x in lines if x.get("message") == "sweep_adopted" and x.get("reason") == "stale"]
+    lost = [x for x in lines if x.get("message") == "sweep_lost_objects"]
+    assert adopted and lost, "the sweep adopted the dead holder's key and queued the lost event's object"
+    # within one sweep period of the death, plus the heartbeat period that proves the holder dead
+    # and the sweep's own run (a round on the emulator)
+    assert merged_after <= SWEEP_SECONDS + HEARTBEAT_SECONDS + 6.0, merged_after
+    print(f"\nsweep: holder death -> files merged in {merged_after:.2f}s (period {SWEEP_SECONDS:g}s, "
+          f"heartbeat {HEARTBEAT_SECONDS:g}s); adopted {len(adopted)}, lost objects queued "
+          f"{sum(x['objects'] for x in lost)}")
+    assert stack.sweep_status()["sweeps"] >= 1
+
+
+def test_the_metric_line_reports_the_age_before_the_sweep_merges(stranding_stack):
+    stack, _ = stranding_stack
+    lines = _log_lines(stack, "game_lines") + _log_lines(stack, "player_props")
+    by_endpoint = {}
+    for endpoint in ENDPOINT_TABLES:
+        own = [x for x in lines if x.get("endpoint") == endpoint or str(x.get("batch_key", "")).startswith(endpoint)]
+        by_endpoint[endpoint] = own
+    checked = 0
+    for endpoint, own in by_endpoint.items():
+        for i, line in enumerate(own):
+            if line.get("message") != "sweep_adopted" or line.get("reason") != "stale":
+                continue
+            before = [x for x in own[:i] if x.get("message") == "sweep_pending"]
+            assert before, f"{endpoint}: no sweep_pending line before the adoption"
+            last = before[-1]
+            assert last["oldest_pending_seconds"] >= STALE_SECONDS, last
+            assert last["oldest_key"] == line["batch_key"]
+            after = [x for x in own[i:] if x.get("message") == "merged" and x.get("batch_key") == line["batch_key"]]
+            assert after, "the adopted key merged after the line reported its age"
+            checked += 1
+    assert checked >= 1
+    # and once everything is merged, the next sweeps report nothing pending
+    time.sleep(SWEEP_SECONDS + 1.5)
+    lines = _log_lines(stack, "game_lines")
+    pending = [x for x in lines if x.get("message") == "sweep_pending"]
+    assert pending[-1]["oldest_pending_seconds"] == 0 and pending[-1]["pending_markers"] == 0
+
+
+def test_status_shows_the_sweeps_last_run(stranding_stack, monkeypatch, capsys):
+    from oddsbatch.status import pipeline_status, print_status
+
+    stack, _ = stranding_stack
+    stack.apply_env()
+    status = pipeline_status(Settings.from_env("game-lines", stack.env), stack.bucket)
+    assert {s["endpoint"] for s in status["sweeps"]} == set(ENDPOINT_TABLES)
+    assert all(s["decision"] in ("sweep_idle", "sweep_merged") and s["pending_markers"] == 0 for s in status["sweeps"])
+    print_status(status)
+    out = capsys.readouterr().out
+    assert "last sweep: 2 endpoints" in out and "game-lines" in out
