@@ -20,7 +20,7 @@ from . import faults, logs, staging, transform
 from .clients import firestore_client, storage_client
 from .config import Settings
 from .deadline import Deadline
-from .errors import BadInputError, DeadlineReached, TransientError, classify
+from .errors import BadInputError, DeadlineReached, RejectedData, TerminalError, TransientError, classify
 from .handler import StorageEvent
 from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
 from .lock import EXPIRE_AT_FIELD, BatchLock, LockLost, Marker, PendingWork, marker_id
@@ -54,6 +54,45 @@ class RoundResult:
     entries: list = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StagedFile:
+    """One file's staged NDJSON inside a round's spool."""
+
+    marker: Marker
+    offset: int
+    length: int
+    rows: int
+
+
+def _join(staged, files: list[StagedFile]) -> bytes:
+    """The staged NDJSON of some files of a round, read back from the spool."""
+    parts = []
+    for f in files:
+        staged.seek(f.offset)
+        parts.append(staged.read(f.length))
+    return b"".join(parts)
+
+
+def find_rejected(items: list, load, rejection: Exception | None = None) -> list[tuple[object, str]]:
+    """The items whose rows a load refuses, with its reason, by bisection: `load(subset)` raises
+    RejectedData when any item of the subset holds a value the load refuses. `rejection` is
+    the refusal already known for the whole list (it is not loaded again). About 2 log2(n)
+    loads per refused item; a clean half is loaded once."""
+    if rejection is None:
+        try:
+            load(items)
+            return []
+        except RejectedData as exc:
+            rejection = exc
+    if len(items) == 1:
+        return [(items[0], str(rejection))]
+    middle = len(items) // 2
+    left = find_rejected(items[:middle], load)
+    # The whole list was refused: with a clean left half, the right half is known to be refused.
+    right = find_rejected(items[middle:], load, rejection=None if left else rejection)
+    return left + right
+
+
 def _ttl(settings: Settings) -> timedelta:
     return timedelta(days=settings.ttl_days)
 
@@ -68,7 +107,11 @@ def _created(value: str | None) -> datetime | None:
 
 
 def quarantine(settings: Settings, bucket: str, name: str, generation: int, reason: str) -> None:
-    """Copy an unreadable object aside with its reason; the original stays where it was."""
+    """Copy an unreadable object aside with its reason; the original stays where it was.
+
+    A copy that fails is a TransientError, never a skip: a wrong ODDSBATCH_QUARANTINE_BUCKET,
+    a missing role or an outage must not drop the file silently. Only a source object that is
+    gone (deleted, or overwritten by a newer generation) counts as done."""
     from google.api_core.exceptions import NotFound
 
     client = storage_client(settings.project)
@@ -81,13 +124,24 @@ def quarantine(settings: Settings, bucket: str, name: str, generation: int, reas
         copy.metadata = {"oddsbatch-reason": reason[:1024], "oddsbatch-source-bucket": bucket,
                          "oddsbatch-source-generation": str(generation)}
         copy.patch()
-    except NotFound:
+    except NotFound as missing:
+        if _source_exists(source_bucket, name, generation):  # the target bucket is what is missing
+            raise TransientError(f"quarantine copy of gs://{bucket}/{name} to gs://{target_bucket.name}/ failed: "
+                                 f"{missing}") from missing
         logs.log("quarantine_source_gone", severity="WARNING", object=name, generation=generation, reason=reason)
         return
     except Exception as exc:
-        raise classify(exc) from exc
+        raise TransientError(f"quarantine copy of gs://{bucket}/{name} to gs://{target_bucket.name}/ failed: "
+                             f"{type(exc).__name__}: {exc}") from exc
     logs.log("quarantined", severity="WARNING", endpoint=settings.endpoint, object=name, generation=generation,
              reason=reason, quarantine_object=f"gs://{target_bucket.name}/{target_name}")
+
+
+def _source_exists(source_bucket, name: str, generation: int) -> bool:
+    try:
+        return source_bucket.blob(name, generation=generation or None).exists()
+    except Exception as exc:  # cannot tell: keep the file queued
+        raise TransientError(f"checking gs://{source_bucket.name}/{name}: {type(exc).__name__}: {exc}") from exc
 
 
 def handle_event(settings: Settings, event: StorageEvent) -> str:
@@ -115,7 +169,13 @@ def handle_event(settings: Settings, event: StorageEvent) -> str:
     if not acquired:
         logs.log("coalesced", batch_key=ref.batch_key, object=event.name, event_id=event.event_id)
         return "coalesced"
-    return BatchHolder(settings, ref.batch_key, ref.game_date, lock, pending, db, deadline=deadline).run()
+    try:
+        return BatchHolder(settings, ref.batch_key, ref.game_date, lock, pending, db, deadline=deadline).run()
+    except TerminalError:
+        # Logged with what to fix (`failed`); the markers stay queued. Retrying the same event cannot
+        # help until someone fixes the cause, so it is acknowledged: the next event of the key, the
+        # sweep or `oddsbatch reconcile` picks the work up again.
+        return "failed_terminal"
 
 
 def merge_one_file(settings: Settings, event: StorageEvent, key: str, game_date: date,
@@ -198,7 +258,8 @@ class BatchHolder:
         except Exception as exc:
             error = classify(exc)
             logs.log("failed", severity="ERROR", batch_key=self.key, error=str(error)[:500],
-                     transient=isinstance(error, TransientError))
+                     transient=isinstance(error, TransientError),
+                     **({"fix": error.fix} if isinstance(error, TerminalError) else {}))
             try:
                 self.lock.release()
             except Exception:  # noqa: BLE001 - the lease expires anyway
@@ -270,14 +331,27 @@ class BatchHolder:
             return marker, b"", 0, f"object of {len(data)} bytes {too_large}"
         try:
             groups = transform.markets_for_object(marker.name, data, marker.generation, _created(marker.created))
+            return marker, staging.encode(groups), staging.row_count(groups), None
         except BadInputError as bad:
             return marker, b"", 0, bad.reason
-        return marker, staging.encode(groups), staging.row_count(groups), None
+        except Exception as exc:  # noqa: BLE001 - confined to this file: it must not block its key
+            logs.log("transform_error", severity="ERROR", batch_key=self.key, object=marker.name,
+                     generation=marker.generation, error=f"{type(exc).__name__}: {exc}"[:500])
+            return marker, b"", 0, " ".join(f"could not transform: {type(exc).__name__}: {exc}".split())[:500]
 
     def merge_round(self, markers: list[Marker]) -> RoundResult:
+        """One round: read and transform the files, load the good ones into one staging table,
+        one MERGE, then quarantine the bad ones, record the ledger and drop the markers.
+
+        A file is quarantined alone whatever makes it bad: the transform refused it, it raised,
+        or the load refused its rows (found by loading halves, `find_rejected`). Quarantine
+        copies are made after the MERGE, so a copy that fails (a transient error: the round
+        raises, Eventarc retries) keeps only that file's marker queued, never the others'."""
         result = RoundResult(run_id=uuid.uuid4().hex[:16])
         started = time.monotonic()
+        to_quarantine: list[tuple[Marker, str]] = []
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as staged:
+            spans: list[StagedFile] = []
             with ThreadPoolExecutor(max_workers=self.settings.download_workers + 1) as pool:
                 # The staging table is created while the files download: one request off the latency.
                 staging_table = pool.submit(self.warehouse.create_staging, result.run_id)
@@ -287,27 +361,24 @@ class BatchHolder:
                         result.entries.append(Entry(marker, GONE))
                         logs.log("object_gone", batch_key=self.key, object=marker.name, generation=marker.generation)
                     elif reason is not None:
-                        quarantine(self.settings, marker.bucket, marker.name, marker.generation, reason)
-                        result.quarantined += 1
-                        result.entries.append(Entry(marker, QUARANTINED, reason=reason))
+                        to_quarantine.append((marker, reason))
                     else:
+                        spans.append(StagedFile(marker, staged.tell(), len(payload), rows))
                         staged.write(payload)
-                        result.files += 1
-                        result.rows += rows
-                        result.bytes += len(payload)
-                        result.entries.append(Entry(marker, MERGED, rows=rows))
                 staging_id = staging_table.result()
             result.seconds["read"] = round(time.monotonic() - started, 3)
-            if not result.rows:
-                self.warehouse.drop_staging(staging_id)  # nothing to load (every file bad or gone)
-            else:
-                staged.seek(0)
+            if spans:
                 t = time.monotonic()
-                # A round that outgrew the spool is on disk: stream it to the load, never read() it whole
-                # (a 1,000-file date stages ~100 MB of props NDJSON).
-                payload = staged if result.bytes > SPOOL_BYTES else staged.read()
-                self.warehouse.stage(result.run_id, payload, created=True)
+                spans = self._load(result.run_id, staged, spans, to_quarantine)
                 result.seconds["load"] = round(time.monotonic() - t, 3)
+            for span in spans:
+                result.files += 1
+                result.rows += span.rows
+                result.bytes += span.length
+                result.entries.append(Entry(span.marker, MERGED, rows=span.rows))
+            if not result.rows:
+                self.warehouse.drop_staging(staging_id)  # nothing to merge (every file bad, gone or empty)
+            else:
                 faults.point("after_load")
                 if self.lock:
                     # The fence: a conditional write right before the MERGE is submitted. A holder that
@@ -323,11 +394,12 @@ class BatchHolder:
                 result.merges, result.inserted, result.updated = 1, merged.inserted, merged.updated
                 faults.point("after_merge")
                 self.warehouse.drop_staging(staging_id)
+        failed = self._quarantine_all(to_quarantine, result)
         try:
             if self.ledger:
                 self.ledger.record(self.key, result.entries, result.run_id)
             if self.pending:
-                self.pending.remove(markers)
+                self.pending.remove([e.marker for e in result.entries])
         except Exception as exc:
             raise classify(exc) from exc
         result.seconds["total"] = round(time.monotonic() - started, 3)
@@ -340,7 +412,54 @@ class BatchHolder:
                  bytes=result.bytes, merges=result.merges, inserted=result.inserted, updated=result.updated,
                  quarantined=result.quarantined, gone=result.gone, seconds=result.seconds,
                  table=self.spec.name)
+        if failed:
+            raise failed[0]
         return result
+
+    def _load(self, run_id: str, staged, spans: list["StagedFile"],
+              to_quarantine: list[tuple[Marker, str]]) -> list["StagedFile"]:
+        """Load the staged files into the run's staging table; the files it holds. When the load
+        refuses the rows, the refused files are found by loading halves and go to quarantine."""
+        total = sum(s.length for s in spans)
+        staged.seek(0)
+        # A round that outgrew the spool is on disk: stream it to the load, never read() it whole
+        # (a 1,000-file date stages ~100 MB of props NDJSON).
+        payload = staged if total > SPOOL_BYTES else staged.read()
+        try:
+            self.warehouse.stage(run_id, payload, created=True)
+            return spans
+        except RejectedData as rejected:
+            probes = iter(range(1, 1_000_000))
+
+            def load(subset: list[StagedFile]) -> None:
+                self.warehouse.stage(run_id, _join(staged, subset), created=True, step=f"probe_{next(probes)}")
+
+            refused = find_rejected(spans, load, rejection=rejected)
+        logs.log("load_rejected", severity="WARNING", batch_key=self.key, run_id=run_id, files=len(spans),
+                 refused=len(refused), loads=next(probes) - 1)
+        bad = {id(span) for span, _ in refused}
+        for span, reason in refused:
+            to_quarantine.append((span.marker, " ".join(f"BigQuery's load refused its rows: {reason}".split())[:500]))
+        good = [s for s in spans if id(s) not in bad]
+        if good:
+            self.warehouse.stage(run_id, _join(staged, good), created=True, step="load_good")
+        return good
+
+    def _quarantine_all(self, bad: list[tuple[Marker, str]], result: RoundResult) -> list[Exception]:
+        """Copy each bad file aside; the failures (transient errors), whose markers stay queued."""
+        failed = []
+        for marker, reason in bad:
+            try:
+                quarantine(self.settings, marker.bucket, marker.name, marker.generation, reason)
+            except Exception as exc:  # noqa: BLE001 - this file only; the round's others are done
+                error = exc if isinstance(exc, TransientError) else TransientError(f"{type(exc).__name__}: {exc}")
+                logs.log("quarantine_failed", severity="ERROR", batch_key=self.key, object=marker.name,
+                         generation=marker.generation, reason=reason, error=str(error)[:300], transient=True)
+                failed.append(error)
+                continue
+            result.quarantined += 1
+            result.entries.append(Entry(marker, QUARANTINED, reason=reason))
+        return failed
 
     def _record(self, result: RoundResult) -> None:
         """A finished round, for `oddsbatch status` and the demo's counts (TTL-collected)."""

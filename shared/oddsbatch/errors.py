@@ -1,8 +1,13 @@
 """One flat exception hierarchy, and the one place that classifies Google API errors.
 
 The handler's retry contract rests on it: a TransientError propagates (the function answers
-5xx and Eventarc retries the event); a BadInputError quarantines one file and the batch goes
-on; any other TerminalError is logged and the event is acknowledged. A RetryInProcess is a
+5xx and Eventarc retries the event); a BadInputError (or a RejectedData traced to one file)
+quarantines that file and the batch goes on. Any other TerminalError is logged with what to
+fix (`fix`) and, once the event's pending marker is written, acknowledged: retrying the same
+input cannot help until someone fixes the cause, and the marker keeps the work queued for
+the next event of the key, the sweep or `oddsbatch reconcile`. Before the marker exists the
+event is the only record of its file, so there every error is raised and Eventarc retries.
+A RetryInProcess is a
 TransientError worth resubmitting the BigQuery job at once, in this invocation, with backoff
 (warehouse.py), before it is raised for Eventarc.
 
@@ -22,15 +27,28 @@ class TransientError(OddsbatchError):
 
 
 class TerminalError(OddsbatchError):
-    """Retrying the same input cannot succeed."""
+    """Retrying the same input cannot succeed; `fix` says what an operator should change."""
+
+    def __init__(self, message: str, fix: str = ""):
+        super().__init__(message)
+        self.fix = fix or FIX_UNKNOWN
 
 
 class BadInputError(TerminalError):
     """A file that cannot be read as an Odds API response; `reason` says why in one line."""
 
     def __init__(self, reason: str):
-        super().__init__(reason)
+        super().__init__(reason, fix="nothing: the file is quarantined with this reason, its batch goes on")
         self.reason = reason
+
+
+class RejectedData(TerminalError):
+    """BigQuery's load job refused the staged rows (reason `invalid`, "Error while reading
+    data"): some file of the round holds a value the load cannot take. The holder finds which
+    files by loading halves (batch.find_rejected) and quarantines them alone."""
+
+    def __init__(self, message: str):
+        super().__init__(message, fix="nothing: the files whose rows the load refuses are quarantined")
 
 
 class RetryInProcess(TransientError):
@@ -95,6 +113,28 @@ def _reasons(exc: BaseException) -> list[str]:
     return [e.get("reason") for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)]
 
 
+def is_rejected_data(exc: BaseException | None) -> bool:
+    """A load job that failed on the data itself: BigQuery's reason `invalid` ("Error while
+    reading data ..."). https://cloud.google.com/bigquery/docs/error-messages"""
+    return exc is not None and "invalid" in _reasons(exc)
+
+
+FIX_UNKNOWN = ("an unexpected error: read it, fix the cause (or report it), then run "
+               "`oddsbatch reconcile --date D`; the pending markers keep the work queued")
+# What an operator changes when a Google API answers with one of these (by exception class).
+_FIXES = {
+    "NotFound": ("a resource the configuration names does not exist (dataset, table, bucket or Firestore "
+                 "database): check ODDSBATCH_PROJECT, ODDSBATCH_DATASET, ODDSBATCH_TABLE, the quarantine "
+                 "bucket, and run `terraform apply`"),
+    "Forbidden": ("the function's service account lacks a role: see terraform/iam.tf and run `terraform apply`"),
+    "PermissionDenied": ("the function's service account lacks a role: see terraform/iam.tf and run `terraform apply`"),
+    "Unauthorized": "no valid credentials: check the function's service account",
+    "Unauthenticated": "no valid credentials: check the function's service account",
+    "BadRequest": ("BigQuery or Firestore refused the request: the tables may differ from "
+                   "shared/oddsbatch/schemas/ (run `terraform apply`), or it is a bug: report it"),
+}
+
+
 def classify(exc: BaseException, job: bool = False) -> OddsbatchError:
     """Map any exception from a Google client (or the network) to Transient or Terminal.
     `job`: it came from inserting or waiting on a BigQuery job, where the short-term limits
@@ -123,7 +163,7 @@ def classify(exc: BaseException, job: bool = False) -> OddsbatchError:
             return TransientError(text)
         if isinstance(exc, (gexc.RetryError, gexc.DeadlineExceeded, gexc.Aborted)):
             return TransientError(text)
-        return TerminalError(text)
+        return TerminalError(text, fix=_FIXES.get(type(exc).__name__, ""))
     if gexc is not None and isinstance(exc, gexc.RetryError):
         return TransientError(text)
     if isinstance(exc, (ConnectionError, TimeoutError)):

@@ -30,8 +30,8 @@ from . import faults, logs, sql
 from .clients import bigquery_client
 from .config import Settings
 from .deadline import Deadline
-from .errors import (BigQueryUnavailable, DeadlineReached, RetryInProcess, SerializationConflict, TransientError,
-                     classify)
+from .errors import (BigQueryUnavailable, DeadlineReached, RejectedData, RetryInProcess, SerializationConflict,
+                     TerminalError, TransientError, classify, is_rejected_data)
 from .tables import TableSpec
 
 STAGING_TTL = timedelta(hours=6)
@@ -95,10 +95,11 @@ class Warehouse:
             raise classify(exc) from exc
         return staging_id
 
-    def stage(self, run_id: str, payload: bytes | BinaryIO, created: bool = False) -> str:
+    def stage(self, run_id: str, payload: bytes | BinaryIO, created: bool = False, step: str = "load") -> str:
         """Load staging NDJSON (staging.py; bytes, or a binary file read from its start) into
         this run's staging table, creating it first unless `created`; returns its id. A file is
-        streamed in chunks, so a large round is never held in memory whole."""
+        streamed in chunks, so a large round is never held in memory whole. Each load of one
+        run needs its own `step` (its job ids). RejectedData when the load refuses the rows."""
         from google.cloud import bigquery
 
         staging_id = self._staging_id(run_id) if created else self.create_staging(run_id)
@@ -112,7 +113,12 @@ class Warehouse:
             source = io.BytesIO(payload) if isinstance(payload, (bytes, bytearray)) else payload
             return self.client.load_table_from_file(source, staging_id, job_id=job_id, job_config=config, rewind=True)
 
-        self._run_job(run_id, "load", submit)
+        try:
+            self._run_job(run_id, step, submit)
+        except TerminalError as error:
+            if is_rejected_data(error.__cause__):
+                raise RejectedData(str(error)) from error
+            raise
         return staging_id
 
     def merge(self, run_id: str, staging_id: str, game_date: date) -> MergeResult:
