@@ -16,19 +16,32 @@ a failed job). `--dml-running N --dml-queued M` (default BigQuery's 2 and 20) se
 so a test meets the limit with a small day. Each refusal is logged on one line
 (`dml_limit_rejected table=... job=...`).
 
+Snapshot isolation of mutating DML (bigquery_dml.SnapshotIsolation): BigQuery runs each UPDATE /
+DELETE / MERGE on the snapshot taken when it starts, and of two that ran at once on one partition
+the later to commit fails with "Could not serialize access to table ... due to concurrent update"
+(reason invalidQuery, HTTP 400). local-bigquery takes a per-table write lock, so its statements
+never overlap; the launcher records each statement's partitions at admission (for a MERGE the
+`partition_column = @param` / literal in its ON clause, for UPDATE / DELETE in its WHERE; the whole
+table when unknown) and its snapshot when it starts (admission, or leaving BigQuery's PENDING queue
+of the 2 running), and fails it, once it holds the lock, if an overlapping statement committed
+after its snapshot. Each conflict is logged on one line (`dml_conflict table=... job=...`).
+`--dml-conflicts off` switches the model off (default on).
+
 Run with the emulator's own Python: `python bigquery_emulator.py serve --host ... --port ...
-[--dml-running 2 --dml-queued 20]`.
+[--dml-running 2 --dml-queued 20 --dml-conflicts on]`.
 """
 
 import argparse
+import contextlib
 import contextvars
 import sys
 
 import sqlglot
-from bigquery_dml import REASON, DmlQueueLimit
+from bigquery_dml import CONFLICT_REASON, REASON, WHOLE_TABLE, DmlQueueLimit, SnapshotIsolation
 from local_bigquery import errors as bq_errors
 
 from local_bigquery.catalog import metadata, names
+from local_bigquery.engine import database
 from local_bigquery.cli import main
 from local_bigquery.errors import BigQueryError
 from local_bigquery.jobs import merge, runner, store
@@ -113,33 +126,135 @@ def _submit(project_id, job_id, configuration, upload=None):
         print(f"dml_limit_rejected table={table} job={job_id} rejected={DML_LIMIT.rejected}", flush=True)
         job = runner._job(project_id, job_id, configuration.replace(jobType="QUERY"))
         return store.save(runner._done(job, runner.JobStatistics(query={}), BigQueryError(REASON, refused)))
+    if ISOLATION is not None:  # admitted: it starts now, or when it leaves the PENDING queue
+        try:
+            partitions = _partitions(project_id, configuration)
+        except Exception:  # noqa: BLE001 - unknown target metadata: the whole table
+            partitions = WHOLE_TABLE
+        ISOLATION.admit(table, key, partitions)
     try:
         return _original_submit(project_id, job_id, configuration, upload)
     except BaseException:
-        DML_LIMIT.finish(key)
+        _finish(key)
         raise
 
 
+def _finish(key) -> None:
+    DML_LIMIT.finish(key)
+    if ISOLATION is not None:
+        ISOLATION.finish(key)
+
+
 def _execute(job, *args, **kwargs):
+    key = (job.jobReference.projectId, job.jobReference.jobId)
+    token = _current_job.set(key)
     try:
         return _original_execute(job, *args, **kwargs)
     finally:
-        DML_LIMIT.finish((job.jobReference.projectId, job.jobReference.jobId))
+        _current_job.reset(token)
+        _finish(key)
 
 
 runner.submit = _submit
 runner._execute = _execute
 
+# -- snapshot isolation of mutating DML per (table, partition) -----------------------------------
+# https://cloud.google.com/bigquery/docs/data-manipulation-language ("DML statement conflicts"):
+# mutating statements running at once conflict when they mutate the same partition. The error is
+# HTTP 400, reason invalidQuery, "Could not serialize access to table P:D.T due to concurrent update"
+# (https://cloud.google.com/bigquery/docs/error-messages: invalidQuery is a 400).
+ISOLATION: SnapshotIsolation | None = SnapshotIsolation(DML_LIMIT.running)
+_current_job = contextvars.ContextVar("oddsbatch_current_job", default=None)
+_original_writing = database.writing
+
+
+def _constant(node, parameters: dict) -> str | None:
+    """The value of a constant operand (a named parameter, a literal, DATE 'x'), else None."""
+    if isinstance(node, exp.Parameter):
+        return parameters.get(node.name.casefold())
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal):
+        node = node.this
+    if isinstance(node, exp.Literal):
+        return str(node.this)
+    return None
+
+
+def _partitions(project_id, configuration) -> frozenset | None:
+    """The partitions one MERGE / UPDATE / DELETE touches: the values its ON (MERGE) or WHERE
+    clause pins the target's partitioning column to with a top-level equality; WHOLE_TABLE when
+    the table is not partitioned by a column or the clause does not say."""
+    query = configuration.query
+    tree = sqlglot.parse_one(query.query, read="bigquery")
+    target = tree.this if isinstance(tree.this, exp.Table) else tree.find(exp.Table)
+    dataset = query.defaultDataset.datasetId if query.defaultDataset else None
+    project, dataset, name = names.reference(target, project_id, dataset)
+    stored = metadata.load(Table, project, dataset, name)
+    field = None
+    if stored is not None and stored.timePartitioning and stored.timePartitioning.field:
+        field = stored.timePartitioning.field
+    elif stored is not None and stored.rangePartitioning and stored.rangePartitioning.field:
+        field = stored.rangePartitioning.field
+    condition = tree.args.get("on") if isinstance(tree, exp.Merge) else tree.args.get("where")
+    if isinstance(condition, exp.Where):
+        condition = condition.this
+    if field is None or condition is None:
+        return WHOLE_TABLE
+    parameters = {(p.name or "").casefold(): p.parameterValue.value if p.parameterValue else None
+                  for p in (query.queryParameters or [])}
+    alias = target.alias_or_name.casefold()
+    values = set()
+    for part in (condition.flatten() if isinstance(condition, exp.And) else [condition]):
+        if not isinstance(part, exp.EQ):
+            continue
+        for column, other in ((part.this, part.expression), (part.expression, part.this)):
+            if (isinstance(column, exp.Column) and column.name.casefold() == field.casefold()
+                    and (not column.table or column.table.casefold() == alias)):
+                value = _constant(other, parameters)
+                if value is not None:
+                    values.add(value)
+    return frozenset(values) if len(values) == 1 else WHOLE_TABLE
+
+
+# A queued statement waits to leave the PENDING queue at most this long before it takes the lock.
+PENDING_WAIT_SECONDS = 5.0
+
+
+@contextlib.contextmanager
+def _writing(*table):
+    """local-bigquery's per-table write lock, plus the commit-time check of the statement it guards."""
+    job = _current_job.get()
+    name = f"{table[0]}:{table[1]}.{table[2]}" if len(table) == 3 else ""
+    if ISOLATION is None or job is None or not ISOLATION.tracks(job, name):
+        with _original_writing(*table):
+            yield
+        return
+    ISOLATION.wait_started(job, PENDING_WAIT_SECONDS)
+    with _original_writing(*table):
+        refused = ISOLATION.check(job)
+        if refused is not None:
+            print(f"dml_conflict table={name} job={job[1]} conflicts={ISOLATION.conflicts}", flush=True)
+            error = BigQueryError(CONFLICT_REASON, refused)
+            error.location = None  # BigQuery reports the conflict against the table, not a query position
+            raise error
+        yield
+        ISOLATION.commit(job)
+
+
+database.writing = _writing
+
 
 def _limits_from_argv(argv: list[str]) -> list[str]:
     """Take --dml-running / --dml-queued out of argv (local-bigquery's CLI does not know them)."""
-    global DML_LIMIT
+    global DML_LIMIT, ISOLATION
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--dml-running", type=int, default=DML_LIMIT.running)
     parser.add_argument("--dml-queued", type=int, default=DML_LIMIT.queued)
+    parser.add_argument("--dml-conflicts", choices=("on", "off"), default="on")
     known, rest = parser.parse_known_args(argv)
     DML_LIMIT = DmlQueueLimit(known.dml_running, known.dml_queued)
-    print(f"dml_limit running={DML_LIMIT.running} queued={DML_LIMIT.queued}", flush=True)
+    ISOLATION = SnapshotIsolation(DML_LIMIT.running) if known.dml_conflicts == "on" else None
+    print(f"dml_limit running={DML_LIMIT.running} queued={DML_LIMIT.queued} conflicts={known.dml_conflicts}",
+          flush=True)
     return rest
 
 
