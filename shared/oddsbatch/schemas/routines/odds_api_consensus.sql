@@ -11,7 +11,9 @@
 --   to the first bookmaker key in alphabetical order.
 -- https://cloud.google.com/bigquery/docs/reference/standard-sql/navigation_functions#percentile_cont
 -- https://cloud.google.com/bigquery/docs/reference/standard-sql/aggregate_functions#array_agg
--- (ARRAY_AGG with IGNORE NULLS: an array may not hold NULL elements)
+-- (the best quote at the consensus point sorts the quotes at it first, then checks the flag:
+-- no NULL array elements, which BigQuery rejects, and no IGNORE NULLS, which the emulator
+-- applies after LIMIT)
 WITH quotes AS (
   SELECT *,
          COUNTIF(is_main_line) OVER (
@@ -29,6 +31,10 @@ ranked AS (
          PERCENTILE_CONT(IF(is_main_line, no_vig_probability, NULL), 0.5) OVER (
            PARTITION BY game_date, game_id, snapshot_timestamp, market_key, participant, side) AS median_no_vig_probability
   FROM quotes
+),
+flagged AS (
+  SELECT *, COALESCE(point = consensus_point, point IS NULL AND consensus_point IS NULL) AS at_consensus
+  FROM ranked
 )
 SELECT game_date, game_id, snapshot_timestamp, market_key, participant, side,
        ANY_VALUE(commence_time) AS commence_time,
@@ -44,9 +50,15 @@ SELECT game_date, game_id, snapshot_timestamp, market_key, participant, side,
        ARRAY_AGG(STRUCT(price_decimal AS price_decimal, bookmaker_key AS bookmaker_key, point AS point) ORDER BY price_decimal DESC, bookmaker_key LIMIT 1)[OFFSET(0)].price_decimal AS best_price_decimal,
        ARRAY_AGG(STRUCT(price_decimal AS price_decimal, bookmaker_key AS bookmaker_key, point AS point) ORDER BY price_decimal DESC, bookmaker_key LIMIT 1)[OFFSET(0)].bookmaker_key AS best_price_bookmaker_key,
        ARRAY_AGG(STRUCT(price_decimal AS price_decimal, bookmaker_key AS bookmaker_key, point AS point) ORDER BY price_decimal DESC, bookmaker_key LIMIT 1)[OFFSET(0)].point AS best_price_point,
-       ARRAY_AGG(IF(point = consensus_point OR (point IS NULL AND consensus_point IS NULL), STRUCT(price_decimal AS price_decimal, bookmaker_key AS bookmaker_key), NULL)
-                 IGNORE NULLS ORDER BY price_decimal DESC, bookmaker_key LIMIT 1)[SAFE_OFFSET(0)].price_decimal AS best_price_at_consensus_decimal,
-       ARRAY_AGG(IF(point = consensus_point OR (point IS NULL AND consensus_point IS NULL), STRUCT(price_decimal AS price_decimal, bookmaker_key AS bookmaker_key), NULL)
-                 IGNORE NULLS ORDER BY price_decimal DESC, bookmaker_key LIMIT 1)[SAFE_OFFSET(0)].bookmaker_key AS best_price_at_consensus_bookmaker_key
-FROM ranked
+       IF(ARRAY_AGG(STRUCT(at_consensus AS at_consensus, price_decimal AS price_decimal, bookmaker_key AS bookmaker_key)
+                    ORDER BY at_consensus DESC, price_decimal DESC, bookmaker_key LIMIT 1)[OFFSET(0)].at_consensus,
+          ARRAY_AGG(STRUCT(at_consensus AS at_consensus, price_decimal AS price_decimal, bookmaker_key AS bookmaker_key)
+                    ORDER BY at_consensus DESC, price_decimal DESC, bookmaker_key LIMIT 1)[OFFSET(0)].price_decimal,
+          NULL) AS best_price_at_consensus_decimal,
+       IF(ARRAY_AGG(STRUCT(at_consensus AS at_consensus, price_decimal AS price_decimal, bookmaker_key AS bookmaker_key)
+                    ORDER BY at_consensus DESC, price_decimal DESC, bookmaker_key LIMIT 1)[OFFSET(0)].at_consensus,
+          ARRAY_AGG(STRUCT(at_consensus AS at_consensus, price_decimal AS price_decimal, bookmaker_key AS bookmaker_key)
+                    ORDER BY at_consensus DESC, price_decimal DESC, bookmaker_key LIMIT 1)[OFFSET(0)].bookmaker_key,
+          NULL) AS best_price_at_consensus_bookmaker_key
+FROM flagged
 GROUP BY game_date, game_id, snapshot_timestamp, market_key, participant, side
