@@ -1,0 +1,106 @@
+"""Two gaps the emulator tests left: -history and decimal files end to end beside live american
+ones (one key, one table), and the shipped adaptive settle with count() on the Firestore emulator."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import date, timedelta
+
+import pytest
+
+from oddsbatch import batch, synth
+from oddsbatch.config import Settings
+from oddsbatch.lock import PendingWork
+from oddsbatch.tables import table_for_endpoint
+
+from .test_end_to_end import comparable, expected_rows, merge_jobs, table_rows, upload_all
+
+pytestmark = pytest.mark.integration
+
+
+def test_history_decimal_and_live_american_files_of_one_date_share_key_and_table(stack):
+    day = "2025-06-02"
+    live = list(synth.synthesize_day(date.fromisoformat(day), games=2, snapshots=2, seed=31))
+    history = list(synth.synthesize_day(date.fromisoformat(day), games=2, snapshots=2, seed=32,
+                                        price_format="decimal", historical=True))
+    assert all("-history/" in n for n, _ in history) and not any("-history/" in n for n, _ in live)
+    before = {t: merge_jobs(stack, t) for t in ("odds_api_game_lines", "odds_api_player_props")}
+    generations = upload_all(stack, live + history)
+    stack.wait_idle(expected_events=len(live) + len(history))
+    for endpoint in ("game-lines", "player-props"):
+        spec = table_for_endpoint(endpoint)
+        rows = table_rows(stack, endpoint, day)
+        files = [f for f in live + history if f[0].startswith(f"odds-api/{endpoint}")]
+        assert Counter(comparable(r, spec) for r in rows) == expected_rows(files, generations, endpoint)
+        from_history = [r for r in rows if "-history/" in r["source_object"]]
+        assert from_history and {r["price_format"] for r in from_history} == {"decimal"}
+        assert {r["snapshot_source"] for r in from_history} == {"wrapper"}
+        assert {r["price_format"] for r in rows if "-history/" not in r["source_object"]} == {"american"}
+        # one lock key for live and history: the burst is one MERGE (two when files kept arriving)
+        assert len(merge_jobs(stack, spec.name) - before[spec.name]) <= 2
+
+
+def _settler(stack, key):
+    settings = Settings.from_env("game-lines", stack.env)
+    assert (settings.settle_seconds, settings.settle_quiet_seconds) == (5.0, 0.5)  # the shipped defaults
+    pending = PendingWork(stack.firestore(), settings.pending_collection, key, timedelta(days=1))
+    holder = batch.BatchHolder(settings, key, date(2025, 6, 3), lock=None, pending=pending, db=None)
+    return holder, pending
+
+
+@pytest.fixture
+def shipped_settle(stack, monkeypatch):
+    """The functions' shipped settle (the stack runs with a short one): 5 s cap, 0.5 s quiet."""
+    for name in ("ODDSBATCH_SETTLE_SECONDS", "ODDSBATCH_SETTLE_QUIET_SECONDS"):
+        monkeypatch.delitem(stack.env, name, raising=False)
+    return stack
+
+
+def test_count_follows_the_markers_on_the_emulator(shipped_settle):
+    key = f"game-lines_settle-{uuid.uuid4().hex[:6]}"
+    _, pending = _settler(shipped_settle, key)
+    for i in range(7):
+        pending.add("b", f"odds-api/game-lines/2025-06-03/f{i}.json", i + 1)
+    pending.add("b", "odds-api/game-lines/2025-06-03/f0.json", 1)  # idempotent: the same marker
+    assert pending.count() == 7
+    pending.remove(pending.list(limit=3))
+    assert pending.count() == 4 and len(pending.list()) == 4
+
+
+def test_the_shipped_settle_ends_after_the_quiet_period_once_the_burst_landed(shipped_settle):
+    holder, pending = _settler(shipped_settle, f"game-lines_settle-{uuid.uuid4().hex[:6]}")
+    for i in range(14):
+        pending.add("b", f"odds-api/game-lines/2025-06-03/f{i}.json", i + 1)
+    waited = holder.settle()
+    assert 0.5 <= waited < 2.5, waited
+
+
+def test_the_shipped_settle_waits_while_files_trickle_in_and_is_capped(shipped_settle):
+    holder, pending = _settler(shipped_settle, f"game-lines_settle-{uuid.uuid4().hex[:6]}")
+    stop = threading.Event()
+
+    def trickle(gap: float, until: float, prefix: str):
+        i, end = 0, time.monotonic() + until
+        while not stop.is_set() and time.monotonic() < end:
+            pending.add("b", f"odds-api/game-lines/2025-06-03/{prefix}{i}.json", i + 1)
+            i += 1
+            time.sleep(gap)
+
+    worker = threading.Thread(target=trickle, args=(0.3, 2.0, "slow"))
+    worker.start()
+    try:
+        waited = holder.settle()  # new files every 0.3 s for 2 s: waits them out, then 0.5 s quiet
+    finally:
+        worker.join()
+    assert 2.0 <= waited < 4.5, waited
+    worker = threading.Thread(target=trickle, args=(0.2, 30.0, "flood"))
+    worker.start()
+    try:
+        waited = holder.settle()  # a flood that never stops: the 5 s cap ends the wait
+    finally:
+        stop.set()
+        worker.join()
+    assert 5.0 <= waited < 6.5, waited
