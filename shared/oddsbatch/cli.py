@@ -21,6 +21,7 @@ COMMANDS = {
     "transform": ("oddsbatch.transform", "cmd_transform", "print, as NDJSON, the rows a file would stage"),
     "reconcile": ("oddsbatch.reconcile", "cmd_reconcile",
                   "merge what the bucket holds and the tables do not (lost events, backfills)"),
+    "lines": ("oddsbatch.lines", "cmd_lines", "a game's closing lines and line moves (table, --json, --plot)"),
 }
 
 
@@ -63,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p["reconcile"].add_argument("--dry-run", action="store_true", help="report what is missing, merge nothing")
     p["reconcile"].add_argument("--state-dir", default=".oddsbatch",
                                 help="local stack whose endpoints to use when ODDSBATCH_PROJECT is not set")
+    p["lines"].add_argument("--date", required=True, help="game date YYYY-MM-DD")
+    p["lines"].add_argument("--game", help="one event id (default: every game of the date)")
+    p["lines"].add_argument("--market", help="one market key, e.g. spreads (default: all)")
+    p["lines"].add_argument("--book", help="one bookmaker key, e.g. draftkings (default: all)")
+    p["lines"].add_argument("--json", action="store_true", help="NDJSON, one close or move per line")
+    p["lines"].add_argument("--plot", metavar="FILE.png", help="draw each book's line over minutes before tip")
+    p["lines"].add_argument("--state-dir", default=".oddsbatch",
+                            help="local stack whose endpoints to use when ODDSBATCH_PROJECT is not set")
     return parser
 
 

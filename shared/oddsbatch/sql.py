@@ -140,3 +140,15 @@ def line_moves_sql(project: str, dataset: str) -> str:
     return (f"SELECT * FROM {function}(@start_date, @end_date, @steam_books, @steam_minutes)\n"
             f"WHERE {_optional_filters(('game_id', 'market_key', 'bookmaker_key'))}\n"
             "ORDER BY game_id, to_snapshot_timestamp, market_key, participant, side, bookmaker_key")
+
+
+def line_history_sql(project: str, dataset: str) -> str:
+    """Each book's main line of every side at every snapshot (in-game ones too, flagged), for
+    plotting a game's line movement (@start_date, @end_date, @game_id, @market_key, @bookmaker_key)."""
+    function = table_path(project, dataset, "odds_api_lines")
+    return (f"SELECT game_id, bookmaker_key, market_key, participant, side, point, price_decimal, price_american,\n"
+            f"       snapshot_timestamp, minutes_before_tipoff, is_pre_tip, commence_time\n"
+            f"FROM {function}(@start_date, @end_date)\n"
+            f"WHERE is_main_line AND market_key NOT LIKE '%alternate%'\n"
+            f"  AND {_optional_filters(('game_id', 'market_key', 'bookmaker_key'))}\n"
+            "ORDER BY game_id, market_key, participant, side, bookmaker_key, snapshot_timestamp")

@@ -42,6 +42,9 @@ STATEMENTS = {
         sql.closing_lines_sql(PROJECT, DATASET),
         {"start_date": "DATE", "end_date": "DATE", "closing_window_minutes": "INT64",
          "game_id": "STRING", "market_key": "STRING", "bookmaker_key": "STRING"}),
+    "line_history_sql": lambda spec: (
+        sql.line_history_sql(PROJECT, DATASET),
+        {"start_date": "DATE", "end_date": "DATE", "game_id": "STRING", "market_key": "STRING", "bookmaker_key": "STRING"}),
     "line_moves_sql": lambda spec: (
         sql.line_moves_sql(PROJECT, DATASET),
         {"start_date": "DATE", "end_date": "DATE", "steam_books": "INT64", "steam_minutes": "INT64",
