@@ -3,8 +3,10 @@
 Brings the stack up, synthesizes 7 games x 2 endpoints x 3 snapshots, uploads them all at
 once, waits until no batch runs or is pending, then counts rows by querying the BigQuery
 emulator and MERGEs from the MERGE jobs it actually ran. Always brings the stack down.
-Last line, exactly:
+The counts line, exactly:
 demo: game_lines_rows=<int> player_props_rows=<int> merges=<int> files=<int> quarantined=<int> seconds=<float>
+then, after it, the closing lines of one game's game-line markets (book, market, side, open,
+close, no-vig) from the odds_api_closing_lines table function, and how to see the rest.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from .. import clients
 from ..config import ENDPOINT_TABLES
-from ..sql import count_rows_sql, table_path
+from ..sql import CLOSING_WINDOW_MINUTES, closing_lines_sql, count_rows_sql, table_path
 from .stack import load_env
 
 DEMO_DATE = "2025-01-21"
@@ -51,6 +53,45 @@ def count_results(env: dict[str, str], game_date: str, since_jobs: set[str] | No
     return counts
 
 
+def closing_lines_of_one_game(env: dict[str, str], game_date: str) -> list[dict]:
+    """The closing lines of the date's first game (by id), from odds_api_closing_lines."""
+    from google.cloud import bigquery
+
+    project, dataset = env["ODDSBATCH_PROJECT"], env["ODDSBATCH_DATASET"]
+    bq = clients.bigquery_client(project, env["ODDSBATCH_BIGQUERY_ENDPOINT"])
+    params = [bigquery.ScalarQueryParameter("start_date", "DATE", game_date),
+              bigquery.ScalarQueryParameter("end_date", "DATE", game_date),
+              bigquery.ScalarQueryParameter("closing_window_minutes", "INT64", CLOSING_WINDOW_MINUTES)]
+    params += [bigquery.ScalarQueryParameter(k, "STRING", None) for k in ("game_id", "market_key", "bookmaker_key")]
+    rows = [dict(r) for r in bq.query(closing_lines_sql(project, dataset),
+                                      job_config=bigquery.QueryJobConfig(query_parameters=params)).result()]
+    first = min((r["game_id"] for r in rows), default=None)
+    return [r for r in rows if r["game_id"] == first]
+
+
+def _quote(point, price_american) -> str:
+    if price_american is None:
+        return "-"
+    return f"{price_american:+d}" if point is None else f"{point:+g} {price_american:+d}"
+
+
+def print_closing_lines(rows: list[dict], game_date: str) -> None:
+    games = [r for r in rows if not r["market_key"].startswith("player_")]
+    if not rows:
+        print("closing lines: none")
+        return
+    first = rows[0]
+    print(f"closing lines of {first['away_team']} at {first['home_team']} ({first['game_id']}), "
+          f"last pre-tip snapshot, no-vig multiplicative:")
+    print(f"  {'book':<15} {'market':<9} {'side':<24} {'open':>12} {'close':>12} {'no-vig':>7}")
+    for r in sorted(games, key=lambda r: (r["market_key"], r["side"], r["bookmaker_key"])):
+        nv = r["close_no_vig_probability"]
+        print(f"  {r['bookmaker_key']:<15} {r['market_key']:<9} {r['side']:<24} "
+              f"{_quote(r['open_point'], r['open_price_american']):>12} "
+              f"{_quote(r['close_point'], r['close_price_american']):>12} {'-' if nv is None else f'{nv:.3f}':>7}")
+    print(f"  (+{len(rows) - len(games)} player-prop closes: oddsbatch lines --date {game_date} --game {first['game_id']})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oddsbatch-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", default=".oddsbatch")
@@ -72,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
             _oddsbatch("replay", tmp, "--concurrency", str(args.concurrency), "--state-dir", str(state_dir))
             _oddsbatch("wait", "--state-dir", str(state_dir), "--timeout", "600")
             seconds = time.monotonic() - started
-        counts = count_results(load_env(state_dir), DEMO_DATE)
+        env = load_env(state_dir)
+        counts = count_results(env, DEMO_DATE)
+        closes = closing_lines_of_one_game(env, DEMO_DATE)
     finally:
         subprocess.run([sys.executable, "-m", "oddsbatch.cli", "down", "--state-dir", str(state_dir)], check=False)
     print(f"demo: game_lines_rows={counts['game_lines_rows']} player_props_rows={counts['player_props_rows']} "
           f"merges={counts['merges']} files={files} quarantined={counts['quarantined']} seconds={seconds:.2f}")
+    print_closing_lines(closes, DEMO_DATE)
     return 0
 
 
