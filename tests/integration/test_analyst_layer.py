@@ -451,3 +451,26 @@ def test_closing_line_value_of_a_bet(stack, day):
         {b: w["close_point"] - Decimal("27.5") for b, w in want.items()}
     assert {r["bookmaker_key"]: round(r["clv_price"], 12) for r in over} == \
         {b: round(1.95 / w["close_price_decimal"] - 1, 12) for b, w in want.items()}
+
+
+def test_oddsbatch_lines_prints_the_closes_and_moves_and_plots_them(stack, day, capsys, tmp_path):
+    from oddsbatch import cli
+
+    plot = tmp_path / "spreads.png"
+    assert cli.main(["lines", "--date", DAY, "--game", GAME, "--market", "spreads", "--json", "--plot", str(plot)]) == 0
+    objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    closes = {(o["bookmaker_key"], o["side"]): o for o in objs if o["kind"] == "close"}
+    want = {(b, s): w for (b, m, _p, s), w in expected_closes(day).items() if m == "spreads"}
+    assert set(closes) == set(want)
+    assert all(closes[k]["close_point"] == float(w["close_point"]) for k, w in want.items())
+    moves = [o for o in objs if o["kind"] == "move"]
+    assert len(moves) == sum(1 for k in expected_moves(day) if k[1] == "spreads")
+    assert sum(o["steam"] for o in moves) == 4
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    # the readable table, one book
+    assert cli.main(["lines", "--date", DAY, "--game", GAME, "--book", "betmgm"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("closing lines (") and "fanduel" not in text and "betmgm" in text
+    # a date without lines: exit 1, one line
+    assert cli.main(["lines", "--date", "2025-04-16", "--game", GAME]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
