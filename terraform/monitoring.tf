@@ -66,8 +66,8 @@ resource "google_logging_metric" "metrics" {
 # metric is replaced (time_sleep: https://registry.terraform.io/providers/hashicorp/time/latest/docs/resources/sleep).
 resource "time_sleep" "metrics_propagation" {
   create_duration = "${var.alerts.metric_wait_seconds}s"
-  triggers        = { for k, m in google_logging_metric.metrics : k => m.id }
-  depends_on      = [google_logging_metric.metrics]
+  triggers        = merge({ for k, m in google_logging_metric.metrics : k => m.id }, { oldest_pending = google_logging_metric.oldest_pending.id })
+  depends_on      = [google_logging_metric.metrics, google_logging_metric.oldest_pending]
 }
 
 resource "google_monitoring_alert_policy" "alerts" {
@@ -104,6 +104,86 @@ resource "google_monitoring_alert_policy" "alerts" {
   }
   depends_on = [
     google_logging_metric.metrics,
+    time_sleep.metrics_propagation,
+    google_project_service.services["monitoring.googleapis.com"],
+  ]
+}
+
+# --- the oldest pending file ------------------------------------------------------------
+# Every sweep logs `sweep_pending` with oldest_pending_seconds (and the same age as
+# oldest_pending_minutes) per endpoint, 0 when nothing is pending, before it adopts anything.
+# A distribution metric extracts the minutes, so the threshold is the variable itself (no
+# arithmetic in the configuration: see scripts/terraform/tfload.py)
+# (value_extractor EXTRACT(jsonPayload.oldest_pending_minutes), bucket_options required for
+# DISTRIBUTION: https://cloud.google.com/dotnet/docs/reference/Google.Cloud.Logging.V2/latest/Google.Cloud.Logging.V2.LogMetric),
+# and the policy fires when its 99th percentile in the window passes alerts.oldest_pending_minutes
+# (ALIGN_PERCENTILE_99 applies to DELTA distribution metrics:
+# https://cloud.google.com/php/docs/reference/cloud-monitoring/latest/V3.Aggregation.Aligner).
+# Ordered after its metric by the same time_sleep as the others.
+resource "google_logging_metric" "oldest_pending" {
+  project         = var.project_id
+  name            = "oddsbatch/oldest_pending_minutes"
+  description     = "Age in minutes of the oldest pending marker of an endpoint, as each sweep reports it (message \"sweep_pending\")."
+  filter          = "${local.function_logs} AND jsonPayload.message=\"sweep_pending\""
+  value_extractor = "EXTRACT(jsonPayload.oldest_pending_minutes)"
+  label_extractors = {
+    endpoint = "EXTRACT(jsonPayload.endpoint)"
+  }
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "min"
+    display_name = "oddsbatch oldest pending minutes"
+    labels {
+      key         = "endpoint"
+      value_type  = "STRING"
+      description = "game-lines or player-props"
+    }
+  }
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 20
+      growth_factor      = 2
+      scale              = 0.25
+    }
+  }
+  depends_on = [google_project_service.services["logging.googleapis.com"]]
+}
+
+resource "google_monitoring_alert_policy" "oldest_pending" {
+  project               = var.project_id
+  display_name          = "oddsbatch: oldest pending file"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = var.labels
+  documentation {
+    content   = "A file has waited longer than ${var.alerts.oldest_pending_minutes} minutes to be merged and the sweep could not merge it: read the sweep's lines (swept, sweep_key_failed, sweep_left_to_holder) and the \"failed\" lines of that batch_key, and `oddsbatch status`."
+    mime_type = "text/markdown"
+  }
+  conditions {
+    display_name = "oldest pending file > ${var.alerts.oldest_pending_minutes} min"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.oldest_pending.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alerts.oldest_pending_minutes
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "${var.alerts.window_seconds}s"
+        per_series_aligner   = "ALIGN_PERCENTILE_99"
+        cross_series_reducer = "REDUCE_MAX"
+        group_by_fields      = ["metric.label.endpoint"]
+      }
+      trigger {
+        count = 1
+      }
+    }
+  }
+  alert_strategy {
+    auto_close = "1800s"
+  }
+  depends_on = [
+    google_logging_metric.oldest_pending,
     time_sleep.metrics_propagation,
     google_project_service.services["monitoring.googleapis.com"],
   ]

@@ -25,6 +25,16 @@ output "dataset_id" {
   value       = google_bigquery_dataset.dataset.dataset_id
 }
 
+output "dead_letter_topic" {
+  description = "Dead-letter topic of the object triggers (deploy.sh --dead-letter-topic)."
+  value       = google_pubsub_topic.dead_letters.id
+}
+
+output "dead_letters_subscription" {
+  description = "Pull subscription that keeps the dead letters (oddsbatch reconcile --from-dead-letters)."
+  value       = google_pubsub_subscription.dead_letters.id
+}
+
 output "firestore_collections" {
   description = "Collections with a TTL policy on expireAt (ODDSBATCH_LOCK_/PENDING_/RUNS_/LEDGER_COLLECTION)."
   value       = var.firestore.collections
@@ -53,6 +63,11 @@ output "region" {
 output "service_accounts" {
   description = "Function name -> service account email (deploy.sh --service-account-game-lines / --service-account-player-props)."
   value       = { for k, sa in google_service_account.functions : k => sa.email }
+}
+
+output "sweep_topic" {
+  description = "Topic the sweep's Cloud Scheduler job publishes to (one Eventarc trigger per function delivers it)."
+  value       = google_pubsub_topic.sweep.id
 }
 
 output "tables" {

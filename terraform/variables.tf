@@ -12,12 +12,13 @@ variable "alert_notification_channels" {
 }
 
 variable "alerts" {
-  description = "Alert thresholds: an alert fires when the count in its window exceeds its threshold. The auth-error alert keeps the old runbook's > 10 in 5 minutes. metric_wait_seconds: how long new log-based metrics settle before their alert policies are created (up to 10 minutes, provider issue 11102)."
+  description = "Alert thresholds: an alert fires when the count in its window exceeds its threshold. The auth-error alert keeps the old runbook's > 10 in 5 minutes. metric_wait_seconds: how long new log-based metrics settle before their alert policies are created (up to 10 minutes, provider issue 11102). oldest_pending_minutes: the oldest-pending alert fires when a sweep reports a pending file older than this."
   type = object({
     auth_errors_threshold       = optional(number, 10)
     auth_errors_window_seconds  = optional(number, 300)
     failed_batches_threshold    = optional(number, 0)
     metric_wait_seconds         = optional(number, 600)
+    oldest_pending_minutes      = optional(number, 30)
     quarantined_files_threshold = optional(number, 0)
     stale_locks_threshold       = optional(number, 0)
     window_seconds              = optional(number, 300)
@@ -39,6 +40,10 @@ variable "alerts" {
   validation {
     condition     = var.alerts.metric_wait_seconds >= 0 && var.alerts.metric_wait_seconds <= 3600 && floor(var.alerts.metric_wait_seconds) == var.alerts.metric_wait_seconds
     error_message = "alerts.metric_wait_seconds must be whole seconds between 0 and 3600."
+  }
+  validation {
+    condition     = var.alerts.oldest_pending_minutes >= 1
+    error_message = "alerts.oldest_pending_minutes must be at least 1."
   }
 }
 
@@ -104,6 +109,26 @@ variable "build_service_account_id" {
   }
 }
 
+variable "dead_letters" {
+  description = "Dead-letter topic of the object triggers (deploy.sh sets it on each trigger's Pub/Sub subscription) and the pull subscription that keeps what lands there. retention_seconds: how long a dead letter is kept (default 7 days, the markers' TTL; Pub/Sub allows 10 minutes to 31 days). max_delivery_attempts: deliveries before a message is dead-lettered (5-100); 50 attempts of a 540 s function with backoff up to 600 s end within Eventarc's 24 h retention, after which a message would be discarded instead."
+  type = object({
+    max_delivery_attempts = optional(number, 50)
+    retention_seconds     = optional(number, 604800)
+    subscription_name     = optional(string, "oddsbatch-dead-letters")
+    topic_name            = optional(string, "oddsbatch-dead-letters")
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = var.dead_letters.max_delivery_attempts >= 5 && var.dead_letters.max_delivery_attempts <= 100 && floor(var.dead_letters.max_delivery_attempts) == var.dead_letters.max_delivery_attempts
+    error_message = "dead_letters.max_delivery_attempts must be a whole number between 5 and 100 (Pub/Sub's bounds)."
+  }
+  validation {
+    condition     = var.dead_letters.retention_seconds >= 600 && var.dead_letters.retention_seconds <= 2678400 && floor(var.dead_letters.retention_seconds) == var.dead_letters.retention_seconds
+    error_message = "dead_letters.retention_seconds must be whole seconds between 600 (10 minutes) and 2678400 (31 days)."
+  }
+}
+
 variable "enable_services" {
   description = "Enable the APIs the deployment needs (never disabled on destroy)."
   type        = bool
@@ -119,6 +144,7 @@ variable "firestore" {
       locks   = optional(string, "oddsbatch_locks")
       pending = optional(string, "oddsbatch_pending")
       runs    = optional(string, "oddsbatch_runs")
+      sweeps  = optional(string, "oddsbatch_sweeps")
     }), {})
     database_id       = optional(string, "(default)")
     delete_protection = optional(bool, true)
@@ -210,6 +236,22 @@ variable "region" {
   validation {
     condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
     error_message = "region must be a region name such as us-central1."
+  }
+}
+
+variable "sweep" {
+  description = "The scheduled sweep: Cloud Scheduler job (cron schedule, default every 15 minutes, in time_zone) publishing to topic_name, which an Eventarc trigger per function delivers."
+  type = object({
+    job_name   = optional(string, "oddsbatch-sweep")
+    schedule   = optional(string, "*/15 * * * *")
+    time_zone  = optional(string, "Etc/UTC")
+    topic_name = optional(string, "oddsbatch-sweep")
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = length(split(" ", trimspace(var.sweep.schedule))) == 5
+    error_message = "sweep.schedule must be a five-field cron expression, e.g. */15 * * * *."
   }
 }
 

@@ -232,7 +232,7 @@ class Sweep:
         oldest_key = max(ages, key=ages.get) if ages else None
         # The metric's line: logged before anything is adopted, so it reports the age the work reached.
         logs.log("sweep_pending", endpoint=s.endpoint, oldest_pending_seconds=r.oldest_pending_seconds,
-                 oldest_key=oldest_key, pending_keys=r.keys, pending_markers=r.markers)
+                 oldest_pending_minutes=round(r.oldest_pending_seconds / 60, 3), oldest_key=oldest_key, pending_keys=r.keys, pending_markers=r.markers)
         r.stale_keys = sorted((k for k, age in ages.items() if age >= s.sweep_stale_seconds), key=ages.get, reverse=True)
         for key in r.stale_keys:
             self._guarded(key, lambda key=key: self.hold(key))

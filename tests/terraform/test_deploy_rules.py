@@ -27,12 +27,18 @@ API_OF = {
     "google_bigquery_routine": "bigquery.googleapis.com",
     "google_bigquery_table": "bigquery.googleapis.com",
     "google_cloud_run_v2_service_iam_member": "run.googleapis.com",
+    "google_cloud_scheduler_job": "cloudscheduler.googleapis.com",
+    "google_eventarc_trigger": "eventarc.googleapis.com",
     "google_firestore_database": "firestore.googleapis.com",
     "google_firestore_field": "firestore.googleapis.com",
     "google_logging_metric": "logging.googleapis.com",
     "google_monitoring_alert_policy": "monitoring.googleapis.com",
     "google_project_iam_custom_role": "iam.googleapis.com",
+    "google_project": "cloudresourcemanager.googleapis.com",
     "google_project_iam_member": "cloudresourcemanager.googleapis.com",
+    "google_pubsub_subscription": "pubsub.googleapis.com",
+    "google_pubsub_topic": "pubsub.googleapis.com",
+    "google_pubsub_topic_iam_member": "pubsub.googleapis.com",
     "google_service_account": "iam.googleapis.com",
     "google_storage_bucket": "storage.googleapis.com",
     "google_storage_bucket_iam_member": "storage.googleapis.com",
@@ -146,7 +152,8 @@ def metric_wait_problems(raw: dict, tf: dict) -> list[str]:
 def test_alert_policies_wait_for_their_metrics(raw, tf):
     assert metric_wait_problems(raw, tf) == []
     sleep = one(tf, "time_sleep.metrics_propagation")
-    assert sorted(sleep["triggers"]) == ["auth_errors", "failed_batches", "quarantined_files", "stale_locks"]
+    assert sorted(sleep["triggers"]) == ["auth_errors", "failed_batches", "oldest_pending", "quarantined_files",
+                                         "stale_locks"]
 
 
 def test_alert_policies_without_the_wait_fail(tmp_path):
