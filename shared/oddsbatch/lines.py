@@ -44,18 +44,19 @@ def parse_arguments(args) -> dict:
     return {"date": day, "game_id": args.game, "market_key": args.market, "bookmaker_key": args.book}
 
 
-def _price(price_american, point) -> str:
+def _price(price_american, point, signed: bool = True) -> str:
     if price_american is None:
         return "-"
     price = f"{price_american:+d}"
-    return price if point is None else f"{_point(point)} {price}"
+    return price if point is None else f"{_point(point, signed)} {price}"
 
 
-def _point(point) -> str:
+def _point(point, signed: bool = True) -> str:
+    """A spread with its sign (+3.5), a total or prop line without (220.5)."""
     if point is None:
         return "-"
     text = f"{Decimal(point).normalize():f}"
-    return text if text.startswith("-") else f"+{text}"
+    return text if text.startswith("-") or not signed else f"+{text}"
 
 
 def _cell(value, width: int) -> str:
@@ -69,17 +70,19 @@ def _row(cells, columns) -> str:
 
 def close_cells(r: dict) -> list:
     nv = r.get("close_no_vig_probability")
+    signed = "spreads" in r["market_key"]
     return [r["bookmaker_key"], r["market_key"], r.get("participant"), r["side"],
-            _price(r.get("open_price_american"), r.get("open_point")),
-            _price(r.get("close_price_american"), r.get("close_point")),
+            _price(r.get("open_price_american"), r.get("open_point"), signed),
+            _price(r.get("close_price_american"), r.get("close_point"), signed),
             None if nv is None else f"{nv:.3f}", r.get("close_minutes_before_tipoff"),
             "yes" if r.get("is_true_close") else "no"]
 
 
 def move_cells(r: dict) -> list:
+    signed = "spreads" in r["market_key"]
     return [r.get("minutes_before_tipoff"), r["bookmaker_key"], r["market_key"], r.get("participant"), r["side"],
-            _price(r.get("from_price_american"), r.get("from_point")),
-            _price(r.get("to_price_american"), r.get("to_point")), "STEAM" if r.get("steam") else ""]
+            _price(r.get("from_price_american"), r.get("from_point"), signed),
+            _price(r.get("to_price_american"), r.get("to_point"), signed), "STEAM" if r.get("steam") else ""]
 
 
 def format_table(closes: list[dict], moves: list[dict]) -> str:

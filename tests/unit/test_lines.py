@@ -68,7 +68,8 @@ def test_the_command_exits_2_with_one_line(argv, capsys):
 
 def test_points_and_prices_read_like_a_sportsbook():
     assert lines._point(Decimal("-4.50")) == "-4.5" and lines._point(Decimal("3.5")) == "+3.5"
-    assert lines._point(Decimal("220")) == "+220" and lines._point(None) == "-"
+    assert lines._point(Decimal("220.50"), signed=False) == "220.5" and lines._point(None) == "-"
+    assert lines._price(-110, Decimal("220.5"), signed=False) == "220.5 -110"
     assert lines._price(-110, Decimal("-4.5")) == "-4.5 -110"
     assert lines._price(150, None) == "+150" and lines._price(None, None) == "-"
 
@@ -82,6 +83,9 @@ def test_the_table_lists_closes_then_pre_tip_moves():
     assert out[2].split() == ["draftkings", "spreads", "-", "Boston", "Celtics", "-3.5", "-110", "-4.5", "-115",
                               "0.512", "10", "yes"]
     assert out[3].split()[-3:] == ["-", "10", "no"]
+    totals = lines.format_table([close(market_key="totals", side="Over", open_point=Decimal("220.5"),
+                                       close_point=Decimal("221"))], []).splitlines()[2]
+    assert "220.5 -110" in totals and "221 -115" in totals and "+220.5" not in totals
     assert out[5].startswith("line moves before tip (1;")  # the in-game move is left out
     assert out[7].split() == ["30", "fanduel", "spreads", "-", "Boston", "Celtics", "-3.5", "-110", "-4.5", "-110",
                               "STEAM"]

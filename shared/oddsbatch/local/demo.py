@@ -69,10 +69,13 @@ def closing_lines_of_one_game(env: dict[str, str], game_date: str) -> list[dict]
     return [r for r in rows if r["game_id"] == first]
 
 
-def _quote(point, price_american) -> str:
+def _quote(point, price_american, market_key: str) -> str:
+    """e.g. -110, -3.5 -110 (a spread, signed), 220.5 -110 (a total)."""
     if price_american is None:
         return "-"
-    return f"{price_american:+d}" if point is None else f"{point:+g} {price_american:+d}"
+    if point is None:
+        return f"{price_american:+d}"
+    return f"{point:{'+' if 'spreads' in market_key else ''}g} {price_american:+d}"
 
 
 def print_closing_lines(rows: list[dict], game_date: str) -> None:
@@ -87,8 +90,8 @@ def print_closing_lines(rows: list[dict], game_date: str) -> None:
     for r in sorted(games, key=lambda r: (r["market_key"], r["side"], r["bookmaker_key"])):
         nv = r["close_no_vig_probability"]
         print(f"  {r['bookmaker_key']:<15} {r['market_key']:<9} {r['side']:<24} "
-              f"{_quote(r['open_point'], r['open_price_american']):>12} "
-              f"{_quote(r['close_point'], r['close_price_american']):>12} {'-' if nv is None else f'{nv:.3f}':>7}")
+              f"{_quote(r['open_point'], r['open_price_american'], r['market_key']):>12} "
+              f"{_quote(r['close_point'], r['close_price_american'], r['market_key']):>12} {'-' if nv is None else f'{nv:.3f}':>7}")
     print(f"  (+{len(rows) - len(games)} player-prop closes: oddsbatch lines --date {game_date} --game {first['game_id']})")
 
 
