@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
+from . import logs
 from .errors import OddsbatchError, TransientError
 
 logger = logging.getLogger("oddsbatch.lock")
@@ -208,6 +209,10 @@ class BatchLock:
 
     def _won(self, how: str, update_time, previous: dict | None) -> None:
         self.how, self._held, self._lost, self._update_time = how, True, None, update_time
+        # One line per holding (acquired / lost / released, with this invocation's nonce): the chaos
+        # suite checks from them that no key had two holders at once except by a takeover.
+        logs.log("lock_acquired", batch_key=self.key, owner=self.owner, nonce=self.nonce, how=how,
+                 previous_owner=(previous or {}).get("owner"))
         if self.beat_in_background:
             self._stop = threading.Event()
             self._beater = threading.Thread(target=self._beat_loop, name=f"lock-heartbeat-{self.key}", daemon=True)
@@ -225,6 +230,7 @@ class BatchLock:
             except _precondition_failed() as exc:
                 self._lost = f"lock {self.key} of {self.owner} was written by another owner or deleted: {exc}"
                 self._stop.set()
+                logs.log("lock_write_lost", severity="WARNING", batch_key=self.key, owner=self.owner, nonce=self.nonce)
                 raise LockLost(self._lost) from exc
             self._update_time = result.update_time
 
@@ -272,6 +278,8 @@ class BatchLock:
         with self._mutex:  # a beat still in flight lands before the delete, or fails after it
             if self._lost:
                 return False
+            # Logged before the delete: no other holder can have created the lock before this line.
+            logs.log("lock_released", batch_key=self.key, owner=self.owner, nonce=self.nonce)
             try:
                 self.ref.delete(option=_last_update(self._update_time))
             except _precondition_failed():

@@ -2,19 +2,36 @@
 bridge delivers events twice; the tables must equal what the files say. Nothing lost,
 nothing duplicated, no lock or pending work left behind.
 
-`make test` runs 3 seeds; `make chaos` (ODDSBATCH_CHAOS_SEEDS=20) the long mode.
+`make test` runs 3 seeds; `make chaos` (ODDSBATCH_CHAOS_SEEDS=20) the long mode. The BigQuery
+emulator runs with its snapshot-isolation model on (bigquery_emulator.py): two MERGEs of one
+partition running at once fail one of them with BigQuery's serialization error, which the holder
+retries (warehouse.py, a `bigquery_retry` line with reason serializationConflict).
 Each run prints:
 chaos: seed=<int> files=<int> events=<int> duplicates=<int> crashes=<int> merges=<int> lost=<int> duplicated=<int>
+and, from the functions' and the emulator's logs:
+chaos: seed=<int> merges=<int> bound=<int> conflicts=<int> emulator_conflicts=<int> takeovers=<int> keys=<int>
+
+Every run also asserts, from the functions' logs, that
+- no key had two holders at once, except by a takeover (a lock whose lease passed, or whose
+  holder's heartbeat went silent: it died): holder_violations() over the lock_acquired /
+  lock_released / lock_write_lost lines (lock.py), each with its invocation's nonce;
+- the MERGE jobs stay within merge_bound(): per key, each round lists the queue after a settle
+  window of its own (settle_seconds, slept whole in this stack) and only when a marker arrived
+  after the previous listing, so rounds <= 2 + floor(span / settle), span = first to last event
+  of the key (marker writes: coalesced / lock_acquired lines); plus 1 per holding that ended
+  abnormally (taken over, lost, failed: its round may run again), plus each conflict retried.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -48,8 +65,80 @@ def chaos_stack(tmp_path_factory):
         st.stop()
 
 
+FUNCTION_LOGS = ("game_lines", "player_props")
+TAKEOVERS = ("stale_takeover", "reclaimed")  # lock.py: a lease that passed, a holder that went silent
+
+
 def crashes(stack) -> int:
-    return sum(stack.log_text(fn).count('"fault_crash"') for fn in ("game_lines", "player_props"))
+    return sum(stack.log_text(fn).count('"fault_crash"') for fn in FUNCTION_LOGS)
+
+
+def log_offsets(stack) -> dict[str, int]:
+    return {name: len(stack.log_text(name)) for name in (*FUNCTION_LOGS, "bigquery")}
+
+
+def records_since(stack, name: str, offset: int) -> list[dict]:
+    """The JSON lines one function logged since `offset`, in order (one process per function, so
+    file order is the order things happened in)."""
+    out = []
+    for line in stack.log_text(name)[offset:].splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def holder_violations(records: list[dict]) -> tuple[list[str], int, set]:
+    """(violations, takeovers, abnormal holders) of one function's log lines, in order.
+
+    A holding begins at its lock_acquired line and ends at lock_released (logged before the
+    delete) or lock_write_lost; a holder that crashed never ends its holding. A lock_acquired of a
+    key that still has a holder is a violation unless it is a takeover, which supersedes the
+    holders it found (they died, or lost the lock and learn it at their next write)."""
+    current: dict[str, set] = {}
+    violations, takeovers, abnormal = [], 0, set()
+    for r in records:
+        key, nonce = r.get("batch_key"), r.get("nonce")
+        if r.get("message") == "lock_acquired":
+            holders = current.get(key) or set()
+            if holders:
+                if r.get("how") in TAKEOVERS:
+                    takeovers += 1
+                    abnormal |= holders
+                else:
+                    violations.append(f"{key}: {nonce} acquired ({r.get('how')}) at {r.get('time')} "
+                                      f"while {sorted(holders)} held it")
+            current[key] = {nonce}
+        elif r.get("message") in ("lock_released", "lock_write_lost"):
+            if r.get("message") == "lock_write_lost":
+                abnormal.add(nonce)
+            (current.get(key) or set()).discard(nonce)
+    return violations, takeovers, abnormal
+
+
+def _time(record: dict) -> float:
+    return datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
+
+
+def merge_bound(records: list[dict], settle_seconds: float, conflicts: int) -> tuple[int, int]:
+    """(bound on the MERGE jobs of one function's log lines, keys): see the module doc."""
+    spans: dict[str, list[float]] = {}
+    failed = 0
+    for r in records:
+        if r.get("message") in ("coalesced", "lock_acquired") and r.get("batch_key") and r.get("time"):
+            t = _time(r)
+            first, last = spans.setdefault(r["batch_key"], [t, t])
+            spans[r["batch_key"]] = [min(first, t), max(last, t)]
+        failed += r.get("message") == "failed"
+    _, _, abnormal = holder_violations(records)
+    rounds = sum(2 + math.floor((last - first) / settle_seconds) for first, last in spans.values())
+    return rounds + len(abnormal) + failed + conflicts, len(spans)
+
+
+def conflicts_retried(records: list[dict]) -> int:
+    return sum(1 for r in records if r.get("message") == "bigquery_retry" and r.get("reason") == "serializationConflict")
 
 
 def plan(seed: int) -> list[tuple[str, bytes]]:
@@ -88,7 +177,7 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
     totals = Counter()
     for seed in range(1, SEEDS + 1):
         files = plan(seed)
-        before = {"bridge": stack.bridge_status(), "crashes": crashes(stack),
+        before = {"bridge": stack.bridge_status(), "crashes": crashes(stack), "logs": log_offsets(stack),
                   "merges": {t: merge_jobs(stack, t) for t in ENDPOINT_TABLES.values()}}
         generations = upload_with_jitter(stack, files, seed)
         stack.wait_idle(expected_events=len(files), timeout=600)
@@ -111,13 +200,64 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
         }
         print(f"\nchaos: seed={seed} files={run['files']} events={run['events']} duplicates={run['duplicates']} "
               f"crashes={run['crashes']} merges={run['merges']} lost={lost} duplicated={duplicated}")
+        logged = {fn: records_since(stack, fn, before["logs"][fn]) for fn in FUNCTION_LOGS}
+        conflicts = {fn: conflicts_retried(records) for fn, records in logged.items()}
+        bounds = {fn: merge_bound(records, stack.settle_seconds, conflicts[fn]) for fn, records in logged.items()}
+        holders = {fn: holder_violations(records) for fn, records in logged.items()}
+        emulator_conflicts = stack.log_text("bigquery")[before["logs"]["bigquery"]:].count("dml_conflict ")
+        bound = sum(b for b, _ in bounds.values())
+        print(f"chaos: seed={seed} merges={run['merges']} bound={bound} conflicts={sum(conflicts.values())} "
+              f"emulator_conflicts={emulator_conflicts} takeovers={sum(h[1] for h in holders.values())} "
+              f"keys={sum(k for _, k in bounds.values())}")
         totals.update(run)
+        totals.update(conflicts=sum(conflicts.values()), emulator_conflicts=emulator_conflicts)
         assert (lost, duplicated) == (0, 0), f"seed {seed}"
+        assert [v for h in holders.values() for v in h[0]] == [], f"seed {seed}: two holders of one key at once"
+        assert run["merges"] <= bound, f"seed {seed}: {run['merges']} MERGEs, bound {bound}"
+        # Every conflict a holder retried was one the emulator raised (no conflicts are injected here).
+        assert sum(conflicts.values()) <= emulator_conflicts, (conflicts, emulator_conflicts)
         assert after["failed"] == before["bridge"]["failed"], "an event gave up: its retries ran out"
         db = stack.firestore()
         assert not list(db.collection("oddsbatch_locks").limit(1).stream()), "a lock was left behind"
         assert not list(db.collection("oddsbatch_pending").limit(1).stream()), "pending work was left behind"
     assert totals["crashes"] > 0 and totals["duplicates"] > 0, totals
+    print(f"\nchaos: seeds={SEEDS} merges={totals['merges']} conflicts_retried={totals['conflicts']} "
+          f"emulator_conflicts={totals['emulator_conflicts']} crashes={totals['crashes']}")
+    assert "conflicts=on" in stack.log_text("bigquery")  # the concurrency model was on
     # Every statement the holders sent under chaos (retried MERGEs included) is valid GoogleSQL.
     seen = analyze_emulator(googlesql(stack.project, stack.dataset), stack.bigquery())
     assert seen.get("MERGE", 0) >= 2, seen
+
+
+# -- the checks themselves, on made-up log lines (each must be able to fail) ----------------------
+def _line(message, key="game-lines/2025-01-21", nonce="a", how=None, t="2025-01-21T00:00:00.000Z"):
+    return {"message": message, "batch_key": key, "nonce": nonce, "how": how, "time": t}
+
+
+def test_two_holders_of_one_key_at_once_is_a_violation():
+    created_twice = [_line("lock_acquired", nonce="a", how="created"), _line("lock_acquired", nonce="b", how="created")]
+    violations, takeovers, _ = holder_violations(created_twice)
+    assert len(violations) == 1 and takeovers == 0
+    # negative controls: one after the other; another key; a takeover of a dead or silent holder
+    assert holder_violations([created_twice[0], _line("lock_released", nonce="a"), created_twice[1]])[0] == []
+    assert holder_violations([created_twice[0], _line("lock_acquired", key="k2", nonce="b", how="created")])[0] == []
+    crashed = [created_twice[0], _line("lock_acquired", nonce="b", how="reclaimed"),
+               _line("lock_write_lost", nonce="a"), _line("lock_released", nonce="b"),
+               _line("lock_acquired", nonce="c", how="created")]
+    violations, takeovers, abnormal = holder_violations(crashed)
+    assert violations == [] and takeovers == 1 and abnormal == {"a"}
+    # a crashed holder that nobody took over still holds the key: a creator after it is a violation
+    assert len(holder_violations([created_twice[0], _line("lock_acquired", nonce="c", how="created")])[0]) == 1
+
+
+def test_the_merge_bound_counts_settle_windows_and_abnormal_holdings():
+    burst = [_line("lock_acquired", nonce="a", how="created", t="2025-01-21T00:00:00.000Z"),
+             _line("coalesced", nonce=None, t="2025-01-21T00:00:00.950Z"),
+             _line("lock_released", nonce="a", t="2025-01-21T00:00:01.000Z")]
+    assert merge_bound(burst, 0.3, 0) == (2 + 3, 1)  # 0.95 s of events, 0.3 s windows: 5 rounds at most
+    assert merge_bound(burst, 0.3, 2) == (7, 1)
+    taken_over = burst[:2] + [_line("lock_acquired", nonce="b", how="reclaimed", t="2025-01-21T00:00:00.950Z")]
+    assert merge_bound(taken_over, 0.3, 0) == (6, 1)
+    # a MERGE per file (the old behaviour) of a 40-file burst in one second breaks it
+    per_file = [_line("coalesced", nonce=None, t=f"2025-01-21T00:00:00.{i * 25:03d}Z") for i in range(40)]
+    assert merge_bound(per_file, 0.3, 0)[0] < 40
