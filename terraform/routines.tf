@@ -83,5 +83,7 @@ resource "google_bigquery_routine" "stage2" {
       data_type = jsonencode({ typeKind = arguments.value.type })
     }
   }
+  # typeKind of every argument (DATE, INT64, STRING, NUMERIC, FLOAT64, TIMESTAMP here):
+  # https://cloud.google.com/bigquery/docs/reference/rest/v2/StandardSqlDataType
   depends_on = [google_project_service.services["bigquery.googleapis.com"], google_bigquery_table.tables, google_bigquery_routine.stage0, google_bigquery_routine.stage1]
 }

@@ -298,11 +298,11 @@ def test_the_issues_known_values_to_four_places(stack, day):
         assert four(points[f"no_vig_{method}_1"], points[f"no_vig_{method}_2"]) == (0.5, 0.5), method
 
 
-def expected_closes(day) -> dict:
+def expected_closes(day, in_game_too: bool = False) -> dict:
     main = main_lines(day)
     by_side = defaultdict(list)
     for x in day:
-        if x in main and x.offset > 0 and "alternate" not in x.market:
+        if x in main and (x.offset > 0 or in_game_too) and "alternate" not in x.market:
             by_side[(x.book, x.market, x.participant, x.side)].append(x)
     out = {}
     for key, xs in by_side.items():
@@ -335,6 +335,12 @@ def test_closing_lines_never_see_in_game_odds(stack, day):
     dk = {(r["market_key"], r["side"]): r for r in rows if r["bookmaker_key"] == "draftkings"}
     assert dk[("spreads", HOME)]["close_point"] == Decimal("-4.5") and dk[("spreads", HOME)]["open_point"] == Decimal("-3.5")
     assert dk[("player_points", "Over")]["close_point"] == Decimal("27.5")  # not the in-game 35.5
+    # negative control: the fixture tells a leaky close from a clean one (the in-game rows would win)
+    leaky = expected_closes(day, in_game_too=True)
+    assert {k for k in want if leaky[k]["close_point"] != want[k]["close_point"]
+            or leaky[k]["close_price_decimal"] != want[k]["close_price_decimal"]} >= {
+        ("draftkings", "spreads", None, HOME), ("draftkings", "player_points", PLAYER, "Over"),
+        ("draftkings", "h2h", None, HOME)}
     mgm = [r for r in rows if r["bookmaker_key"] == "betmgm"]
     assert mgm and not any(r["is_true_close"] for r in mgm)  # stopped quoting an hour out
     # the filters of the builder: one book only
