@@ -16,12 +16,19 @@ merges them) and reconcile goes on with the next date; it ends with exit status 
 line naming how many dates to run again.
 
 Runs anywhere the Google clients reach: against the emulators (it reads the local
-stack's endpoints) and, unchanged, against real GCP (application default credentials).
+stack's endpoints, only when no project is named at all: ODDSBATCH_PROJECT,
+GOOGLE_CLOUD_PROJECT or GCLOUD_PROJECT) and, unchanged, against real GCP (application default
+credentials). It prints the project it acts on before it acts.
+
+Ctrl-C (SIGINT) and SIGTERM release the lock the run holds, leave its markers queued (the
+sweep adopts them, or the next event or reconcile of that date merges them) and end with one
+line and exit status 130 or 143.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -32,13 +39,24 @@ from .batch import BatchHolder
 from .clients import bigquery_client, firestore_client, storage_client
 from .config import ENDPOINTS, OBJECT_ROOT, Settings
 from .deadline import Deadline
-from .envfile import use_local_stack_if_unconfigured
+from .envfile import target_line, use_local_stack_if_unconfigured
 from .errors import OddsbatchError, TransientError, classify
 from .ledger import Ledger
 from .lock import BatchLock, PendingWork
 from .paths import batch_key
 
 MAX_DAYS = 400  # a season and then some
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT (not an
+    Exception: no `except Exception` of the batch swallows it)."""
+
+    exit_status = 143
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 @dataclass
@@ -117,13 +135,20 @@ def reconcile_date(settings: Settings, bucket: str, game_date: date, dry_run: bo
         if not lock.acquire():
             report.decision = "queued_for_holder"
             return report
-        holder = BatchHolder(settings.with_(settle_seconds=0), key, game_date, lock, pending, db,
-                             deadline=Deadline(settings.timeout_seconds))  # one invocation's budget per date
         try:
-            report.decision = holder.run()
-        finally:
-            if holder._warehouse is not None:
-                report.retried = sum(holder._warehouse.retried.values())
+            holder = BatchHolder(settings.with_(settle_seconds=0), key, game_date, lock, pending, db,
+                                 deadline=Deadline(settings.timeout_seconds))  # one invocation's budget per date
+            try:
+                report.decision = holder.run()
+            finally:
+                if holder._warehouse is not None:
+                    report.retried = sum(holder._warehouse.retried.values())
+        except (KeyboardInterrupt, Terminated):
+            # The holder releases on every Exception; an interrupt is not one: release here, so
+            # no event of this date coalesces onto a holder that is gone. The markers stay queued.
+            released = _release_quietly(lock)
+            logs.log("reconcile_interrupted", severity="WARNING", batch_key=key, lock_released=released)
+            raise
         for result in holder.results:
             report.files += result.files
             report.rows += result.rows
@@ -137,6 +162,13 @@ def reconcile_date(settings: Settings, bucket: str, game_date: date, dry_run: bo
              missing=len(report.missing), decision=report.decision, files=report.files, rows=report.rows,
              merges=report.merges)
     return report
+
+
+def _release_quietly(lock: BatchLock) -> bool:
+    try:
+        return lock.release()
+    except Exception:  # noqa: BLE001 - its heartbeat stopped: the sweep adopts it within a period
+        return False
 
 
 class _Progress:
@@ -159,7 +191,22 @@ class _Progress:
 
 
 def cmd_reconcile(args) -> int:
-    use_local_stack_if_unconfigured(args.state_dir)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _reconcile(args)
+    except (KeyboardInterrupt, Terminated) as stop:
+        status = 143 if isinstance(stop, Terminated) else 130
+        name = "SIGTERM" if status == 143 else "SIGINT"
+        print(f"oddsbatch reconcile: interrupted by {name}: lock released, files left queued "
+              "(the sweep or the next reconcile merges them)", file=sys.stderr)
+        return status
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _reconcile(args) -> int:
+    local = use_local_stack_if_unconfigured(args.state_dir)
+    print(target_line("reconcile", local, args.state_dir), file=sys.stderr)
     if args.date and (args.date_from or args.date_to):
         raise ValueError("give --date, or --from and --to, not both")
     if args.date:

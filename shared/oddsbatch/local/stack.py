@@ -592,18 +592,36 @@ def cmd_status(args) -> int:
     work, last batches, quarantined files (from the stack, or from real GCP when the
     environment names a project)."""
     from ..config import Settings
-    from ..envfile import use_local_stack_if_unconfigured
+    from ..envfile import named_project, target_line, use_local_stack_if_unconfigured
+    from ..errors import OddsbatchError, classify
     from ..status import pipeline_status, print_status
 
+    project = named_project()
+    # The recorded processes are listed whatever the project; the pipeline part reads the named
+    # project (ODDSBATCH_PROJECT, GOOGLE_CLOUD_PROJECT or GCLOUD_PROJECT), and the local stack's
+    # endpoints only when none is named. The line before it says which.
     rows = status_rows(args.state_dir)
-    if not rows and not os.environ.get("ODDSBATCH_PROJECT"):
-        raise StackError(f"stack is not up (no {Path(args.state_dir) / PID_FILE}) and ODDSBATCH_PROJECT is not set")
+    if not rows and not project:
+        raise StackError(f"stack is not up (no {Path(args.state_dir) / PID_FILE}) and no project is named "
+                         "(ODDSBATCH_PROJECT or GOOGLE_CLOUD_PROJECT)")
     for r in rows:
         ports = ",".join(str(x) for x in r["ports"])
         print(f"{r['name']:<14} pid {r['pid']:<8} port {ports:<12} {'alive' if r['alive'] else 'DEAD'}")
     alive = all(r["alive"] for r in rows)
     if rows and not alive:
         return 1
-    use_local_stack_if_unconfigured(args.state_dir)
-    print_status(pipeline_status(Settings.from_env("game-lines"), os.environ.get("ODDSBATCH_BUCKET")))
+    local = use_local_stack_if_unconfigured(args.state_dir)
+    print(target_line("status", local, args.state_dir), file=sys.stderr)
+    if local:
+        timer = sweep_timer_status(os.environ)
+        if timer:
+            print(f"sweep timer: every {timer.get('period', 0):g}s, {timer.get('sweeps', 0)} sent, "
+                  f"last {timer.get('last_finished') or 'never'}")
+    try:
+        status = pipeline_status(Settings.from_env("game-lines"), os.environ.get("ODDSBATCH_BUCKET"))
+    except OddsbatchError:
+        raise
+    except Exception as exc:  # credentials, network: one line, never a traceback
+        raise classify(exc) from exc
+    print_status(status)
     return 0
