@@ -200,8 +200,9 @@ class Sweep:
         objects = {k: b for k, b in bucket_objects(s, s.bucket, game_date).items()
                    if b.time_created is None or _as_utc(b.time_created) <= cutoff}
         seen = fingerprint(objects)
-        if fingerprints.get(game_date.isoformat()) == seen:
-            return  # nothing new since the last sweep that found this date complete
+        if not objects or fingerprints.get(game_date.isoformat()) == seen:
+            fingerprints[game_date.isoformat()] = seen
+            return  # nothing there, or nothing new since the last sweep that found this date complete
         done = Ledger(self.db, s.ledger_collection, timedelta(days=s.ledger_ttl_days)).finished(key)
         lost = [k for k in objects if k not in done and marker_id(key, s.bucket, *k) not in pending_ids]
         if lost:

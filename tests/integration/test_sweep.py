@@ -129,3 +129,73 @@ def test_status_shows_the_sweeps_last_run(stranding_stack, monkeypatch, capsys):
     print_status(status)
     out = capsys.readouterr().out
     assert "last sweep: 2 endpoints" in out and "game-lines" in out
+
+
+class _Counter:
+    """Counts the Firestore calls of a sweep in this process: documents read by queries (a query
+    that returns nothing is billed one read), document gets and writes."""
+
+    def __init__(self, monkeypatch):
+        from google.cloud.firestore_v1 import document, query
+
+        self.queries = self.query_docs = self.gets = self.sets = 0
+        stream, get, set_ = query.Query.stream, document.DocumentReference.get, document.DocumentReference.set
+
+        def counted_stream(q, *a, **k):
+            self.queries += 1
+            for snap in stream(q, *a, **k):
+                self.query_docs += 1
+                yield snap
+
+        def counted_get(ref, *a, **k):
+            self.gets += 1
+            return get(ref, *a, **k)
+
+        def counted_set(ref, *a, **k):
+            self.sets += 1
+            return set_(ref, *a, **k)
+
+        monkeypatch.setattr(query.Query, "stream", counted_stream)
+        monkeypatch.setattr(document.DocumentReference, "get", counted_get)
+        monkeypatch.setattr(document.DocumentReference, "set", counted_set)
+
+    @property
+    def billed_reads(self) -> int:
+        return max(self.queries, self.query_docs) + self.gets
+
+
+def _jobs(stack) -> int:
+    return sum(1 for _ in stack.bigquery().list_jobs(all_users=True))
+
+
+def test_an_idle_sweep_costs_one_query_one_read_and_no_bigquery_job(clean_stack, monkeypatch):
+    from oddsbatch.sweep import Sweep
+
+    stack = clean_stack
+    day = datetime.now(timezone.utc).date()
+    files = [f for f in synth.synthesize_day(day, games=1, snapshots=1, seed=51) if f[0].startswith("odds-api/game-lines/")]
+    upload_all(stack, files)
+    stack.wait_idle(expected_events=len(files), timeout=120)
+    settings = Settings.from_env("game-lines", stack.env).with_(sweep_stale_seconds=0)
+    first = _Counter(monkeypatch)
+    jobs = _jobs(stack)
+    report = Sweep(settings).run()  # a new object of today: checked against the ledger once
+    assert report.lost_objects == 0 and report.merges == 0 and _jobs(stack) == jobs
+    assert first.queries == 2  # the pending markers, and the ledger of today's key
+    monkeypatch.undo()
+    idle = _Counter(monkeypatch)
+    report = Sweep(settings).run()
+    idle_jobs = _jobs(stack) - jobs
+    assert (report.decision, report.markers) == ("sweep_idle", 0)
+    assert idle.queries == 1 and idle.query_docs == 0 and idle.gets == 1 and idle.sets == 1, vars(idle)
+    assert idle_jobs == 0
+    print(f"\nsweep idle cost per endpoint: {idle.queries} query ({idle.billed_reads} billed Firestore reads "
+          f"incl. {idle.gets} document get), {idle.sets} write, {idle_jobs} BigQuery jobs; "
+          f"first sweep of a new object: {first.queries} queries, {first.query_docs} documents read")
+    # negative control: a lost object (no event, no marker, older than the threshold) is no longer idle
+    db = stack.firestore()
+    for snap in db.collection("oddsbatch_merged").stream():
+        snap.reference.delete()
+    db.collection(settings.sweep_collection).document("game-lines").delete()
+    lost = Sweep(settings).run()
+    assert lost.lost_objects == len(files) and lost.merges == 1
