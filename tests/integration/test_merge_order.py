@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 from google.cloud import bigquery
@@ -136,13 +136,27 @@ def test_two_generations_of_one_object_in_one_round(stack):
     assert [(r["files"], r["gone"]) for r in merged] == [(1, 1)]  # one round: the older generation is gone
 
 
+LEASE = 3.0
+
+
+def _settled_at(stack, key_day: str, timeout: float = 20.0) -> float:
+    """Wall time of the first holder's `settled` line (its lease was renewed right after it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for r in records_since(stack, "game_lines", 0):
+            if r.get("message") == "settled" and key_day in (r.get("batch_key") or ""):
+                return datetime.fromisoformat(r["time"].replace("Z", "+00:00")).timestamp()
+        time.sleep(0.05)
+    raise AssertionError("the first holder never settled")
+
+
 @pytest.fixture(scope="module")
 def short_lease_stack(tmp_path_factory):
-    """Leases of 2 s, and every holder sleeps 3 s right after its load: a live holder outlives its lease."""
+    """Leases of 3 s, and every holder sleeps 4 s right after its load: a live holder outlives its lease."""
     st = Stack(tmp_path_factory.mktemp("short-lease"), settle_seconds=0.5, extra_env={
-        "ODDSBATCH_LEASE_SECONDS": "2",
+        "ODDSBATCH_LEASE_SECONDS": str(LEASE),
         "ODDSBATCH_FAULT_SLEEP_AT": "after_load",
-        "ODDSBATCH_FAULT_SLEEP_SECONDS": "3",
+        "ODDSBATCH_FAULT_SLEEP_SECONDS": "4",
     })
     st.start()
     try:
@@ -158,7 +172,8 @@ def test_a_live_holder_whose_lease_runs_out(short_lease_stack):
              if f[0].startswith("odds-api/game-lines/")]
     assert len(files) == 2
     generations = upload_all(stack, files[:1])  # its holder settles, loads, then sleeps past its lease
-    time.sleep(2.8)
+    # Its lease ends LEASE s after it settled (renewed then); it wakes >= 4 s after: take over in between.
+    time.sleep(max(0.0, _settled_at(stack, day) + LEASE + 0.2 - time.time()))
     generations.update(upload_all(stack, files[1:]))  # this event finds the lease passed: takeover
     stack.wait_idle(expected_events=2, timeout=60)
     spec = table_for_endpoint("game-lines")
