@@ -22,6 +22,8 @@ COMMANDS = {
     "reconcile": ("oddsbatch.reconcile", "cmd_reconcile",
                   "merge what the bucket holds and the tables do not (lost events, backfills)"),
     "lines": ("oddsbatch.lines", "cmd_lines", "a game's closing lines and line moves (table, --json, --plot)"),
+    "ready": ("oddsbatch.ready", "cmd_ready",
+              "exit 0 once everything that landed for a date is merged (1: not yet, after --wait; 2: bad input)"),
 }
 
 
@@ -62,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p["reconcile"].add_argument("--endpoint", choices=["game-lines", "player-props"], help="default: both")
     p["reconcile"].add_argument("--bucket", help="landing bucket (default: $ODDSBATCH_BUCKET)")
     p["reconcile"].add_argument("--dry-run", action="store_true", help="report what is missing, merge nothing")
+    p["reconcile"].add_argument("--from-dead-letters", metavar="SUBSCRIPTION",
+                                help="replay the dates named by the dead letters of this pull subscription "
+                                     "(projects/P/subscriptions/S: terraform output dead_letters_subscription)")
     p["reconcile"].add_argument("--state-dir", default=".oddsbatch",
-                                help="local stack whose endpoints to use when ODDSBATCH_PROJECT is not set")
+                                help="local stack whose endpoints to use when no project is named "
+                                     "(ODDSBATCH_PROJECT, GOOGLE_CLOUD_PROJECT)")
     p["lines"].add_argument("--date", required=True, help="game date YYYY-MM-DD")
     p["lines"].add_argument("--game", help="one event id (default: every game of the date)")
     p["lines"].add_argument("--market", help="one market key, e.g. spreads (default: all)")
@@ -72,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p["lines"].add_argument("--plot", metavar="FILE.png", help="draw each book's line over minutes before tip")
     p["lines"].add_argument("--state-dir", default=".oddsbatch",
                             help="local stack whose endpoints to use when ODDSBATCH_PROJECT is not set")
+    # Validated by the command (one line and exit 2 on a bad value), not by argparse's two-line usage error.
+    p["ready"].add_argument("--date", help="game date YYYY-MM-DD")
+    p["ready"].add_argument("--endpoint", help="game-lines or player-props (default: both)")
+    p["ready"].add_argument("--wait", default="0", metavar="SECONDS",
+                            help="keep polling this long before answering not ready (default 0: check once)")
+    p["ready"].add_argument("--bucket", help="landing bucket (default: $ODDSBATCH_BUCKET)")
+    p["ready"].add_argument("--state-dir", default=".oddsbatch",
+                            help="local stack whose endpoints to use when no project is named")
     return parser
 
 

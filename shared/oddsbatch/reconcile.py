@@ -164,6 +164,89 @@ def reconcile_date(settings: Settings, bucket: str, game_date: date, dry_run: bo
     return report
 
 
+# --- dead letters --------------------------------------------------------------------------
+# Events Eventarc gave up on are forwarded to the dead-letter topic of the trigger's Pub/Sub
+# subscription (deploy.sh sets it; https://cloud.google.com/eventarc/docs/retry-events) and kept
+# by its pull subscription (terraform output dead_letters_subscription). A dead letter is the
+# trigger's Pub/Sub message: the object is named by the CloudEvent subject attribute
+# (ce-subject = objects/NAME), by a Cloud Storage notification's objectId/bucketId attributes, or
+# by the object resource in the data; all three are read. Replaying = reconciling the dates they
+# name (the bucket is the truth, the ledger skips what is done), then acknowledging them.
+PULL_BATCH = 500
+
+
+def dead_letter_object(attributes: dict, data: bytes) -> tuple[str | None, str | None]:
+    """(bucket, object name) a dead-lettered trigger message names, or (None, None)."""
+    import json
+
+    name = attributes.get("objectId") or None
+    bucket = attributes.get("bucketId") or None
+    subject = attributes.get("ce-subject") or attributes.get("subject") or ""
+    if not name and subject.startswith("objects/"):
+        name = subject[len("objects/"):]
+    if not bucket:
+        source = attributes.get("ce-source") or attributes.get("source") or ""
+        if "/buckets/" in source:
+            bucket = source.rsplit("/buckets/", 1)[1] or None
+    if not name or not bucket:
+        try:
+            resource = json.loads(data or b"{}")
+        except ValueError:
+            resource = {}
+        if isinstance(resource, dict):
+            name = name or resource.get("name")
+            bucket = bucket or resource.get("bucket")
+    return bucket, name
+
+
+def dead_letter_dates(messages) -> tuple[dict[tuple[str, date], list], list]:
+    """{(endpoint, game date): [ack ids]} of the messages that name an object in the layout, and
+    the ack ids of the others (nothing to replay: acknowledged as well)."""
+    from .paths import parse_object_name
+
+    dates: dict[tuple[str, date], list] = {}
+    other = []
+    for received in messages:
+        message = received.message
+        _, name = dead_letter_object(dict(message.attributes), bytes(message.data))
+        try:
+            ref = parse_object_name(name or "")
+        except OddsbatchError:
+            other.append(received.ack_id)
+            continue
+        dates.setdefault((ref.endpoint, ref.game_date), []).append(received.ack_id)
+    return dates, other
+
+
+def replay_dead_letters(subscription: str, bucket: str, dry_run: bool, subscriber=None) -> list[DateReport]:
+    """Pull the dead letters, reconcile every (endpoint, date) they name, acknowledge those that
+    converged (a date with a transient error keeps its messages for the next run)."""
+    if subscriber is None:
+        from google.cloud import pubsub_v1
+
+        subscriber = pubsub_v1.SubscriberClient()
+    reports = []
+    while True:
+        response = subscriber.pull(request={"subscription": subscription, "max_messages": PULL_BATCH})
+        if not response.received_messages:
+            return reports
+        dates, other = dead_letter_dates(response.received_messages)
+        done = list(other)
+        for (endpoint, day), ack_ids in sorted(dates.items()):
+            try:
+                reports.append(reconcile_date(Settings.from_env(endpoint), bucket, day, dry_run=dry_run))
+            except TransientError as exc:
+                reports.append(DateReport(endpoint, day, decision="retry_later", error=str(exc)[:300]))
+                continue
+            done += ack_ids
+        if dry_run:
+            return reports  # nothing acknowledged: the messages come back after their ack deadline
+        if done:
+            subscriber.acknowledge(request={"subscription": subscription, "ack_ids": done})
+        if len(done) < len(response.received_messages):
+            return reports  # what is left comes back after its ack deadline: run again
+
+
 def _release_quietly(lock: BatchLock) -> bool:
     try:
         return lock.release()
@@ -206,7 +289,19 @@ def cmd_reconcile(args) -> int:
 
 def _reconcile(args) -> int:
     local = use_local_stack_if_unconfigured(args.state_dir)
-    print(target_line("reconcile", local, args.state_dir), file=sys.stderr)
+
+    def announce() -> None:  # once the arguments hold, before anything is read or written
+        print(target_line("reconcile", local, args.state_dir), file=sys.stderr)
+
+    if getattr(args, "from_dead_letters", None):
+        if args.date or args.date_from or args.date_to:
+            raise ValueError("give --from-dead-letters, or dates, not both")
+        bucket = args.bucket or os.environ.get("ODDSBATCH_BUCKET")
+        if not bucket:
+            raise ValueError("no bucket: pass --bucket or set ODDSBATCH_BUCKET")
+        announce()
+        reports = replay_dead_letters(args.from_dead_letters, bucket, args.dry_run)
+        return _summary(reports, len({r.game_date for r in reports}), len({r.endpoint for r in reports}), args)
     if args.date and (args.date_from or args.date_to):
         raise ValueError("give --date, or --from and --to, not both")
     if args.date:
@@ -220,6 +315,7 @@ def _reconcile(args) -> int:
         raise ValueError("no bucket: pass --bucket or set ODDSBATCH_BUCKET")
     endpoints = [args.endpoint] if args.endpoint else list(ENDPOINTS)
     settings = {e: Settings.from_env(e) for e in endpoints}
+    announce()
     progress = _Progress(len(days) * len(endpoints))
     reports = []
     for day in days:
@@ -232,13 +328,17 @@ def _reconcile(args) -> int:
                 logs.log("reconcile_failed", severity="WARNING", endpoint=endpoint, game_date=day,
                          error=report.error, transient=True)
             progress.step(f"{endpoint} {day}")
+    return _summary(reports, len(days), len(endpoints), args)
+
+
+def _summary(reports: list[DateReport], n_days: int, n_endpoints: int, args) -> int:
     for r in reports:
         if r.error:
             print(f"{r.endpoint} {r.game_date}: transient error, files left queued -> {r.decision} ({r.error})")
         elif r.missing:
             print(f"{r.endpoint} {r.game_date}: {r.objects} objects, {len(r.missing)} missing -> {r.decision}"
                   + ("" if args.dry_run else f" ({r.files} files, {r.rows} rows, {r.merges} merges)"))
-    print(f"reconcile: dates={len(days)} endpoints={len(endpoints)} objects={sum(r.objects for r in reports)} "
+    print(f"reconcile: dates={n_days} endpoints={n_endpoints} objects={sum(r.objects for r in reports)} "
           f"missing={sum(len(r.missing) for r in reports)} merged_files={sum(r.files for r in reports)} "
           f"rows={sum(r.rows for r in reports)} merges={sum(r.merges for r in reports)} "
           f"quarantined={sum(r.quarantined for r in reports)} retried={sum(r.retried for r in reports)} "
