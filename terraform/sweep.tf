@@ -75,12 +75,13 @@ resource "google_eventarc_trigger" "sweep" {
 # window, it's discarded unless a dead-letter topic is configured", and the dead-letter topic
 # is set on the trigger's Pub/Sub subscription, not on the trigger:
 # https://cloud.google.com/eventarc/docs/retry-events
-# That subscription is created by Eventarc when deploy.sh deploys the function, so deploy.sh sets
-# its dead-letter policy (gcloud pubsub subscriptions update --dead-letter-topic); Terraform makes
+# That subscription is created by Eventarc when deploy.sh deploys the function, so its
+# dead-letter policy is set after the deploy (gcloud pubsub subscriptions update
+# --dead-letter-topic, README "Dead letters"); Terraform makes
 # the topic, a pull subscription that keeps what lands there (a topic without subscription
 # loses its messages), and the Pub/Sub service agent's right to publish to the dead-letter
-# topic; its right to subscribe (acknowledge the forwarded message) is granted by deploy.sh on
-# the source subscription alone, which exists only then:
+# topic; its right to subscribe (acknowledge the forwarded message) is granted on the source
+# subscription alone, which exists only then:
 # https://cloud.google.com/ruby/docs/reference/google-cloud-pubsub-v1/latest/Google-Cloud-PubSub-V1-DeadLetterPolicy
 resource "google_pubsub_topic" "dead_letters" {
   #checkov:skip=CKV_GCP_83:The messages carry no data (the sweep's tick) or object names of public market data; Google-managed encryption is used.

@@ -110,7 +110,7 @@ variable "build_service_account_id" {
 }
 
 variable "dead_letters" {
-  description = "Dead-letter topic of the object triggers (deploy.sh sets it on each trigger's Pub/Sub subscription) and the pull subscription that keeps what lands there. retention_seconds: how long a dead letter is kept (default 7 days, the markers' TTL; Pub/Sub allows 10 minutes to 31 days). max_delivery_attempts: deliveries before a message is dead-lettered (5-100); 50 attempts of a 540 s function with backoff up to 600 s end within Eventarc's 24 h retention, after which a message would be discarded instead."
+  description = "Dead-letter topic of the object triggers (set on each trigger's Pub/Sub subscription after the deploy, README \"Dead letters\") and the pull subscription that keeps what lands there. retention_seconds: how long a dead letter is kept (default 7 days, the markers' TTL; Pub/Sub allows 10 minutes to 31 days). max_delivery_attempts: deliveries before a message is dead-lettered (5-100); 50 attempts of a 540 s function with backoff up to 600 s end within Eventarc's 24 h retention, after which a message would be discarded instead."
   type = object({
     max_delivery_attempts = optional(number, 50)
     retention_seconds     = optional(number, 604800)
