@@ -20,6 +20,7 @@ import dataclasses
 import re
 from functools import cached_property
 
+from oddsbatch.ingest_log import log_tables
 from oddsbatch.routines import all_routines
 from oddsbatch.sql import quote
 from oddsbatch.tables import all_tables
@@ -95,6 +96,11 @@ class GoogleSQL:
                 for field in fields:
                     builder.add_column(field["name"], self.field_type(field))
                 built.append(builder.build())
+        for spec in log_tables().values():  # not MERGE targets (no staging): the ingest log
+            builder = TableBuilder(self._path(spec.name))
+            for field in spec.schema:
+                builder.add_column(field["name"], self.field_type(field))
+            built.append(builder.build())
         return built
 
     def catalog(self):

@@ -406,6 +406,9 @@ class BatchHolder:
         self.longest_round = max(self.longest_round, result.seconds["total"])
         if self.db:
             self._record(result)
+            from .ingest_log import record_round  # readiness: one streamed row per round; never raises
+
+            record_round(self, result)
         self.results.append(result)
         logs.log("merged", batch_key=self.key, run_id=result.run_id, mode=self.settings.mode,
                  files=result.files, rows=result.rows,

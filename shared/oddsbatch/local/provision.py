@@ -18,6 +18,7 @@ from typing import Mapping
 
 from .. import clients
 from ..config import Settings
+from ..ingest_log import log_tables
 from ..routines import create_routines
 from ..tables import TableSpec, all_tables
 
@@ -35,10 +36,10 @@ def table_resource(project: str, dataset: str, spec: TableSpec):
 
 
 def create_tables(project: str, dataset: str, endpoint: str | None = None) -> list[str]:
-    """Both target tables, then the table functions over them; every name made."""
+    """Both target tables and the ingest log, then the table functions over them; every name made."""
     bq = clients.bigquery_client(project, endpoint)
     made = []
-    for spec in all_tables().values():
+    for spec in [*all_tables().values(), *log_tables().values()]:  # + odds_api_ingest_log (ingest_log.json)
         bq.create_table(table_resource(project, dataset, spec), exists_ok=True)
         made.append(spec.name)
     return made + create_routines(bq, project, dataset)

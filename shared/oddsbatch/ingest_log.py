@@ -1,0 +1,130 @@
+"""`odds_api_ingest_log`: one row per finished batch round, what readiness is read from.
+
+The holder appends one row after each round with ONE streaming insert (tabledata.insertAll,
+`insert_rows_json`), its insertId the round's run id, so a retried insert is deduplicated
+best-effort (https://cloud.google.com/bigquery/streaming-data-into-bigquery: insertId is for
+best-effort de-duplication only; the table function also keeps one row per run id).
+
+Why a log and streaming, not a status table kept up to date: a status UPDATE/MERGE per round
+would be one more mutating DML statement against a table, and BigQuery runs 2 of them at once
+per table and queues 20 (the target tables' MERGEs need those), and a load job per round would
+spend the 1,500 load jobs per table per day (https://cloud.google.com/bigquery/quotas).
+Streaming is fine here only because nothing ever runs DML on this table: rows written by
+tabledata.insertAll in the last 30 minutes cannot be modified by UPDATE, DELETE, MERGE or
+TRUNCATE (https://cloud.google.com/bigquery/docs/data-manipulation-language, Limitations).
+The target tables are still loaded by load jobs only, never streamed.
+
+A failing insert never fails a merged round: it is logged as a warning (`ingest_log_failed`);
+`oddsbatch ready` does not trust the log anyway (it compares the bucket with the table, the
+ledger, the markers and the lock).
+
+The table's definition is `schemas/ingest_log.json` (+ its schema file), read by Terraform
+(bigquery.tf) and by `oddsbatch up` (local/provision.py); it is kept out of tables.json, which
+describes MERGE targets with natural keys.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from functools import lru_cache
+
+from . import logs
+from .tables import SCHEMA_DIR, TableSpec
+
+LOG_TABLE = "odds_api_ingest_log"
+LOG_DEFINITION = SCHEMA_DIR / "ingest_log.json"
+# Longest the holder waits for the last-snapshot query or the insert (bookkeeping, not the MERGE).
+BOOKKEEPING_TIMEOUT_SECONDS = 30.0
+
+
+@lru_cache(maxsize=None)
+def log_tables() -> dict[str, TableSpec]:
+    """The tables of ingest_log.json as TableSpecs (no endpoint, no natural key: never merged into)."""
+    meta = json.loads(LOG_DEFINITION.read_text())
+    return {
+        name: TableSpec(name=name, endpoint="", description=m["description"],
+                        schema=tuple(json.loads((SCHEMA_DIR / m["schema_file"]).read_text())),
+                        partition_field=m["partition_field"], require_partition_filter=m["require_partition_filter"],
+                        clustering=tuple(m["clustering"]), natural_key=(), line_columns=())
+        for name, m in meta.items()
+    }
+
+
+def log_table_spec() -> TableSpec:
+    return log_tables()[LOG_TABLE]
+
+
+def last_snapshot_sql(target: str) -> str:
+    """The newest snapshot a target table holds for one game date (its partition only)."""
+    return (f"SELECT MAX(snapshot_timestamp) AS last_snapshot\n"
+            f"FROM {target}\n"
+            f"WHERE game_date = @game_date")
+
+
+def round_row(*, run_id: str, endpoint: str, table: str, game_date: date, finished_at: datetime,
+              files_merged: int, quarantined: int, gone: int, rows: int,
+              last_snapshot: datetime | None, pending_after: int | None) -> dict:
+    """One log row, JSON-ready (insertAll takes RFC 3339 timestamps and ISO dates)."""
+    def stamp(moment: datetime | None) -> str | None:
+        return None if moment is None else moment.astimezone(timezone.utc).isoformat()
+
+    return {"run_id": run_id, "endpoint": endpoint, "table_name": table, "game_date": game_date.isoformat(),
+            "finished_at": stamp(finished_at), "files_merged": int(files_merged), "quarantined": int(quarantined),
+            "gone": int(gone), "rows_merged": int(rows), "last_snapshot": stamp(last_snapshot),
+            "pending_after": None if pending_after is None else int(pending_after)}
+
+
+def _timeout(holder) -> float:
+    remaining = holder.deadline.remaining() if holder.deadline else BOOKKEEPING_TIMEOUT_SECONDS
+    return max(1.0, min(BOOKKEEPING_TIMEOUT_SECONDS, remaining / 4))
+
+
+def _last_snapshot(holder, client) -> datetime | None:
+    from google.cloud import bigquery
+
+    from .sql import table_path
+
+    settings = holder.settings
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter("game_date", "DATE", holder.game_date.isoformat())])
+    job = client.query(last_snapshot_sql(table_path(settings.project, settings.dataset, holder.spec.name)),
+                       job_config=config, job_id_prefix="oddsbatch_last_snapshot_")
+    rows = list(job.result(timeout=_timeout(holder)))
+    return rows[0]["last_snapshot"] if rows else None
+
+
+def record_round(holder, result) -> bool:
+    """Append the round's row to odds_api_ingest_log; never raises (a warning instead).
+
+    `holder` is the BatchHolder that finished `result` (its markers are already deleted, so
+    `pending.count()` is what is still queued for the key)."""
+    settings = holder.settings
+    try:
+        client = holder.warehouse.client  # the round's own BigQuery client (same endpoint and location)
+        pending_after = None
+        if holder.pending is not None:
+            try:
+                pending_after = holder.pending.count()
+            except Exception as exc:  # noqa: BLE001 - NULL: readiness reads the markers itself
+                logs.log("ingest_log_count_failed", severity="WARNING", run_id=result.run_id, error=str(exc)[:300])
+        last = None
+        if result.rows:
+            try:
+                last = _last_snapshot(holder, client)
+            except Exception as exc:  # noqa: BLE001 - NULL: the row still says what finished
+                logs.log("ingest_log_snapshot_failed", severity="WARNING", run_id=result.run_id,
+                         error=str(exc)[:300])
+        row = round_row(run_id=result.run_id, endpoint=settings.endpoint, table=holder.spec.name,
+                        game_date=holder.game_date, finished_at=datetime.now(timezone.utc),
+                        files_merged=result.files, quarantined=result.quarantined, gone=result.gone,
+                        rows=result.rows, last_snapshot=last, pending_after=pending_after)
+        errors = client.insert_rows_json(f"{settings.project}.{settings.dataset}.{LOG_TABLE}", [row],
+                                         row_ids=[result.run_id], timeout=_timeout(holder))
+        if errors:
+            raise RuntimeError(f"insertAll refused the row: {json.dumps(errors)[:300]}")
+    except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a merged round
+        logs.log("ingest_log_failed", severity="WARNING", batch_key=holder.key, run_id=result.run_id,
+                 error=f"{type(exc).__name__}: {exc}"[:300])
+        return False
+    return True
