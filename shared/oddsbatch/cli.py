@@ -22,6 +22,8 @@ COMMANDS = {
     "reconcile": ("oddsbatch.reconcile", "cmd_reconcile",
                   "merge what the bucket holds and the tables do not (lost events, backfills)"),
     "lines": ("oddsbatch.lines", "cmd_lines", "a game's closing lines and line moves (table, --json, --plot)"),
+    "ready": ("oddsbatch.ready", "cmd_ready",
+              "exit 0 once everything that landed for a date is merged (1: not yet, after --wait; 2: bad input)"),
 }
 
 
@@ -76,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p["lines"].add_argument("--plot", metavar="FILE.png", help="draw each book's line over minutes before tip")
     p["lines"].add_argument("--state-dir", default=".oddsbatch",
                             help="local stack whose endpoints to use when ODDSBATCH_PROJECT is not set")
+    # Validated by the command (one line and exit 2 on a bad value), not by argparse's two-line usage error.
+    p["ready"].add_argument("--date", help="game date YYYY-MM-DD")
+    p["ready"].add_argument("--endpoint", help="game-lines or player-props (default: both)")
+    p["ready"].add_argument("--wait", default="0", metavar="SECONDS",
+                            help="keep polling this long before answering not ready (default 0: check once)")
+    p["ready"].add_argument("--bucket", help="landing bucket (default: $ODDSBATCH_BUCKET)")
+    p["ready"].add_argument("--state-dir", default=".oddsbatch",
+                            help="local stack whose endpoints to use when no project is named")
     return parser
 
 
