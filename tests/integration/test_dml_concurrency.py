@@ -167,3 +167,43 @@ def test_the_model_per_table_and_partition():
     assert iso.conflicts == 2 and iso.committed == 2
     with pytest.raises(ValueError):
         SnapshotIsolation(running=0)
+
+
+def test_the_holders_warehouse_resubmits_a_real_conflict_and_logs_it(stack, capsys):
+    """Two holders' MERGEs of one partition at once (as after a takeover): the emulator fails one
+    with the serialization error, warehouse.py logs `bigquery_retry` and resubmits it as a new job,
+    and both end merged."""
+    from oddsbatch.config import Settings
+    from oddsbatch.tables import table_for_endpoint
+    from oddsbatch.warehouse import Warehouse
+    from oddsbatch import staging
+    from tests.integration.test_merge_order import DAY, row
+
+    settings = Settings.from_env("game-lines", {**stack.env, "ODDSBATCH_TABLE": "odds_api_game_lines"})
+    spec = table_for_endpoint("game-lines")
+    houses = [Warehouse(settings, spec) for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def go(i):
+        # Many rows keep each MERGE busy long enough for the other to be admitted meanwhile.
+        rows = [row(spec, f"conflict-{i}-{n}", source_generation=5 + i) for n in range(300)]
+        groups = [({c: r[c] for c in spec.head_columns}, [{c: r[c] for c in spec.line_columns if r[c] is not None}])
+                  for r in rows]
+        run_id = f"conflict{i}{threading.get_ident() % 10000}"
+        staging_id = houses[i].stage(run_id, staging.encode(groups))
+        barrier.wait()  # both staged: the two MERGEs are submitted together
+        try:
+            return houses[i].merge(run_id, staging_id, DAY)
+        finally:
+            houses[i].drop_staging(staging_id)
+
+    before = stack.log_text("bigquery").count("dml_conflict ")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(go, range(2)))
+    assert [r.inserted for r in results] == [300, 300]
+    retried = sum(h.retried.get("serializationConflict", 0) for h in houses)
+    emulator = stack.log_text("bigquery").count("dml_conflict ") - before
+    lines = [line for line in capsys.readouterr().out.splitlines() if '"bigquery_retry"' in line]
+    print(f"dml concurrency: 2 holders' MERGEs of one partition at once, {retried} conflict(s) retried")
+    assert retried == emulator >= 1 and len(lines) == retried
+    assert all('"reason": "serializationConflict"' in line and '"retrying": true' in line for line in lines)
