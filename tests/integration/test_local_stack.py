@@ -245,7 +245,9 @@ def test_reset_empties_bucket_firestore_and_tables(stack):
 
 def test_commands_on_a_stack_that_is_not_up_fail_in_one_line(tmp_path):
     # a newcomer's shell: no stack up and no project configured (status would read real GCP)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ODDSBATCH_")}
+    # (GOOGLE_CLOUD_PROJECT names a project as much as ODDSBATCH_PROJECT does: drop both)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ODDSBATCH_") and k not in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT")}
     for args in (["wait", "--timeout", "1"], ["replay", str(tmp_path)], ["status"]):
         r = subprocess.run([*CLI, *args, "--state-dir", str(tmp_path / "nothing")], capture_output=True,
                            text=True, timeout=60, env=env)
