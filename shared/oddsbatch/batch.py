@@ -50,6 +50,7 @@ class RoundResult:
     updated: int = 0
     quarantined: int = 0
     gone: int = 0
+    last_snapshot: datetime | None = None  # the newest snapshot among the merged files
     seconds: dict = field(default_factory=dict)
     entries: list = field(default_factory=list)
 
@@ -62,6 +63,7 @@ class StagedFile:
     offset: int
     length: int
     rows: int
+    snapshot: datetime | None  # the file's snapshot time (one per file)
 
 
 def _join(staged, files: list[StagedFile]) -> bytes:
@@ -311,33 +313,35 @@ class BatchHolder:
             seen, checked = now_seen, now
         return round(max(slept, clock() - started), 3)
 
-    def _read(self, marker: Marker) -> tuple[Marker, bytes | None, int, str | None]:
-        """Download and transform one object: (marker, staging NDJSON, rows, bad-input reason)."""
+    def _read(self, marker: Marker) -> tuple[Marker, bytes | None, int, str | None, datetime | None]:
+        """Download and transform one object: (marker, staging NDJSON, rows, bad-input reason,
+        snapshot time)."""
         from google.api_core.exceptions import NotFound
 
         limit = self.settings.max_object_bytes
         too_large = f"exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}"
         if marker.size is not None and marker.size > limit:  # quarantined unread: never pulled into memory
-            return marker, b"", 0, f"object of {marker.size} bytes {too_large}"
+            return marker, b"", 0, f"object of {marker.size} bytes {too_large}", None
         blob = storage_client(self.settings.project).bucket(marker.bucket).blob(marker.name,
                                                                                generation=marker.generation or None)
         try:
             data = blob.download_as_bytes()
         except NotFound:
-            return marker, None, 0, None
+            return marker, None, 0, None, None
         except Exception as exc:
             raise classify(exc) from exc
         if len(data) > limit:  # the event did not say its size: checked before any parsing
-            return marker, b"", 0, f"object of {len(data)} bytes {too_large}"
+            return marker, b"", 0, f"object of {len(data)} bytes {too_large}", None
         try:
             groups = transform.markets_for_object(marker.name, data, marker.generation, _created(marker.created))
-            return marker, staging.encode(groups), staging.row_count(groups), None
+            snapshot = _created(groups[0][0]["snapshot_timestamp"]) if groups else None  # one per file
+            return marker, staging.encode(groups), staging.row_count(groups), None, snapshot
         except BadInputError as bad:
-            return marker, b"", 0, bad.reason
+            return marker, b"", 0, bad.reason, None
         except Exception as exc:  # noqa: BLE001 - confined to this file: it must not block its key
             logs.log("transform_error", severity="ERROR", batch_key=self.key, object=marker.name,
                      generation=marker.generation, error=f"{type(exc).__name__}: {exc}"[:500])
-            return marker, b"", 0, " ".join(f"could not transform: {type(exc).__name__}: {exc}".split())[:500]
+            return marker, b"", 0, " ".join(f"could not transform: {type(exc).__name__}: {exc}".split())[:500], None
 
     def merge_round(self, markers: list[Marker]) -> RoundResult:
         """One round: read and transform the files, load the good ones into one staging table,
@@ -355,7 +359,7 @@ class BatchHolder:
             with ThreadPoolExecutor(max_workers=self.settings.download_workers + 1) as pool:
                 # The staging table is created while the files download: one request off the latency.
                 staging_table = pool.submit(self.warehouse.create_staging, result.run_id)
-                for marker, payload, rows, reason in pool.map(self._read, markers):
+                for marker, payload, rows, reason, snapshot in pool.map(self._read, markers):
                     if payload is None:
                         result.gone += 1
                         result.entries.append(Entry(marker, GONE))
@@ -363,7 +367,7 @@ class BatchHolder:
                     elif reason is not None:
                         to_quarantine.append((marker, reason))
                     else:
-                        spans.append(StagedFile(marker, staged.tell(), len(payload), rows))
+                        spans.append(StagedFile(marker, staged.tell(), len(payload), rows, snapshot))
                         staged.write(payload)
                 staging_id = staging_table.result()
             result.seconds["read"] = round(time.monotonic() - started, 3)
@@ -376,6 +380,7 @@ class BatchHolder:
                 result.rows += span.rows
                 result.bytes += span.length
                 result.entries.append(Entry(span.marker, MERGED, rows=span.rows))
+            result.last_snapshot = max((s.snapshot for s in spans if s.rows and s.snapshot), default=None)
             if not result.rows:
                 self.warehouse.drop_staging(staging_id)  # nothing to merge (every file bad, gone or empty)
             else:

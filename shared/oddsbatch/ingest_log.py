@@ -55,13 +55,6 @@ def log_table_spec() -> TableSpec:
     return log_tables()[LOG_TABLE]
 
 
-def last_snapshot_sql(target: str) -> str:
-    """The newest snapshot a target table holds for one game date (its partition only)."""
-    return (f"SELECT MAX(snapshot_timestamp) AS last_snapshot\n"
-            f"FROM {target}\n"
-            f"WHERE game_date = @game_date")
-
-
 def round_row(*, run_id: str, endpoint: str, table: str, game_date: date, finished_at: datetime,
               files_merged: int, quarantined: int, gone: int, rows: int,
               last_snapshot: datetime | None, pending_after: int | None) -> dict:
@@ -80,20 +73,6 @@ def _timeout(holder) -> float:
     return max(1.0, min(BOOKKEEPING_TIMEOUT_SECONDS, remaining / 4))
 
 
-def _last_snapshot(holder, client) -> datetime | None:
-    from google.cloud import bigquery
-
-    from .sql import table_path
-
-    settings = holder.settings
-    config = bigquery.QueryJobConfig(query_parameters=[
-        bigquery.ScalarQueryParameter("game_date", "DATE", holder.game_date.isoformat())])
-    job = client.query(last_snapshot_sql(table_path(settings.project, settings.dataset, holder.spec.name)),
-                       job_config=config, job_id_prefix="oddsbatch_last_snapshot_")
-    rows = list(job.result(timeout=_timeout(holder)))
-    return rows[0]["last_snapshot"] if rows else None
-
-
 def record_round(holder, result) -> bool:
     """Append the round's row to odds_api_ingest_log; never raises (a warning instead).
 
@@ -108,17 +87,10 @@ def record_round(holder, result) -> bool:
                 pending_after = holder.pending.count()
             except Exception as exc:  # noqa: BLE001 - NULL: readiness reads the markers itself
                 logs.log("ingest_log_count_failed", severity="WARNING", run_id=result.run_id, error=str(exc)[:300])
-        last = None
-        if result.rows:
-            try:
-                last = _last_snapshot(holder, client)
-            except Exception as exc:  # noqa: BLE001 - NULL: the row still says what finished
-                logs.log("ingest_log_snapshot_failed", severity="WARNING", run_id=result.run_id,
-                         error=str(exc)[:300])
         row = round_row(run_id=result.run_id, endpoint=settings.endpoint, table=holder.spec.name,
                         game_date=holder.game_date, finished_at=datetime.now(timezone.utc),
                         files_merged=result.files, quarantined=result.quarantined, gone=result.gone,
-                        rows=result.rows, last_snapshot=last, pending_after=pending_after)
+                        rows=result.rows, last_snapshot=result.last_snapshot, pending_after=pending_after)
         errors = client.insert_rows_json(f"{settings.project}.{settings.dataset}.{LOG_TABLE}", [row],
                                          row_ids=[result.run_id], timeout=_timeout(holder))
         if errors:

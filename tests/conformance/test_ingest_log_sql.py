@@ -1,23 +1,14 @@
-"""The ingest log's own statement (the holder's last-snapshot query) analyzed by ZetaSQL, with
-a negative control; the status function is analyzed with every routine (test_statements.py)."""
+"""The ingest log in the ZetaSQL catalog: the status function's columns, and a negative control;
+the status function itself is analyzed with every routine (test_statements.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from oddsbatch import ingest_log, sql
-from oddsbatch.tables import all_tables
 from tests.googlesql import GoogleSQLError
 
 PROJECT, DATASET = "test-project", "odds_api"
-
-
-@pytest.mark.parametrize("table", sorted(all_tables()))
-def test_last_snapshot_sql_is_valid_googlesql(googlesql, table):
-    checker = googlesql(PROJECT, DATASET)
-    resolved = checker.analyze(ingest_log.last_snapshot_sql(sql.table_path(PROJECT, DATASET, table)),
-                               {"game_date": "DATE"})
-    assert [c.name for c in resolved.output_column_list] == ["last_snapshot"]
 
 
 def test_the_status_function_returns_the_readiness_columns(googlesql):

@@ -206,9 +206,9 @@ def test_cmd_ready_needs_a_bucket(capsys, fake_cloud):
 
 
 class FakeClient:
-    def __init__(self, insert_errors=None, raise_on_insert=None, last_snapshot=None):
+    def __init__(self, insert_errors=None, raise_on_insert=None):
         self.inserted, self.queries = [], []
-        self.insert_errors, self.raise_on_insert, self.last = insert_errors or [], raise_on_insert, last_snapshot
+        self.insert_errors, self.raise_on_insert = insert_errors or [], raise_on_insert
 
     def insert_rows_json(self, table, rows, row_ids=None, timeout=None):
         if self.raise_on_insert:
@@ -218,8 +218,7 @@ class FakeClient:
 
     def query(self, statement, job_config=None, job_id_prefix=None):
         self.queries.append(statement)
-        last = self.last
-        return SimpleNamespace(result=lambda timeout=None: [{"last_snapshot": last}])
+        raise AssertionError("the log writer sent a query")
 
 
 def _holder(client, pending=3):
@@ -234,14 +233,14 @@ def _holder(client, pending=3):
                            pending=SimpleNamespace(count=lambda: pending))
 
 
-def _result(rows=10):
-    return SimpleNamespace(run_id="run123", files=4, quarantined=1, gone=0, rows=rows)
+def _result(rows=10, last_snapshot=None):
+    return SimpleNamespace(run_id="run123", files=4, quarantined=1, gone=0, rows=rows, last_snapshot=last_snapshot)
 
 
 def test_record_round_streams_one_row_with_the_run_id_as_insert_id():
     snap = datetime(2025, 1, 21, 23, 55, tzinfo=timezone.utc)
-    client = FakeClient(last_snapshot=snap)
-    assert ingest_log.record_round(_holder(client), _result()) is True
+    client = FakeClient()
+    assert ingest_log.record_round(_holder(client), _result(last_snapshot=snap)) is True
     [(table, [row], row_ids)] = client.inserted
     assert table == "p.odds_api.odds_api_ingest_log" and row_ids == ["run123"]
     assert {k: row[k] for k in ("run_id", "endpoint", "game_date", "files_merged", "quarantined", "gone",
@@ -249,11 +248,11 @@ def test_record_round_streams_one_row_with_the_run_id_as_insert_id():
         "run_id": "run123", "endpoint": "game-lines", "game_date": "2025-01-21", "files_merged": 4,
         "quarantined": 1, "gone": 0, "rows_merged": 10, "pending_after": 3,
         "last_snapshot": "2025-01-21T23:55:00+00:00", "table_name": "odds_api_game_lines"}
-    assert len(client.queries) == 1 and "`p.odds_api.odds_api_game_lines`" in client.queries[0]
+    assert client.queries == []  # the holder knows its files' snapshots: no BigQuery job for the log row
     assert set(row) == {f["name"] for f in ingest_log.log_table_spec().schema}  # every column, no other
 
 
-def test_a_round_without_rows_asks_no_query_and_logs_null():
+def test_a_round_without_rows_logs_no_snapshot():
     client = FakeClient()
     assert ingest_log.record_round(_holder(client, pending=0), _result(rows=0))
     [(_, [row], _)] = client.inserted
