@@ -161,7 +161,7 @@ def test_processes_racing_takeover_of_one_stale_lock_exactly_one_wins(stack, col
              for i in range(6)]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
-    results = [out.split() for out, _ in outputs]
+    results = [out.strip().splitlines()[-1].split() for out, _ in outputs]  # the lock's JSON log lines come first
     assert sorted(r[0] for r in results) == ["lost"] * 5 + ["won"]
     assert [r[1] for r in results if r[0] == "won"] == ["stale_takeover"]
     doc = collection.document("key").get().to_dict()
