@@ -38,6 +38,8 @@ import pytest
 from oddsbatch import synth
 from oddsbatch.config import ENDPOINT_TABLES
 from oddsbatch.local.stack import Stack
+from oddsbatch.lock import marker_id
+from oddsbatch.paths import parse_object_name
 from oddsbatch.tables import table_for_endpoint
 from tests.googlesql import analyze_emulator
 from tests.integration.test_end_to_end import comparable, expected_rows, merge_jobs, table_rows
@@ -155,6 +157,24 @@ def plan(seed: int) -> list[tuple[str, bytes]]:
     return files
 
 
+def wait_finished(stack, generations: dict[str, int], timeout: float = 600.0) -> int:
+    """Wait until a batch finished every uploaded generation (its ledger entry exists), then for
+    the stack to be idle. wait_idle alone counts the events the bridge received, and an event
+    published twice (fake-gcs retrying a slow Publish) makes that count arrive early. Returns
+    the generations still unfinished at the timeout (the row comparison then shows them)."""
+    db = stack.firestore()
+    ledger = db.collection("oddsbatch_merged")
+    refs = {ledger.document(marker_id(parse_object_name(name).batch_key, stack.bucket, name, generation))
+            for name, generation in generations.items()}
+    deadline = time.monotonic() + timeout
+    while refs and time.monotonic() < deadline:
+        refs = {snap.reference for snap in db.get_all(list(refs)) if not snap.exists}
+        if refs:
+            time.sleep(0.5)
+    stack.wait_idle(0, timeout=timeout)
+    return len(refs)
+
+
 def upload_with_jitter(stack, files, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     concurrency = rng.randint(8, 32)
@@ -181,6 +201,7 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
                   "merges": {t: merge_jobs(stack, t) for t in ENDPOINT_TABLES.values()}}
         generations = upload_with_jitter(stack, files, seed)
         stack.wait_idle(expected_events=len(files), timeout=600)
+        unfinished = wait_finished(stack, generations)
         after = stack.bridge_status()
         lost = duplicated = 0
         for day in sorted({name.split("/")[2] for name, _ in files}):
@@ -211,7 +232,7 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
               f"keys={sum(k for _, k in bounds.values())}")
         totals.update(run)
         totals.update(conflicts=sum(conflicts.values()), emulator_conflicts=emulator_conflicts)
-        assert (lost, duplicated) == (0, 0), f"seed {seed}"
+        assert (lost, duplicated) == (0, 0), f"seed {seed}, {unfinished} generations unfinished"
         assert [v for h in holders.values() for v in h[0]] == [], f"seed {seed}: two holders of one key at once"
         assert run["merges"] <= bound, f"seed {seed}: {run['merges']} MERGEs, bound {bound}"
         # Every conflict a holder retried was one the emulator raised (no conflicts are injected here).
