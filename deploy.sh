@@ -6,13 +6,21 @@
 # stack, nor __pycache__). Each function is then deployed on the landing bucket's
 # object-finalize event, with Eventarc retries, internal-only ingress and its own
 # service account, built by Terraform's build service account, its trigger in the bucket's
-# location. Run ./deploy.sh --help for the options.
+# location. After each deploy, the dead-letter policy goes on the function's own Eventarc
+# subscription (it exists only once the function is deployed). Run ./deploy.sh --help for the
+# options.
 set -euo pipefail
 
 readonly FUNCTIONS=(game_lines player_props)
 readonly EVENT_TYPE="google.cloud.storage.object.v1.finalized"
 readonly RUNTIME="python312"
 readonly MAX_EVENT_TIMEOUT=540 # seconds: the ceiling of event-driven functions
+# A dead-letter policy allows 5 to 100 delivery attempts:
+# https://cloud.google.com/pubsub/docs/dead-letter-topics and
+# https://cloud.google.com/python/docs/reference/pubsub/2.15.1/google.cloud.pubsub_v1.types.DeadLetterPolicy
+readonly MIN_DELIVERY_ATTEMPTS=5
+readonly MAX_DELIVERY_ATTEMPTS=100
+readonly TOPIC_RE='^projects/[a-z]([-a-z0-9.:]*[a-z0-9])?/topics/[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$'
 script="${BASH_SOURCE[0]}"
 [[ "$script" == */* ]] || script="./$script"
 ROOT="$(cd "${script%/*}" && pwd)"
@@ -23,7 +31,11 @@ usage() {
 Usage: ./deploy.sh [options]
 
 Builds build/<function>/ for game_lines and player_props, then runs
-`gcloud functions deploy` for each.
+`gcloud functions deploy` for each, and after each deploy puts the dead-letter policy on the
+function's Eventarc subscription: finds the trigger (gcloud functions describe) and its
+subscription (gcloud eventarc triggers describe), runs gcloud pubsub subscriptions update
+--dead-letter-topic --max-delivery-attempts, and grants roles/pubsub.subscriber on it to the
+project's Pub/Sub service agent (Terraform grants it publisher on the topic).
 
   --project P                    GCP project (or $ODDSBATCH_DEPLOY_PROJECT); required
   --bucket B                     landing bucket whose finalize events trigger the functions
@@ -53,20 +65,33 @@ Builds build/<function>/ for game_lines and player_props, then runs
   --concurrency C                requests per instance (cpu is 1), also THREADS [8]
   --settle-seconds S             ODDSBATCH_SETTLE_SECONDS, longest wait for a burst [5]
   --lease-seconds L              ODDSBATCH_LEASE_SECONDS, must exceed the timeout [600]
+  --dead-letter-topic T          projects/P/topics/TOPIC where undeliverable events go, or
+                                 none to skip the dead-letter step [Terraform's output
+                                 dead_letter_topic when terraform/ has a state, else
+                                 projects/P/topics/oddsbatch-dead-letters]
+  --max-delivery-attempts N      deliveries before an event is dead-lettered, 5..100 [50: 50
+                                 attempts end within Eventarc's 24 h retention]
   --only game_lines|player_props deploy one function
   --build-dir DIR                where bundles are built [build]
-  --dry-run                      build the bundles, print the gcloud commands (one line
-                                 per function, on stdout), run nothing
+  --dry-run                      build the bundles, print the gcloud commands on stdout
+                                 (per function: its deploy line, then the dead-letter lines,
+                                 with "$(...)" for values known only after the deploy), run
+                                 nothing
   --build-only                   build the bundles only
   -h, --help                     this help
 
-Exit status 2 on a usage error (one line on stderr).
+Exit status 2 on a usage error, 1 when a step after a deploy fails (one line on stderr).
 EOF
 }
 
 die() {
   echo "deploy.sh: $*" >&2
   exit 2
+}
+
+fail() {
+  echo "deploy.sh: $*" >&2
+  exit 1
 }
 
 readonly BUCKET_LOCATION_RE='^[A-Za-z]+[0-9]*(-[A-Za-z]+[0-9]+)?$'
@@ -79,6 +104,16 @@ terraform_bucket_location() {
   command -v terraform >/dev/null 2>&1 || return 0
   out="$(terraform -chdir="$ROOT/terraform" output -no-color -raw bucket_location 2>/dev/null)" || return 0
   if [[ "$out" =~ $BUCKET_LOCATION_RE ]]; then echo "$out"; fi
+  return 0
+}
+
+# The dead-letter topic from Terraform's state (output dead_letter_topic, terraform/sweep.tf),
+# or nothing, as for bucket_location: only a topic name is taken.
+terraform_dead_letter_topic() {
+  local out
+  command -v terraform >/dev/null 2>&1 || return 0
+  out="$(terraform -chdir="$ROOT/terraform" output -no-color -raw dead_letter_topic 2>/dev/null)" || return 0
+  if [[ "$out" =~ $TOPIC_RE ]]; then echo "$out"; fi
   return 0
 }
 
@@ -100,6 +135,8 @@ max_instances="10"
 concurrency="8"
 settle_seconds="5"
 lease_seconds="600"
+dead_letter_topic=""
+max_delivery_attempts="50"
 only=""
 build_dir="build"
 mode="deploy" # deploy | dry-run | build-only
@@ -121,7 +158,8 @@ while (($# > 0)); do
       ;;
     --project | --region | --trigger-location | --bucket-location | --bucket | --dataset | --service-account-game-lines | \
       --service-account-player-props | --trigger-service-account | --build-service-account | --bigquery-location | --memory | \
-      --timeout | --max-instances | --concurrency | --settle-seconds | --lease-seconds | --only | --build-dir)
+      --timeout | --max-instances | --concurrency | --settle-seconds | --lease-seconds | --only | --build-dir | \
+      --dead-letter-topic | --max-delivery-attempts)
       (($# > 0)) || die "$arg needs a value"
       value="$1"
       shift
@@ -145,6 +183,8 @@ while (($# > 0)); do
         --lease-seconds) lease_seconds="$value" ;;
         --only) only="$value" ;;
         --build-dir) build_dir="$value" ;;
+        --dead-letter-topic) dead_letter_topic="$value" ;;
+        --max-delivery-attempts) max_delivery_attempts="$value" ;;
       esac
       ;;
     *) die "unknown option: $arg (see --help)" ;;
@@ -205,6 +245,17 @@ if [[ "$mode" != "build-only" ]]; then
   [[ "$lease_seconds" =~ ^[1-9][0-9]*$ ]] || die "--lease-seconds must be a positive whole number, got '$lease_seconds'"
   ((lease_seconds > timeout_seconds)) ||
     die "--lease-seconds ($lease_seconds) must exceed the timeout (${timeout_seconds}s), or a running batch loses its lock"
+  [[ "$max_delivery_attempts" =~ ^[1-9][0-9]{0,2}$ ]] &&
+    ((max_delivery_attempts >= MIN_DELIVERY_ATTEMPTS && max_delivery_attempts <= MAX_DELIVERY_ATTEMPTS)) ||
+    die "--max-delivery-attempts must be a whole number from $MIN_DELIVERY_ATTEMPTS to $MAX_DELIVERY_ATTEMPTS (Pub/Sub's bounds), got '$max_delivery_attempts'"
+  if [[ -z "$dead_letter_topic" ]]; then
+    dead_letter_topic="$(terraform_dead_letter_topic)"
+    dead_letter_topic="${dead_letter_topic:-projects/${project}/topics/oddsbatch-dead-letters}"
+  fi
+  # A dead-letter topic is named projects/{project}/topics/{topic}:
+  # https://cloud.google.com/python/docs/reference/pubsub/2.15.1/google.cloud.pubsub_v1.types.DeadLetterPolicy
+  [[ "$dead_letter_topic" == "none" || "$dead_letter_topic" =~ $TOPIC_RE ]] ||
+    die "--dead-letter-topic must be projects/P/topics/TOPIC or none, got '$dead_letter_topic'"
   if [[ "$mode" == "deploy" ]]; then
     command -v gcloud >/dev/null 2>&1 || die "gcloud not found on PATH (install the Google Cloud SDK, or use --dry-run)"
   fi
@@ -306,6 +357,91 @@ shell_words() {
   echo "$line"
 }
 
+# --- dead letters -------------------------------------------------------------------
+# Eventarc delivers over a Pub/Sub subscription it creates with the trigger; an event not
+# delivered within its 24 h retention is discarded unless that subscription has a dead-letter
+# topic, set by updating the subscription: https://cloud.google.com/eventarc/docs/retry-events
+# The function's trigger: EventTrigger.trigger, projects/{project}/locations/{region}/triggers/{trigger}
+# (https://docs.cloud.google.com/php/docs/reference/cloud-functions/latest/V2.EventTrigger.md.txt).
+# Its subscription: Transport.pubsub.subscription, projects/{PROJECT_ID}/subscriptions/{NAME}
+# (https://cloud.google.com/python/docs/reference/eventarc/latest/google.cloud.eventarc_v1.types.Pubsub);
+# gcloud eventarc triggers describe takes the trigger's fully qualified name (project and
+# location included): https://cloud.google.com/sdk/gcloud/reference/eventarc/triggers/describe
+# To forward, the project's Pub/Sub service agent, service-{project_number}@gcp-sa-pubsub,
+# needs publisher on the dead-letter topic (Terraform, terraform/sweep.tf) and subscriber on
+# the subscription (here): https://cloud.google.com/pubsub/docs/dead-letter-topics and
+# https://cloud.google.com/pubsub/docs/handling-failures ; the binding is added with
+# https://cloud.google.com/sdk/gcloud/reference/pubsub/subscriptions/add-iam-policy-binding ;
+# the number is the project's projectNumber:
+# https://cloud.google.com/resource-manager/reference/rest/v1/projects
+readonly TRIGGER_RE='^projects/[^/]+/locations/[^/]+/triggers/[^/]+$'
+readonly SUBSCRIPTION_RE='^projects/[^/]+/subscriptions/[^/]+$'
+readonly SUBSCRIBER_ROLE="roles/pubsub.subscriber"
+
+describe_function_command() {
+  cmd=(gcloud functions describe "$1" --gen2 "--region=$region" "--project=$project"
+    "--format=value(eventTrigger.trigger)")
+}
+describe_trigger_command() {
+  cmd=(gcloud eventarc triggers describe "$1" "--format=value(transport.pubsub.subscription)")
+}
+update_subscription_command() {
+  cmd=(gcloud pubsub subscriptions update "$1" "--dead-letter-topic=$dead_letter_topic"
+    "--max-delivery-attempts=$max_delivery_attempts")
+}
+describe_project_command() {
+  cmd=(gcloud projects describe "$project" "--format=value(projectNumber)")
+}
+grant_subscriber_command() {
+  cmd=(gcloud pubsub subscriptions add-iam-policy-binding "$1" "--role=$SUBSCRIBER_ROLE"
+    "--member=serviceAccount:service-$2@gcp-sa-pubsub.iam.gserviceaccount.com")
+}
+
+# What to run by hand when a step fails: the dry run's lines for that function.
+by_hand() {
+  echo "$1 is deployed without its dead-letter policy; run the lines of ./deploy.sh --dry-run --only $1 (same flags) after its deploy line by hand (README \"Dead letters\")"
+}
+
+# Runs cmd and prints its output, which must match $1; else one line naming the command.
+capture() {
+  local pattern="$1" what="$2" fn="$3" out
+  out="$("${cmd[@]}")" || fail "$(shell_words "${cmd[@]}") failed; $(by_hand "$fn")"
+  [[ -n "$out" ]] || fail "$(shell_words "${cmd[@]}") printed no $what; $(by_hand "$fn")"
+  [[ "$out" =~ $pattern ]] || fail "$(shell_words "${cmd[@]}") printed '$out', not a $what; $(by_hand "$fn")"
+  echo "$out"
+}
+
+set_dead_letter_policy() {
+  local fn="$1" trigger subscription number
+  describe_function_command "$fn"
+  trigger="$(capture "$TRIGGER_RE" "trigger" "$fn")" || exit $?
+  describe_trigger_command "$trigger"
+  subscription="$(capture "$SUBSCRIPTION_RE" "subscription" "$fn")" || exit $?
+  update_subscription_command "$subscription"
+  "${cmd[@]}" || fail "$(shell_words "${cmd[@]}") failed; $(by_hand "$fn")"
+  describe_project_command
+  number="$(capture '^[0-9]+$' "project number" "$fn")" || exit $?
+  grant_subscriber_command "$subscription" "$number"
+  "${cmd[@]}" || fail "$(shell_words "${cmd[@]}") failed; $(by_hand "$fn")"
+  echo "dead letters of $fn: $subscription -> $dead_letter_topic after $max_delivery_attempts attempts"
+}
+
+# The same steps as runnable shell lines: the values known only after the deploy are read
+# into TRIGGER, SUB and PROJECT_NUMBER by "$(...)".
+print_dead_letter_lines() {
+  local fn="$1"
+  describe_function_command "$fn"
+  echo "TRIGGER=\"\$($(shell_words "${cmd[@]}"))\""
+  describe_trigger_command '"$TRIGGER"'
+  echo "SUB=\"\$($(shell_words "${cmd[@]:0:4}") \"\$TRIGGER\" $(shell_words "${cmd[@]:5}"))\""
+  update_subscription_command '"$SUB"'
+  echo "$(shell_words "${cmd[@]:0:4}") \"\$SUB\" $(shell_words "${cmd[@]:5}")"
+  describe_project_command
+  echo "PROJECT_NUMBER=\"\$($(shell_words "${cmd[@]}"))\""
+  grant_subscriber_command '"$SUB"' '${PROJECT_NUMBER}'
+  echo "$(shell_words "${cmd[@]:0:4}") \"\$SUB\" $(shell_words "${cmd[5]}") \"--member=serviceAccount:service-\${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com\""
+}
+
 for fn in "${selected[@]}"; do
   build_bundle "$fn"
 done
@@ -318,8 +454,10 @@ for fn in "${selected[@]}"; do
   deploy_command "$fn"
   if [[ "$mode" == "dry-run" ]]; then
     shell_words "${cmd[@]}"
+    if [[ "$dead_letter_topic" != "none" ]]; then print_dead_letter_lines "$fn"; fi
   else
     echo "deploying $fn to $project/$region (bucket $bucket)"
     "${cmd[@]}"
+    if [[ "$dead_letter_topic" != "none" ]]; then set_dead_letter_policy "$fn"; fi
   fi
 done

@@ -4,6 +4,8 @@
 - Builds run as Terraform's build service account, passed as a resource name.
 - THREADS equals the deployed concurrency (functions-framework reads it), and the holder's
   deadline ODDSBATCH_TIMEOUT_SECONDS equals the function timeout.
+- The dead-letter policy: 5 to 100 delivery attempts, a topic named projects/P/topics/T, and
+  the project's Pub/Sub service agent made subscriber on the trigger's subscription.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import shlex
 
 import pytest
 
-from .test_deploy_sh import deploy, env_vars, flags, one_line_error, fake_gcloud  # noqa: F401  (fixture)
+from .test_deploy_sh import (  # noqa: F401  (fake_gcloud is a fixture)
+    DEAD_LETTER_LINES, PROJECT_NUMBER, deploy, deploys, env_vars, fake_gcloud, flags, one_line_error)
 
 BASE = ["--project", "my-proj", "--bucket", "my-landing"]
 
@@ -29,6 +32,7 @@ BASE = ["--project", "my-proj", "--bucket", "my-landing"]
 def test_trigger_location_is_the_buckets(tmp_path, fake_gcloud, bucket_location, trigger):
     proc, calls = deploy([*BASE, "--bucket-location", bucket_location], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
+    calls = deploys(calls)
     assert [flags(c)["trigger-location"] for c in calls] == [[trigger], [trigger]]
     assert [flags(c)["region"] for c in calls] == [["us-central1"], ["us-central1"]]  # the function stays in its region
 
@@ -36,17 +40,17 @@ def test_trigger_location_is_the_buckets(tmp_path, fake_gcloud, bucket_location,
 def test_bucket_location_comes_from_terraform_when_it_has_a_state(tmp_path, fake_gcloud):
     proc, calls = deploy(BASE, tmp_path, fake_gcloud, extra_env={"FAKE_TF_BUCKET_LOCATION": "EU"})
     assert proc.returncode == 0, proc.stderr
-    assert {flags(c)["trigger-location"][0] for c in calls} == {"eu"}
+    assert {flags(c)["trigger-location"][0] for c in deploys(calls)} == {"eu"}
     # an explicit --bucket-location wins over the state
     proc, calls = deploy([*BASE, "--bucket-location", "ASIA"], tmp_path, fake_gcloud, extra_env={"FAKE_TF_BUCKET_LOCATION": "EU"})
-    assert {flags(c)["trigger-location"][0] for c in calls[-2:]} == {"asia"}
+    assert {flags(c)["trigger-location"][0] for c in deploys(calls)[-2:]} == {"asia"}
 
 
 def test_without_a_state_the_modules_default_us_is_used(tmp_path, fake_gcloud):
     # terraform without state prints a warning with status 0: it is not taken for a location
     proc, calls = deploy(BASE, tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    assert {flags(c)["trigger-location"][0] for c in calls} == {"us"}
+    assert {flags(c)["trigger-location"][0] for c in deploys(calls)} == {"us"}
 
 
 @pytest.mark.parametrize("args", [
@@ -63,7 +67,7 @@ def test_a_trigger_location_that_contradicts_the_bucket_is_refused(tmp_path, fak
 def test_a_matching_trigger_location_is_accepted(tmp_path, fake_gcloud):
     proc, calls = deploy([*BASE, "--bucket-location", "EU", "--trigger-location", "eu"], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    assert {flags(c)["trigger-location"][0] for c in calls} == {"eu"}
+    assert {flags(c)["trigger-location"][0] for c in deploys(calls)} == {"eu"}
 
 
 @pytest.mark.parametrize("location", ["gs://x", "US_CENTRAL1", "us central1", "-us"])
@@ -86,7 +90,7 @@ def test_build_service_account(tmp_path, fake_gcloud, given, passed):
     args = [*BASE] + (["--build-service-account", given] if given else [])
     proc, calls = deploy(args, tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    assert [flags(c)["build-service-account"] for c in calls] == [[passed], [passed]]
+    assert [flags(c)["build-service-account"] for c in deploys(calls)] == [[passed], [passed]]
 
 
 def test_a_malformed_build_service_account_is_refused(tmp_path, fake_gcloud):
@@ -100,7 +104,7 @@ def test_threads_and_timeout_follow_the_deployed_values(tmp_path, fake_gcloud, c
     proc, calls = deploy([*BASE, "--concurrency", concurrency, "--timeout", timeout, "--lease-seconds", "600"],
                          tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    for argv in calls:
+    for argv in deploys(calls):
         env = env_vars(argv)
         assert env["THREADS"] == flags(argv)["concurrency"][0] == concurrency
         assert f"{env['ODDSBATCH_TIMEOUT_SECONDS']}s" == flags(argv)["timeout"][0] == f"{timeout.rstrip('s')}s"
@@ -130,9 +134,69 @@ def test_acceptance_dry_run(tmp_path, fake_gcloud):
     assert proc.returncode == 0, proc.stderr
     assert calls == []
     lines = proc.stdout.splitlines()
-    assert len(lines) == 2
-    for line in lines:
+    assert len(lines) == 2 * (1 + DEAD_LETTER_LINES)
+    for line in lines[:: 1 + DEAD_LETTER_LINES]:
         argv = shlex.split(line)
         assert "--trigger-location=us" in argv
         assert "--build-service-account=projects/p/serviceAccounts/oddsbatch-build@p.iam.gserviceaccount.com" in argv
         assert env_vars(argv)["THREADS"] == "8"
+
+
+# A dead-letter policy allows 5 to 100 delivery attempts
+# (https://cloud.google.com/pubsub/docs/dead-letter-topics;
+# https://cloud.google.com/python/docs/reference/pubsub/2.15.1/google.cloud.pubsub_v1.types.DeadLetterPolicy).
+@pytest.mark.parametrize("attempts", ["5", "50", "100"])
+def test_delivery_attempts_within_pubsubs_bounds_are_passed(tmp_path, fake_gcloud, attempts):
+    proc, calls = deploy([*BASE, "--max-delivery-attempts", attempts], tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    updates = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"]]
+    assert [flags(c)["max-delivery-attempts"] for c in updates] == [[attempts], [attempts]]
+
+
+@pytest.mark.parametrize("attempts", ["4", "101", "0", "1000"])  # negative controls: just outside the bounds
+def test_delivery_attempts_outside_pubsubs_bounds_are_refused(tmp_path, fake_gcloud, attempts):
+    proc, calls = deploy([*BASE, "--max-delivery-attempts", attempts], tmp_path, fake_gcloud)
+    assert "from 5 to 100" in one_line_error(proc)
+    assert calls == []
+
+
+def _worst_case_seconds(attempts: int, timeout: int = 540) -> int:
+    """Every attempt runs the whole timeout, then waits Pub/Sub's backoff (10 s doubling, capped at 600 s)."""
+    return attempts * timeout + sum(min(10 * 2 ** i, 600) for i in range(attempts - 1))
+
+
+def test_default_attempts_end_within_eventarcs_retention(tmp_path, fake_gcloud):
+    # Eventarc keeps an undelivered event 24 h and retries with a backoff from 10 s up to
+    # 600 s (https://cloud.google.com/eventarc/docs/retry-events): the default attempts must
+    # be used up, and the event dead-lettered, before Eventarc discards it.
+    proc, calls = deploy([*BASE, "--only", "game_lines"], tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    (update,) = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"]]
+    (attempts,) = flags(update)["max-delivery-attempts"]
+    assert _worst_case_seconds(int(attempts)) < 24 * 3600
+    # negative control: Pub/Sub's maximum, 100, can outlast the retention (hence not the default)
+    assert _worst_case_seconds(100) > 24 * 3600
+
+
+# Forwarding needs the project's Pub/Sub service agent, service-{project_number}@gcp-sa-pubsub,
+# to be subscriber on the source subscription (publisher on the topic is Terraform's,
+# terraform/sweep.tf): https://cloud.google.com/pubsub/docs/dead-letter-topics,
+# https://cloud.google.com/pubsub/docs/handling-failures
+def test_the_pubsub_service_agent_is_made_subscriber_on_each_trigger_subscription(tmp_path, fake_gcloud):
+    proc, calls = deploy(BASE, tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    grants = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "add-iam-policy-binding"]]
+    updates = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"]]
+    assert [g[3] for g in grants] == [u[3] for u in updates]  # the subscription that got the policy
+    assert len({g[3] for g in grants}) == 2                   # one per function
+    for g in grants:
+        assert flags(g)["role"] == ["roles/pubsub.subscriber"]
+        assert flags(g)["member"] == [f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"]
+
+
+def test_a_project_number_that_is_not_a_number_is_refused(tmp_path, fake_gcloud):
+    # negative control: a project id where the number belongs would grant a non-existent agent
+    proc, calls = deploy(BASE, tmp_path, fake_gcloud, extra_env={"GCLOUD_OUT_projects_describe": "my-proj"})
+    assert proc.returncode == 1
+    assert "not a project number" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert not [c for c in calls if "add-iam-policy-binding" in c]

@@ -1,7 +1,8 @@
 """deploy.sh against a `gcloud` stand-in: the commands it runs, its dry run, its usage errors.
 
 Every run puts a stand-in first on PATH (it appends its argv as one JSON array per call to
-$GCLOUD_CALLS); the real gcloud of the machine is never reached.
+$GCLOUD_CALLS, and answers the describe calls the dead-letter step makes from environment
+variables keyed by the subcommand); the real gcloud of the machine is never reached.
 """
 
 from __future__ import annotations
@@ -22,15 +23,43 @@ DEPLOY = REPO / "deploy.sh"
 BASH = shutil.which("bash") or "/bin/bash"
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 
-STAND_IN = """#!/usr/bin/env bash
-# gcloud stand-in: one JSON array of argv per call.
-python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >>"$GCLOUD_CALLS"
+STAND_IN = """#!/usr/bin/env python3
+# gcloud stand-in: one JSON array of argv per call. A describe call prints
+# $GCLOUD_OUT_<words up to describe, joined by _> when it is set ({id}: the last path segment of
+# the described resource), as `--format=value(...)` prints one field.
+import json, os, sys
+
+args = sys.argv[1:]
+with open(os.environ["GCLOUD_CALLS"], "a") as calls:
+    calls.write(json.dumps(args) + "\\n")
+if "describe" in args:
+    i = args.index("describe")
+    out = os.environ.get("GCLOUD_OUT_" + "_".join(args[: i + 1]))
+    if out:
+        resource = args[i + 1] if i + 1 < len(args) else ""
+        print(out.replace("{id}", resource.rsplit("/", 1)[-1]))
 """
 
-# terraform stand-in: `output -raw bucket_location` prints $FAKE_TF_BUCKET_LOCATION, or acts
-# like a directory without state (terraform's warning on stdout, status 0).
+# What the describe calls answer by default: a trigger per function in the bucket's location,
+# Eventarc's subscription of it, the project's number.
+PROJECT_NUMBER = "123456789012"
+DESCRIBE_OUTPUTS = {
+    "GCLOUD_OUT_functions_describe": "projects/my-proj/locations/us/triggers/{id}-412",
+    "GCLOUD_OUT_eventarc_triggers_describe": "projects/my-proj/subscriptions/eventarc-us-{id}-sub-7",
+    "GCLOUD_OUT_projects_describe": PROJECT_NUMBER,
+}
+PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+# terraform stand-in: `output -raw bucket_location` prints $FAKE_TF_BUCKET_LOCATION and
+# `output -raw dead_letter_topic` $FAKE_TF_DEAD_LETTER_TOPIC, or it acts like a directory without
+# state (terraform's warning on stdout, status 0).
 TERRAFORM_STAND_IN = """#!/usr/bin/env bash
-if [[ -n "${FAKE_TF_BUCKET_LOCATION:-}" ]]; then printf '%s' "$FAKE_TF_BUCKET_LOCATION"; exit 0; fi
+case "${@: -1}" in
+  bucket_location) value="${FAKE_TF_BUCKET_LOCATION:-}" ;;
+  dead_letter_topic) value="${FAKE_TF_DEAD_LETTER_TOPIC:-}" ;;
+  *) value="" ;;
+esac
+if [[ -n "$value" ]]; then printf '%s' "$value"; exit 0; fi
 echo 'Warning: No outputs found'
 """
 
@@ -59,6 +88,7 @@ def run(args, tmp_path, path, calls=None, extra_env=None):
     env = {"PATH": path, "HOME": str(tmp_path), "LC_ALL": "C"}
     if calls is not None:
         env["GCLOUD_CALLS"] = str(calls)
+    env.update(DESCRIBE_OUTPUTS)
     env.update(extra_env or {})
     return subprocess.run(
         [BASH, str(DEPLOY), "--build-dir", str(tmp_path / "build"), *args],
@@ -71,6 +101,29 @@ def deploy(args, tmp_path, fake_gcloud, extra_env=None):
     proc = run(args, tmp_path, f"{bin_dir}:{os.environ['PATH']}", calls, extra_env)
     recorded = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
     return proc, recorded
+
+
+def deploys(calls: list[list[str]]) -> list[list[str]]:
+    """The `gcloud functions deploy` calls among all recorded calls."""
+    return [c for c in calls if c[:2] == ["functions", "deploy"]]
+
+
+def dead_letter_calls(fn: str, project: str = "my-proj", topic: str | None = None, attempts: str = "50",
+                      region: str = "us-central1") -> list[list[str]]:
+    """What the dead-letter step must run after `fn`'s deploy, with the default describe outputs."""
+    trigger = f"projects/my-proj/locations/us/triggers/{fn}-412"
+    sub = f"projects/my-proj/subscriptions/eventarc-us-{fn}-412-sub-7"
+    return [
+        ["functions", "describe", fn, "--gen2", f"--region={region}", f"--project={project}",
+         "--format=value(eventTrigger.trigger)"],
+        ["eventarc", "triggers", "describe", trigger, "--format=value(transport.pubsub.subscription)"],
+        ["pubsub", "subscriptions", "update", sub,
+         f"--dead-letter-topic={topic or f'projects/{project}/topics/oddsbatch-dead-letters'}",
+         f"--max-delivery-attempts={attempts}"],
+        ["projects", "describe", project, "--format=value(projectNumber)"],
+        ["pubsub", "subscriptions", "add-iam-policy-binding", sub, "--role=roles/pubsub.subscriber",
+         f"--member={PUBSUB_AGENT}"],
+    ]
 
 
 def flags(argv: list[str]) -> dict[str, list[str]]:
@@ -91,11 +144,11 @@ def env_vars(argv: list[str]) -> dict[str, str]:
 def test_deploys_both_functions(tmp_path, fake_gcloud):
     proc, calls = deploy(["--project", "my-proj", "--bucket", "my-landing"], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    assert [c[:3] for c in calls] == [
+    assert [c[:3] for c in deploys(calls)] == [
         ["functions", "deploy", "game_lines"],
         ["functions", "deploy", "player_props"],
     ]
-    for argv in calls:
+    for argv in deploys(calls):
         name = argv[2]
         f = flags(argv)
         assert f["entry-point"] == [name]
@@ -144,6 +197,7 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
                    "ODDSBATCH_DEPLOY_REGION": "europe-west1"},
     )
     assert proc.returncode == 0, proc.stderr
+    calls = deploys(calls)
     assert len(calls) == 1 and calls[0][2] == "player_props"
     f = flags(calls[0])
     assert f["project"] == ["env-proj"] and f["region"] == ["europe-west1"]
@@ -163,16 +217,22 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
 def test_only_deploys_one(tmp_path, fake_gcloud):
     proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines"], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    assert [c[2] for c in calls] == ["game_lines"]
+    assert [c[2] for c in deploys(calls)] == ["game_lines"]
+    assert calls[1:] == dead_letter_calls("game_lines")
 
 
-def test_dry_run_prints_two_commands_and_calls_nothing(tmp_path, fake_gcloud):
+DEAD_LETTER_LINES = 5  # per function after its deploy line in a dry run
+
+
+def test_dry_run_prints_the_commands_and_calls_nothing(tmp_path, fake_gcloud):
     proc, calls = deploy(["--dry-run", "--project", "my-proj", "--bucket", "my-landing"], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
     assert calls == []
     lines = proc.stdout.splitlines()
-    assert len(lines) == 2
-    for line, name in zip(lines, ("game_lines", "player_props")):
+    assert len(lines) == 2 * (1 + DEAD_LETTER_LINES)
+    for line in lines:
+        shlex.split(line)  # each line is shell
+    for line, name in zip(lines[:: 1 + DEAD_LETTER_LINES], ("game_lines", "player_props")):
         argv = shlex.split(line)  # each line is one runnable shell command
         assert argv[:4] == ["gcloud", "functions", "deploy", name]
         assert flags(argv)["entry-point"] == [name]
@@ -184,7 +244,7 @@ def test_dry_run_prints_two_commands_and_calls_nothing(tmp_path, fake_gcloud):
 def test_dry_run_needs_no_gcloud(tmp_path):
     proc = run(["--dry-run", "--project", "my-proj", "--bucket", "b1"], tmp_path, tool_path(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.splitlines()) == 2
+    assert len(proc.stdout.splitlines()) == 2 * (1 + DEAD_LETTER_LINES)
 
 
 def test_build_only_needs_no_project(tmp_path, fake_gcloud):
@@ -255,3 +315,119 @@ def test_help(tmp_path, fake_gcloud):
 
 def test_bash_syntax():
     subprocess.run([BASH, "-n", str(DEPLOY)], check=True)
+
+
+# --- the dead-letter policy on each function's Eventarc subscription --------------------
+
+def test_each_deploy_is_followed_by_its_dead_letter_policy(tmp_path, fake_gcloud):
+    proc, calls = deploy(["--project", "my-proj", "--bucket", "my-landing"], tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    assert calls[0][:3] == ["functions", "deploy", "game_lines"]
+    assert calls[6][:3] == ["functions", "deploy", "player_props"]
+    # deploy, describe, triggers describe, subscriptions update, projects describe, grant: in order
+    assert calls[1:6] == dead_letter_calls("game_lines")
+    assert calls[7:] == dead_letter_calls("player_props")
+    assert ("dead letters of game_lines: projects/my-proj/subscriptions/eventarc-us-game_lines-412-sub-7 -> "
+            "projects/my-proj/topics/oddsbatch-dead-letters after 50 attempts") in proc.stdout.splitlines()
+
+
+def test_dead_letter_topic_none_skips_the_step(tmp_path, fake_gcloud):
+    proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--dead-letter-topic", "none"], tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    assert [c[:2] for c in calls] == [["functions", "deploy"], ["functions", "deploy"]]
+    proc, _ = deploy(["--dry-run", "--project", "my-proj", "--bucket", "b1", "--dead-letter-topic=none"],
+                     tmp_path, fake_gcloud)
+    assert [line.split()[:3] for line in proc.stdout.splitlines()] == [["gcloud", "functions", "deploy"]] * 2
+
+
+def test_topic_and_attempts_options(tmp_path, fake_gcloud):
+    topic = "projects/other-proj/topics/my-dlq"
+    proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines",
+                          "--dead-letter-topic", topic, "--max-delivery-attempts", "7"], tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    assert calls[1:] == dead_letter_calls("game_lines", topic=topic, attempts="7")
+
+
+def test_dead_letter_topic_comes_from_terraform_when_it_has_a_state(tmp_path, fake_gcloud):
+    tf_topic = "projects/my-proj/topics/tf-dead-letters"
+    proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines"], tmp_path, fake_gcloud,
+                         extra_env={"FAKE_TF_DEAD_LETTER_TOPIC": tf_topic, "FAKE_TF_BUCKET_LOCATION": "US"})
+    assert proc.returncode == 0, proc.stderr
+    assert flags(calls[3])["dead-letter-topic"] == [tf_topic]
+    # an explicit --dead-letter-topic wins over the state; a state printing no topic name is ignored
+    explicit = "projects/my-proj/topics/mine"
+    _, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines", "--dead-letter-topic", explicit],
+                      tmp_path, fake_gcloud, extra_env={"FAKE_TF_DEAD_LETTER_TOPIC": tf_topic})
+    assert flags(calls[-3])["dead-letter-topic"] == [explicit]
+    _, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines"], tmp_path, fake_gcloud,
+                      extra_env={"FAKE_TF_DEAD_LETTER_TOPIC": "Warning: No outputs found"})
+    assert flags(calls[-3])["dead-letter-topic"] == ["projects/my-proj/topics/oddsbatch-dead-letters"]
+
+
+@pytest.mark.parametrize("value", ["my-dlq", "topics/my-dlq", "projects/my-proj/subscriptions/x", "projects//topics/x", ""])
+def test_a_malformed_dead_letter_topic_is_refused(tmp_path, fake_gcloud, value):
+    proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--dead-letter-topic", value], tmp_path, fake_gcloud)
+    if value == "":  # empty means the default
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert "--dead-letter-topic" in one_line_error(proc)
+    assert calls == []
+    assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize("key, what", [
+    ("GCLOUD_OUT_functions_describe", "trigger"),
+    ("GCLOUD_OUT_eventarc_triggers_describe", "subscription"),
+    ("GCLOUD_OUT_projects_describe", "project number"),
+])
+def test_a_describe_that_prints_nothing_fails_with_one_line(tmp_path, fake_gcloud, key, what):
+    proc, calls = deploy(["--project", "my-proj", "--bucket", "b1"], tmp_path, fake_gcloud, extra_env={key: ""})
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert f"printed no {what}" in line
+    assert "--dry-run --only game_lines" in line and "by hand" in line  # what to run by hand
+    # it stops at once: nothing after the empty describe, and player_props is not deployed
+    expected = [["functions", "deploy", "game_lines"]] + dead_letter_calls("game_lines")
+    n = {"trigger": 2, "subscription": 3, "project number": 5}[what]
+    assert [c[:3] for c in calls] == [c[:3] for c in expected[:n]]
+
+
+def test_a_describe_that_prints_something_else_fails_with_one_line(tmp_path, fake_gcloud):
+    proc, calls = deploy(["--project", "my-proj", "--bucket", "b1"], tmp_path, fake_gcloud,
+                         extra_env={"GCLOUD_OUT_functions_describe": "ERROR: (gcloud) not found"})
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    assert "not a trigger" in line
+    assert len(calls) == 2
+
+
+def test_dry_run_lines_run_the_same_commands_as_a_deploy(tmp_path, fake_gcloud):
+    args = ["--project", "my-proj", "--bucket", "my-landing", "--max-delivery-attempts", "20"]
+    proc, real = deploy(args, tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    dry, none = deploy(["--dry-run", *args], tmp_path, fake_gcloud)
+    assert dry.returncode == 0, dry.stderr
+    assert none == real  # the dry run called nothing (the calls file holds the real run's only)
+    lines = dry.stdout.splitlines()
+    assert [line.split()[:3] for line in lines[1:1 + DEAD_LETTER_LINES]] == [
+        ['TRIGGER="$(gcloud', "functions", "describe"],
+        ['SUB="$(gcloud', "eventarc", "triggers"],
+        ["gcloud", "pubsub", "subscriptions"],
+        ['PROJECT_NUMBER="$(gcloud', "projects", "describe"],
+        ["gcloud", "pubsub", "subscriptions"],
+    ]
+    # Piped to a shell with the stand-in first on PATH, the lines make exactly the real run's calls.
+    calls_file, bin_dir = fake_gcloud
+    replayed = tmp_path / "replayed.jsonl"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "GCLOUD_CALLS": str(replayed),
+           **DESCRIBE_OUTPUTS}
+    subprocess.run([BASH, "-euo", "pipefail"], input=dry.stdout, text=True, env=env, check=True, timeout=30)
+    assert [json.loads(line) for line in replayed.read_text().splitlines()] == real
+
+
+def test_max_delivery_attempts_must_be_a_whole_number(tmp_path, fake_gcloud):
+    for value in ("x", "50.5", "-7", "050", ""):
+        proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--max-delivery-attempts", value],
+                             tmp_path, fake_gcloud)
+        assert "--max-delivery-attempts" in one_line_error(proc), value
+        assert calls == []
