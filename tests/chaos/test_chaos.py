@@ -5,11 +5,14 @@ nothing duplicated, no lock or pending work left behind.
 `make test` runs 3 seeds; `make chaos` (ODDSBATCH_CHAOS_SEEDS=20) the long mode. The BigQuery
 emulator runs with its snapshot-isolation model on (bigquery_emulator.py): two MERGEs of one
 partition running at once fail one of them with BigQuery's serialization error, which the holder
-retries (warehouse.py, a `bigquery_retry` line with reason serializationConflict).
+retries (warehouse.py, a `bigquery_retry` line with reason serializationConflict). The lock lets one
+holder of a key MERGE at a time, so the conflicts come from another writer: a Janitor thread
+runs identity UPDATEs on the run's partitions throughout, as an operator's DML would, and the
+suite asserts that MERGEs met conflicts and retried them.
 Each run prints:
 chaos: seed=<int> files=<int> events=<int> duplicates=<int> crashes=<int> merges=<int> lost=<int> duplicated=<int>
 and, from the functions' and the emulator's logs:
-chaos: seed=<int> merges=<int> bound=<int> conflicts=<int> emulator_conflicts=<int> takeovers=<int> keys=<int>
+chaos: seed=<int> merges=<int> bound=<int> conflicts=<int> emulator_conflicts=<int> takeovers=<int> keys=<int> janitor_updates=<int> janitor_refused=<int>
 
 Every run also asserts, from the functions' logs, that
 - no key had two holders at once, except by a takeover (a lock whose lease passed, or whose
@@ -192,6 +195,50 @@ def upload_with_jitter(stack, files, seed: int) -> dict[str, int]:
         return dict(pool.map(put, files))
 
 
+class Janitor:
+    """Another writer on the run's partitions, as an operator's DML would be: an UPDATE that sets a
+    column to itself (no value changes) on each game date of the run, one every `every` seconds
+    while the holders MERGE. On BigQuery, and on the emulator's model of it, a MERGE of the same
+    partition that overlaps such an UPDATE fails with "Could not serialize access" and the
+    holder resubmits it (warehouse.py): the lock cannot prevent these conflicts, only retries
+    can. The janitor's own refused UPDATEs are its business: it simply goes on."""
+
+    def __init__(self, stack, days: list[str], every: float = 0.1):
+        import threading
+
+        self.stack, self.days, self.every = stack, days, every
+        self.stop = threading.Event()
+        self.updates = self.refused = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        from google.cloud import bigquery
+
+        client = self.stack.bigquery()
+        while not self.stop.is_set():
+            for day in self.days:
+                for table in ENDPOINT_TABLES.values():
+                    target = f"`{self.stack.project}.{self.stack.dataset}.{table}`"
+                    config = bigquery.QueryJobConfig(query_parameters=[
+                        bigquery.ScalarQueryParameter("game_date", "DATE", day)])
+                    try:
+                        client.query(f"UPDATE {target} SET snapshot_source = snapshot_source "
+                                     f"WHERE game_date = @game_date", job_config=config,
+                                     job_id_prefix="chaos_janitor_").result()
+                        self.updates += 1
+                    except Exception:  # noqa: BLE001 - a refused janitor UPDATE changes nothing
+                        self.refused += 1
+            self.stop.wait(self.every)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
 def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googlesql):
     stack = chaos_stack
     totals = Counter()
@@ -199,9 +246,10 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
         files = plan(seed)
         before = {"bridge": stack.bridge_status(), "crashes": crashes(stack), "logs": log_offsets(stack),
                   "merges": {t: merge_jobs(stack, t) for t in ENDPOINT_TABLES.values()}}
-        generations = upload_with_jitter(stack, files, seed)
-        stack.wait_idle(expected_events=len(files), timeout=600)
-        unfinished = wait_finished(stack, generations)
+        with Janitor(stack, sorted({name.split("/")[2] for name, _ in files})) as janitor:
+            generations = upload_with_jitter(stack, files, seed)
+            stack.wait_idle(expected_events=len(files), timeout=600)
+            unfinished = wait_finished(stack, generations)
         after = stack.bridge_status()
         lost = duplicated = 0
         for day in sorted({name.split("/")[2] for name, _ in files}):
@@ -229,7 +277,8 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
         bound = sum(b for b, _ in bounds.values())
         print(f"chaos: seed={seed} merges={run['merges']} bound={bound} conflicts={sum(conflicts.values())} "
               f"emulator_conflicts={emulator_conflicts} takeovers={sum(h[1] for h in holders.values())} "
-              f"keys={sum(k for _, k in bounds.values())}")
+              f"keys={sum(k for _, k in bounds.values())} janitor_updates={janitor.updates} "
+              f"janitor_refused={janitor.refused}")
         totals.update(run)
         totals.update(conflicts=sum(conflicts.values()), emulator_conflicts=emulator_conflicts)
         assert (lost, duplicated) == (0, 0), f"seed {seed}, {unfinished} generations unfinished"
@@ -245,6 +294,8 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
     print(f"\nchaos: seeds={SEEDS} merges={totals['merges']} conflicts_retried={totals['conflicts']} "
           f"emulator_conflicts={totals['emulator_conflicts']} crashes={totals['crashes']}")
     assert "conflicts=on" in stack.log_text("bigquery")  # the concurrency model was on
+    # the MERGEs met real serialization conflicts (the janitor's overlapping UPDATEs) and retried them
+    assert totals["conflicts"] > 0, totals
     # Every statement the holders sent under chaos (retried MERGEs included) is valid GoogleSQL.
     seen = analyze_emulator(googlesql(stack.project, stack.dataset), stack.bigquery())
     assert seen.get("MERGE", 0) >= 2, seen
