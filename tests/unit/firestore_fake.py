@@ -8,6 +8,12 @@ fails with FailedPrecondition, `exists=True` on a missing document with NotFound
 on an existing one with AlreadyExists. Every write gives its document a strictly later
 update_time; snapshots carry update_time and read_time. The rest is plain get/set and
 equality queries. The integration tests run the same lock against the real emulator.
+
+`on_call` (None by default) is called as on_call(operation, path) before every call a client
+would send to Firestore, outside the store lock: tests/explore switches between invocations
+there. A batch commit is one call and applies atomically, as Firestore's commit does ("Fails
+the entire write if any precondition is not met",
+https://cloud.google.com/nodejs/docs/reference/firestore/latest/firestore/writebatch).
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class _Doc:
                 raise AlreadyExists(self._path)
 
     def create(self, data):
+        self._store.call("create", self._path)
         with self._store.lock:
             if self._path in self._store.docs:
                 raise AlreadyExists(self._path)
@@ -67,6 +74,10 @@ class _Doc:
             return _WriteResult(self._store.wrote(self._path))
 
     def set(self, data):
+        self._store.call("set", self._path)
+        return self._set(data)
+
+    def _set(self, data):
         with self._store.lock:
             self._store.docs[self._path] = copy.deepcopy(data)
             return _WriteResult(self._store.wrote(self._path))
@@ -74,6 +85,7 @@ class _Doc:
     def update(self, data, option=None):
         if isinstance(option, ExistsOption):  # what the official client says, too
             raise ValueError("you must not pass an explicit write option to update.")
+        self._store.call("update", self._path)
         with self._store.lock:
             if self._path not in self._store.docs:
                 raise NotFound(self._path)
@@ -82,12 +94,17 @@ class _Doc:
             return _WriteResult(self._store.wrote(self._path))
 
     def delete(self, option=None):
+        self._store.call("delete", self._path)
+        return self._delete(option)
+
+    def _delete(self, option=None):
         with self._store.lock:
             self._check(option)
             self._store.docs.pop(self._path, None)
             return _WriteResult(self._store.wrote(self._path))
 
     def get(self):
+        self._store.call("get", self._path)
         with self._store.lock:
             self._store.reads += 1
             data = self._store.docs.get(self._path)
@@ -110,11 +127,16 @@ class _Query:
 
         class _Aggregation:
             def get(self):
-                return [[type("AggregationResult", (), {"value": sum(1 for _ in query.stream())})()]]
+                query._store.call("count", query._prefix)
+                return [[type("AggregationResult", (), {"value": sum(1 for _ in query._hits())})()]]
 
         return _Aggregation()
 
     def stream(self):
+        self._store.call("query", self._prefix)
+        return self._hits()
+
+    def _hits(self):
         hits = []
         for path, data in sorted(self._store.docs.items()):
             if path.startswith(self._prefix) and all(data.get(f) == v for f, v in self._filters):
@@ -133,7 +155,8 @@ class _Collection(_Query):
 
 
 class _Batch:
-    def __init__(self):
+    def __init__(self, store=None):
+        self._store = store
         self._ops = []
 
     def delete(self, doc):
@@ -143,8 +166,14 @@ class _Batch:
         self._ops.append((doc, data))
 
     def commit(self):
-        for doc, data in self._ops:
-            doc.delete() if data is None else doc.set(data)
+        if self._store is None:
+            for doc, data in self._ops:
+                doc.delete() if data is None else doc.set(data)
+            return
+        self._store.call("commit", self._ops[0][0]._path if self._ops else "")
+        with self._store.lock:  # one atomic commit
+            for doc, data in self._ops:
+                doc._delete() if data is None else doc._set(data)
 
 
 class FakeFirestore:
@@ -155,6 +184,11 @@ class FakeFirestore:
         self.writes = 0
         self._update_times: dict[str, tuple[datetime, dict]] = {}  # path -> (update_time, the dict it stamps)
         self._last_stamp: dict[str, datetime] = {}  # path -> its latest stamp, deletes included
+        self.on_call = None  # on_call(operation, path) before every client call (tests/explore)
+
+    def call(self, operation: str, path: str) -> None:
+        if self.on_call is not None:
+            self.on_call(operation, path)
 
     @staticmethod
     def now() -> datetime:
@@ -192,4 +226,4 @@ class FakeFirestore:
         return _Collection(self, name)
 
     def batch(self):
-        return _Batch()
+        return _Batch(self)
