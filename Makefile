@@ -22,6 +22,12 @@ test: install
 chaos: install
 	ODDSBATCH_CHAOS_SEEDS=$${ODDSBATCH_CHAOS_SEEDS:-20} $(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
 
+# The interleaving explorer in full (make test runs it bounded): every service call a branching
+# point and a larger preemption bound. Prints one `explore:` line per scenario.
+.PHONY: prove
+prove: install
+	ODDSBATCH_PROVE=1 $(PY) -m pytest tests/explore -s $(PYTEST_ARGS)
+
 demo: install
 	$(PY) -m oddsbatch.local.demo
 

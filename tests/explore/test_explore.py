@@ -28,7 +28,7 @@ PROVE = os.environ.get("ODDSBATCH_PROVE") == "1"
 BOUNDS = {
     "duplicates": (1, True) if PROVE else (0, False),
     "crash": (2, True) if PROVE else (1, False),
-    "lease": (2, True) if PROVE else (1, False),
+    "lease": (1, True) if PROVE else (0, False),
 }
 
 
