@@ -27,6 +27,7 @@ PROVE = os.environ.get("ODDSBATCH_PROVE") == "1"
 # scenario -> (preemption bound, every service call a branching point)
 BOUNDS = {
     "duplicates": (1, True) if PROVE else (0, False),
+    "twin": (3, True) if PROVE else (2, False),
     "crash": (2, True) if PROVE else (1, False),
     "lease": (1, True) if PROVE else (0, False),
 }
@@ -49,6 +50,8 @@ def test_every_schedule_merges_every_file_once(name, capsys):
     if spec.lease_pass:  # the lease passing during a MERGE does let a second holder merge
         assert out.by_reason.get("lease_passed_during_merge", 0) > 0
     assert "unexplained" not in out.by_reason
+    if name == "twin":  # a live holder's beat seen by its twin (which coalesces), and the holder's death not faked
+        assert out.seen.get("twin delivery coalesces", 0) > 0, out.seen
     if spec.crash:  # a crash at every step of either invocation, and at the answer
         points = {p for _, p in out.crash_points}
         for step in ("firestore:create locks", "firestore:query pending", "firestore:update locks",
