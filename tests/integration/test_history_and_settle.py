@@ -43,20 +43,30 @@ def test_history_decimal_and_live_american_files_of_one_date_share_key_and_table
         assert len(merge_jobs(stack, spec.name) - before[spec.name]) <= 2
 
 
+QUEUES: list[PendingWork] = []  # the settle tests' queues, emptied after each test
+
+
 def _settler(stack, key):
     settings = Settings.from_env("game-lines", stack.env)
     assert (settings.settle_seconds, settings.settle_quiet_seconds) == (5.0, 0.5)  # the shipped defaults
     pending = PendingWork(stack.firestore(), settings.pending_collection, key, timedelta(days=1))
+    QUEUES.append(pending)
     holder = batch.BatchHolder(settings, key, date(2025, 6, 3), lock=None, pending=pending, db=None)
     return holder, pending
 
 
 @pytest.fixture
 def shipped_settle(stack, monkeypatch):
-    """The functions' shipped settle (the stack runs with a short one): 5 s cap, 0.5 s quiet."""
+    """The functions' shipped settle (the stack runs with a short one): 5 s cap, 0.5 s quiet. The
+    markers these tests write name no real object: they are removed after each test, or every
+    later wait_idle of the session would wait for them."""
     for name in ("ODDSBATCH_SETTLE_SECONDS", "ODDSBATCH_SETTLE_QUIET_SECONDS"):
         monkeypatch.delitem(stack.env, name, raising=False)
-    return stack
+    yield stack
+    while QUEUES:
+        pending = QUEUES.pop()
+        pending.remove(pending.list())
+        assert not pending.has_any(), "settle markers left behind"
 
 
 def test_count_follows_the_markers_on_the_emulator(shipped_settle):
