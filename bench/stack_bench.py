@@ -266,7 +266,7 @@ def work_per_event(r: Run, b: Bench, events: int = 14) -> None:
     """handle_event in-process, lock held by someone else: count Firestore and BigQuery work."""
     from oddsbatch import batch
     from oddsbatch.config import Settings
-    from oddsbatch.handler import StorageEvent
+    from oddsbatch.event import StorageEvent
     from oddsbatch.lock import BatchLock, PendingWork
 
     from .counting import CountingFirestore

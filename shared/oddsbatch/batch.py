@@ -21,7 +21,7 @@ from .clients import firestore_client, storage_client
 from .config import Settings
 from .deadline import Deadline
 from .errors import BadInputError, DeadlineReached, RejectedData, TerminalError, TransientError, classify
-from .handler import StorageEvent
+from .event import StorageEvent
 from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
 from .lock import EXPIRE_AT_FIELD, BatchLock, LockLost, Marker, PendingWork, marker_id
 from .paths import parse_object_name

@@ -18,38 +18,14 @@ It never raises: the next scheduled sweep is its retry.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from . import logs
 from .config import Settings
+from .event import StorageEvent
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 SWEEP = "google.cloud.pubsub.topic.v1.messagePublished"  # = sweep.SWEEP_EVENT
-
-
-@dataclass(frozen=True)
-class StorageEvent:
-    """The fields of a GCS object-finalize CloudEvent that the batch uses."""
-
-    event_id: str
-    bucket: str
-    name: str
-    generation: int
-    created: str | None = None  # RFC 3339 timeCreated
-    size: int | None = None
-
-    @classmethod
-    def from_cloud_event(cls, event_id: str, data: Mapping[str, Any]) -> "StorageEvent":
-        size = data.get("size")
-        return cls(
-            event_id=str(event_id),
-            bucket=str(data.get("bucket", "")),
-            name=str(data.get("name", "")),
-            generation=int(data.get("generation") or 0),
-            created=data.get("timeCreated"),
-            size=int(size) if size not in (None, "") else None,
-        )
 
 
 def make_handler(endpoint: str, env: Mapping[str, str] | None = None) -> Callable[[Any], str]:

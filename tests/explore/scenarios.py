@@ -41,7 +41,7 @@ from datetime import date
 from oddsbatch import batch, lock, logs, staging, transform
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
-from oddsbatch.handler import StorageEvent
+from oddsbatch.event import StorageEvent
 from oddsbatch.paths import parse_object_name
 from oddsbatch.tables import table_for_endpoint
 

@@ -23,7 +23,7 @@ import pytest
 from oddsbatch import batch, synth, transform
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
-from oddsbatch.handler import StorageEvent
+from oddsbatch.event import StorageEvent
 from oddsbatch.lock import PendingWork
 from oddsbatch.paths import batch_key
 from oddsbatch.tables import table_for_endpoint

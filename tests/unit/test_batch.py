@@ -14,7 +14,7 @@ from google.api_core.exceptions import NotFound, ServiceUnavailable
 from oddsbatch import batch, staging
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
-from oddsbatch.handler import StorageEvent
+from oddsbatch.event import StorageEvent
 from oddsbatch.lock import BatchLock, LockLost, PendingWork
 
 from .firestore_fake import FakeFirestore

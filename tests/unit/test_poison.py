@@ -13,7 +13,7 @@ from google.api_core.exceptions import BadRequest, Forbidden, NotFound
 
 from oddsbatch import batch, transform
 from oddsbatch.errors import RejectedData, TerminalError, TransientError, classify, is_rejected_data
-from oddsbatch.handler import StorageEvent
+from oddsbatch.event import StorageEvent
 from oddsbatch.lock import PendingWork
 
 from .test_batch import GOOD, KEY, FakeWarehouse, add_file, holder, name, world  # noqa: F401 - fixture
