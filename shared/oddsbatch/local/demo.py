@@ -6,7 +6,9 @@ emulator and MERGEs from the MERGE jobs it actually ran. Always brings the stack
 The counts line, exactly:
 demo: game_lines_rows=<int> player_props_rows=<int> merges=<int> files=<int> quarantined=<int> seconds=<float>
 then, after it, the closing lines of one game's game-line markets (book, market, side, open,
-close, no-vig) from the odds_api_closing_lines table function, and how to see the rest.
+close, no-vig) from the odds_api_closing_lines table function, and how to see the rest; last,
+what `oddsbatch status` said once the sweep had run after the ingest (its last run per
+endpoint, pending work, locks): the stack is down when the demo ends, so the demo keeps it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,28 @@ DEMO_DATE = "2025-01-21"
 
 def _oddsbatch(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "oddsbatch.cli", *args], check=True)
+
+
+# The demo's sweep timer: short, so a sweep runs once the ingest is done (the deployed default is 15 min).
+SWEEP_SECONDS = 2.0
+
+
+def status_after_a_sweep(env: dict[str, str], state_dir: Path, timeout: float = 60.0) -> str:
+    """`oddsbatch status` once a sweep started after the ingest has finished on both functions."""
+    from .stack import sweep_timer_status
+
+    before = sweep_timer_status(env).get("sweeps", 0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        timer = sweep_timer_status(env)
+        if timer.get("sweeps", 0) >= before + 2:  # the one running at `before` may predate the ingest's end
+            break
+        time.sleep(0.5)
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("ODDSBATCH_")
+             and k not in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT")}  # the local stack, never a named project
+    done = subprocess.run([sys.executable, "-m", "oddsbatch.cli", "status", "--state-dir", str(state_dir)],
+                          capture_output=True, text=True, env=shell, timeout=120)
+    return done.stdout if done.returncode == 0 else f"status failed: {done.stderr.strip()}\n"
 
 
 def count_results(env: dict[str, str], game_date: str, since_jobs: set[str] | None = None) -> dict[str, int]:
@@ -106,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(args.state_dir)
     if (state_dir / "local.env").exists():  # a stack left from an interrupted run: start clean
         subprocess.run([sys.executable, "-m", "oddsbatch.cli", "down", "--state-dir", str(state_dir)], check=False)
-    _oddsbatch("up", "--state-dir", str(state_dir), "--settle-seconds", str(args.settle_seconds))
+    _oddsbatch("up", "--state-dir", str(state_dir), "--settle-seconds", str(args.settle_seconds),
+               "--sweep-seconds", str(SWEEP_SECONDS))
     try:
         with tempfile.TemporaryDirectory(prefix="oddsbatch-demo-") as tmp:
             _oddsbatch("synth", "--date", DEMO_DATE, "--games", str(args.games), "--snapshots", str(args.snapshots),
@@ -119,11 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         env = load_env(state_dir)
         counts = count_results(env, DEMO_DATE)
         closes = closing_lines_of_one_game(env, DEMO_DATE)
+        status = status_after_a_sweep(env, state_dir)
     finally:
         subprocess.run([sys.executable, "-m", "oddsbatch.cli", "down", "--state-dir", str(state_dir)], check=False)
     print(f"demo: game_lines_rows={counts['game_lines_rows']} player_props_rows={counts['player_props_rows']} "
           f"merges={counts['merges']} files={files} quarantined={counts['quarantined']} seconds={seconds:.2f}")
     print_closing_lines(closes, DEMO_DATE)
+    print("status after the sweep (oddsbatch status, pipeline part):")
+    pipeline = status.split("locks held:", 1)
+    print("locks held:" + pipeline[1] if len(pipeline) == 2 else status, end="")
     return 0
 
 
