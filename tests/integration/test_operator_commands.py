@@ -41,7 +41,7 @@ def _forget_merged(stack, day: str) -> None:
 @pytest.mark.parametrize("sig,status,name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
 def test_an_interrupted_reconcile_releases_its_lock_and_a_later_event_merges(clean_stack, tmp_path, sig, status, name):
     stack = clean_stack
-    day = "2025-04-02" if sig == signal.SIGTERM else "2025-04-03"
+    day = "2025-08-02" if sig == signal.SIGTERM else "2025-08-03"  # dates no other test uses
     files = [f for f in synth.synthesize_day(date.fromisoformat(day), games=2, snapshots=2, seed=41)
              if f[0].startswith(f"odds-api/{ENDPOINT}/")]
     generations = upload_all(stack, files)

@@ -32,7 +32,7 @@ from .test_end_to_end import comparable, expected_rows, table_rows, upload_all
 
 pytestmark = pytest.mark.integration
 
-DAY = "2025-05-11"
+DAY = "2025-05-21"
 
 
 def _poison(good_name: str, good: bytes, where, raw: bytes, snap: str) -> tuple[str, bytes]:
@@ -125,7 +125,7 @@ def _queued(stack, settings, key) -> list[str]:
 
 
 def test_rows_only_the_load_refuses_are_found_by_halves_and_quarantined_alone(stack, side_bucket, monkeypatch):
-    day = "2025-05-12"
+    day = "2025-05-22"
     files = [f for f in synth.synthesize_day(date.fromisoformat(day), games=3, snapshots=3, seed=22)
              if f[0].startswith("odds-api/game-lines/")]
     refused = {files[2][0], files[6][0]}  # two of nine files
@@ -161,7 +161,7 @@ def test_rows_only_the_load_refuses_are_found_by_halves_and_quarantined_alone(st
 
 
 def test_a_failing_quarantine_copy_keeps_only_that_file_queued(stack, side_bucket):
-    day = "2025-05-13"
+    day = "2025-05-23"
     files = [f for f in synth.synthesize_day(date.fromisoformat(day), games=1, snapshots=2, seed=23)
              if f[0].startswith("odds-api/player-props/")]
     bad_name = files[0][0].rsplit("/", 1)[0] + f"/{day.replace('-', '')}_235900-snap-2359.json"
