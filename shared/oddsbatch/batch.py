@@ -371,7 +371,7 @@ class BatchHolder:
                         staged.write(payload)
                 staging_id = staging_table.result()
             result.seconds["read"] = round(time.monotonic() - started, 3)
-            if spans:
+            if any(s.rows for s in spans):  # files without rows (no lines posted yet) need no load
                 t = time.monotonic()
                 spans = self._load(result.run_id, staged, spans, to_quarantine)
                 result.seconds["load"] = round(time.monotonic() - t, 3)

@@ -193,3 +193,13 @@ def test_a_load_refusing_the_data_is_told_from_other_bad_requests():
     assert not is_rejected_data(BadRequest("bad", errors=[{"reason": "invalidQuery", "message": "x"}]))
     assert not is_rejected_data(NotFound("x", errors=[{"reason": "notFound"}]))
     assert not is_rejected_data(None)
+
+
+def test_a_round_whose_files_hold_no_rows_loads_nothing(world):
+    """A valid snapshot without lines (bookmakers: []) is merged as done, with no BigQuery load."""
+    wh = RefusingWarehouse(b"never")
+    h, pending = holder(world, "event-1", wh)
+    empty = GOOD[:GOOD.index(b'"bookmakers"')] + b'"bookmakers": []}'
+    add_file(world, pending, 0, empty)
+    assert h.run() == "merged"
+    assert wh.loads == 0 and wh.merges == 0 and not world.quarantined and not pending.has_any()
