@@ -190,7 +190,13 @@ def job_parameters(job) -> dict[str, str]:
     return declared
 
 
-def analyze_emulator(checker: GoogleSQL, client, skip_job_prefixes: tuple[str, ...] = ()) -> dict[str, int]:
+def _names_scratch_table(statement: str, checker: GoogleSQL, prefixes: tuple[str, ...]) -> bool:
+    """Whether the statement names a table of the dataset whose name starts with one of `prefixes`."""
+    dataset = re.escape(f"{checker.project}.{checker.dataset}.")
+    return any(name.startswith(prefixes) for name in re.findall(rf"`{dataset}([A-Za-z0-9_]+)`", statement))
+
+
+def analyze_emulator(checker: GoogleSQL, client, scratch_tables: tuple[str, ...] = ()) -> dict[str, int]:
     """Analyze every query job a BigQuery emulator ran and every routine it holds, as they are
     stored there (list_jobs keeps each job's text and parameters); counts per statement type.
     Raises GoogleSQLError for the first statement ZetaSQL rejects."""
@@ -212,8 +218,8 @@ def analyze_emulator(checker: GoogleSQL, client, skip_job_prefixes: tuple[str, .
     for job in client.list_jobs(all_users=True):
         if job.job_type != "query":
             continue
-        if job.job_id.startswith(skip_job_prefixes):  # a test's own SQL on its own scratch tables
-            seen["SKIPPED"] = seen.get("SKIPPED", 0) + 1
+        if scratch_tables and _names_scratch_table(job.query, checker, scratch_tables):
+            seen["SKIPPED"] = seen.get("SKIPPED", 0) + 1  # a test's own SQL on its own scratch tables
             continue
         checker.analyze(job.query, job_parameters(job))
         kind = (job.statement_type or "UNKNOWN") if job.state == "DONE" else job.state
