@@ -83,24 +83,25 @@ class GoogleSQL:
         return f"{self.project}.{self.dataset}.{name}"
 
     # -- catalog ------------------------------------------------------------------------
-    @cached_property
-    def _tables(self) -> list:
+    def _table(self, name: str, fields) -> object:
+        """One catalog table of the dataset, its columns typed from BigQuery schema fields."""
         from zetasql.api import TableBuilder
 
+        builder = TableBuilder(self._path(name))
+        for field in fields:
+            builder.add_column(field["name"], self.field_type(field))
+        return builder.build()
+
+    @cached_property
+    def _tables(self) -> list:
         built = []
         for spec in all_tables().values():
             if spec.name in self.schemas:
                 spec = dataclasses.replace(spec, schema=tuple(self.schemas[spec.name]))
-            for name, fields in ((spec.name, spec.schema), (staging_name(spec.name), spec.staging_schema())):
-                builder = TableBuilder(self._path(name))
-                for field in fields:
-                    builder.add_column(field["name"], self.field_type(field))
-                built.append(builder.build())
+            built.append(self._table(spec.name, spec.schema))
+            built.append(self._table(staging_name(spec.name), spec.staging_schema()))
         for spec in log_tables().values():  # not MERGE targets (no staging): the ingest log
-            builder = TableBuilder(self._path(spec.name))
-            for field in spec.schema:
-                builder.add_column(field["name"], self.field_type(field))
-            built.append(builder.build())
+            built.append(self._table(spec.name, spec.schema))
         return built
 
     def catalog(self):
@@ -120,14 +121,9 @@ class GoogleSQL:
     def add_table(self, name: str, fields: list[dict]) -> None:
         """A table of the dataset the schema files do not define (a test's own probe table);
         a name already in the catalog is left as it is."""
-        from zetasql.api import TableBuilder
-
         if self._path(name) in {t.name for t in self._tables}:
             return
-        builder = TableBuilder(self._path(name))
-        for field in fields:
-            builder.add_column(field["name"], self.field_type(field))
-        self._tables.append(builder.build())
+        self._tables.append(self._table(name, fields))
         self._catalog = None
 
     def _add_table_function(self, name: str, arguments, output_columns) -> None:
