@@ -53,11 +53,14 @@ SEEDS = int(os.environ.get("ODDSBATCH_CHAOS_SEEDS", "3"))
 # Holder points only: a crash kills every request of the instance, and a point that every
 # event passes (before_marker) at this rate would crash the instance faster than it restarts.
 CRASH_POINTS = "after_load,after_merge,before_release"
+DML_LATENCY_MS = 250
 
 
 @pytest.fixture(scope="module")
 def chaos_stack(tmp_path_factory):
-    st = Stack(tmp_path_factory.mktemp("oddsbatch-chaos"), settle_seconds=0.3, extra_env={
+    # dml_latency_ms: each UPDATE / MERGE runs 250 ms before it commits, as BigQuery's take seconds,
+    # so the janitor's UPDATEs land inside MERGEs' windows (and MERGEs inside theirs).
+    st = Stack(tmp_path_factory.mktemp("oddsbatch-chaos"), settle_seconds=0.3, dml_latency_ms=DML_LATENCY_MS, extra_env={
         "ODDSBATCH_FAULT_CRASH_AT": CRASH_POINTS,
         "ODDSBATCH_FAULT_CRASH_RATE": "0.15",
         "ODDSBATCH_FAULT_SEED": "7",
@@ -196,47 +199,60 @@ def upload_with_jitter(stack, files, seed: int) -> dict[str, int]:
 
 
 class Janitor:
-    """Another writer on the run's partitions, as an operator's DML would be: an UPDATE that sets a
-    column to itself (no value changes) on each game date of the run, one every `every` seconds
-    while the holders MERGE. On BigQuery, and on the emulator's model of it, a MERGE of the same
-    partition that overlaps such an UPDATE fails with "Could not serialize access" and the
-    holder resubmits it (warehouse.py): the lock cannot prevent these conflicts, only retries
-    can. The janitor's own refused UPDATEs are its business: it simply goes on."""
+    """Other writers on the run's partitions, as an operator's DML would be: per table, a thread
+    that UPDATEs a column to itself (no value changes) on each game date of the run in turn,
+    resting `every` seconds after each round, while the holders MERGE. On BigQuery, and on the
+    emulator's model of it, a MERGE of the same partition that overlaps such an UPDATE that
+    started before it fails with "Could not serialize access" and the holder resubmits it
+    (warehouse.py): the lock cannot prevent these conflicts, only retries can. One writer per table
+    keeps a janitor UPDATE in flight on a MERGE's partition a good part of the time (with the
+    emulator's DML latency), so the run meets conflicts at every seed count. The janitor's own
+    refused UPDATEs are its business: it simply goes on."""
 
-    def __init__(self, stack, days: list[str], every: float = 0.1):
+    def __init__(self, stack, days: list[str], every: float = 0.3):
         import threading
 
         self.stack, self.days, self.every = stack, days, every
         self.stop = threading.Event()
-        self.updates = self.refused = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.counts = Counter()
+        self.threads = [threading.Thread(target=self._run, args=(table,), daemon=True)
+                        for table in ENDPOINT_TABLES.values()]
 
-    def _run(self):
+    @property
+    def updates(self) -> int:
+        return self.counts["updates"]
+
+    @property
+    def refused(self) -> int:
+        return self.counts["refused"]
+
+    def _run(self, table: str):
         from google.cloud import bigquery
 
         client = self.stack.bigquery()
+        target = f"`{self.stack.project}.{self.stack.dataset}.{table}`"
         while not self.stop.is_set():
             for day in self.days:
-                for table in ENDPOINT_TABLES.values():
-                    target = f"`{self.stack.project}.{self.stack.dataset}.{table}`"
-                    config = bigquery.QueryJobConfig(query_parameters=[
-                        bigquery.ScalarQueryParameter("game_date", "DATE", day)])
-                    try:
-                        client.query(f"UPDATE {target} SET snapshot_source = snapshot_source "
-                                     f"WHERE game_date = @game_date", job_config=config,
-                                     job_id_prefix="chaos_janitor_").result()
-                        self.updates += 1
-                    except Exception:  # noqa: BLE001 - a refused janitor UPDATE changes nothing
-                        self.refused += 1
+                config = bigquery.QueryJobConfig(query_parameters=[
+                    bigquery.ScalarQueryParameter("game_date", "DATE", day)])
+                try:
+                    client.query(f"UPDATE {target} SET snapshot_source = snapshot_source "
+                                 f"WHERE game_date = @game_date", job_config=config,
+                                 job_id_prefix="chaos_janitor_").result()
+                    self.counts["updates"] += 1  # Counter += under the GIL: two threads, exact enough
+                except Exception:  # noqa: BLE001 - a refused janitor UPDATE changes nothing
+                    self.counts["refused"] += 1
             self.stop.wait(self.every)
 
     def __enter__(self):
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc):
         self.stop.set()
-        self.thread.join(timeout=60)
+        for thread in self.threads:
+            thread.join(timeout=60)
 
 
 def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googlesql):
@@ -293,7 +309,8 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
     assert totals["crashes"] > 0 and totals["duplicates"] > 0, totals
     print(f"\nchaos: seeds={SEEDS} merges={totals['merges']} conflicts_retried={totals['conflicts']} "
           f"emulator_conflicts={totals['emulator_conflicts']} crashes={totals['crashes']}")
-    assert "conflicts=on" in stack.log_text("bigquery")  # the concurrency model was on
+    # the concurrency model was on, with BigQuery-like statement latency
+    assert f"conflicts=on latency_ms={DML_LATENCY_MS}" in stack.log_text("bigquery")
     # the MERGEs met real serialization conflicts (the janitor's overlapping UPDATEs) and retried them
     assert totals["conflicts"] > 0, totals
     # Every statement the holders sent under chaos (retried MERGEs included) is valid GoogleSQL.

@@ -27,14 +27,20 @@ of the 2 running), and fails it, once it holds the lock, if an overlapping state
 after its snapshot. Each conflict is logged on one line (`dml_conflict table=... job=...`).
 `--dml-conflicts off` switches the model off (default on).
 
+DML latency: on BigQuery a mutating statement runs for seconds between its snapshot and its
+commit; local-bigquery commits one in milliseconds, so a concurrent writer almost never lands
+inside a MERGE's window. `--dml-latency-ms N` (default 0) holds each mutating statement N ms
+after it starts running and before it commits, so overlaps happen as often as on BigQuery.
+
 Run with the emulator's own Python: `python bigquery_emulator.py serve --host ... --port ...
-[--dml-running 2 --dml-queued 20 --dml-conflicts on]`.
+[--dml-running 2 --dml-queued 20 --dml-conflicts on --dml-latency-ms 0]`.
 """
 
 import argparse
 import contextlib
 import contextvars
 import sys
+import time
 
 import sqlglot
 from bigquery_dml import CONFLICT_REASON, REASON, WHOLE_TABLE, DmlQueueLimit, SnapshotIsolation
@@ -140,6 +146,7 @@ def _submit(project_id, job_id, configuration, upload=None):
 
 
 def _finish(key) -> None:
+    _held.discard(key)
     DML_LIMIT.finish(key)
     if ISOLATION is not None:
         ISOLATION.finish(key)
@@ -217,6 +224,9 @@ def _partitions(project_id, configuration) -> frozenset | None:
 
 # A queued statement waits to leave the PENDING queue at most this long before it takes the lock.
 PENDING_WAIT_SECONDS = 5.0
+# Each mutating statement runs this long between its start and its commit (--dml-latency-ms).
+DML_LATENCY_SECONDS = 0.0
+_held: set = set()  # jobs already held for DML_LATENCY_SECONDS (a MERGE takes the write lock more than once)
 
 
 @contextlib.contextmanager
@@ -229,6 +239,9 @@ def _writing(*table):
             yield
         return
     ISOLATION.wait_started(job, PENDING_WAIT_SECONDS)
+    if DML_LATENCY_SECONDS and job not in _held:
+        _held.add(job)
+        time.sleep(DML_LATENCY_SECONDS)  # running on its snapshot, not yet committed, lock not held
     with _original_writing(*table):
         refused = ISOLATION.check(job)
         if refused is not None:
@@ -245,16 +258,20 @@ database.writing = _writing
 
 def _limits_from_argv(argv: list[str]) -> list[str]:
     """Take --dml-running / --dml-queued out of argv (local-bigquery's CLI does not know them)."""
-    global DML_LIMIT, ISOLATION
+    global DML_LIMIT, ISOLATION, DML_LATENCY_SECONDS
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--dml-running", type=int, default=DML_LIMIT.running)
     parser.add_argument("--dml-queued", type=int, default=DML_LIMIT.queued)
     parser.add_argument("--dml-conflicts", choices=("on", "off"), default="on")
+    parser.add_argument("--dml-latency-ms", type=int, default=0)
     known, rest = parser.parse_known_args(argv)
+    if known.dml_latency_ms < 0:
+        parser.error(f"--dml-latency-ms must be >= 0, got {known.dml_latency_ms}")
+    DML_LATENCY_SECONDS = known.dml_latency_ms / 1000
     DML_LIMIT = DmlQueueLimit(known.dml_running, known.dml_queued)
     ISOLATION = SnapshotIsolation(DML_LIMIT.running) if known.dml_conflicts == "on" else None
-    print(f"dml_limit running={DML_LIMIT.running} queued={DML_LIMIT.queued} conflicts={known.dml_conflicts}",
-          flush=True)
+    print(f"dml_limit running={DML_LIMIT.running} queued={DML_LIMIT.queued} conflicts={known.dml_conflicts} "
+          f"latency_ms={known.dml_latency_ms}", flush=True)
     return rest
 
 

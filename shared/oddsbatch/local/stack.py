@@ -307,7 +307,7 @@ class Stack:
                  project: str = PROJECT, bucket: str = BUCKET, dataset: str = DATASET,
                  extra_env: Mapping[str, str] | None = None, bridge_args: list[str] | None = None,
                  start_timeout: float = 60.0, dml_running: int = 2, dml_queued: int = 20,
-                 sweep_seconds: float = 0.0, dml_conflicts: bool = True):
+                 sweep_seconds: float = 0.0, dml_conflicts: bool = True, dml_latency_ms: int = 0):
         self.state_dir = Path(state_dir).resolve()
         self.settle_seconds = settle_seconds
         self.project, self.bucket, self.dataset = project, bucket, dataset
@@ -319,6 +319,8 @@ class Stack:
         self.dml_running, self.dml_queued = dml_running, dml_queued
         # Its snapshot isolation of mutating DML per (table, partition): serialization conflicts.
         self.dml_conflicts = dml_conflicts
+        # How long each of its mutating statements runs before it commits (BigQuery's take seconds).
+        self.dml_latency_ms = dml_latency_ms
         self.root = repo_root()
         self.logs = self.state_dir / "logs"
         self.env: dict[str, str] = {}
@@ -399,7 +401,8 @@ class Stack:
                                      "--grpc-port", str(p["bigquery_grpc"]), "--project", self.project,
                                      "--data-dir", str(bq_data), "--dml-running", str(self.dml_running),
                                      "--dml-queued", str(self.dml_queued),
-                                     "--dml-conflicts", "on" if self.dml_conflicts else "off"],
+                                     "--dml-conflicts", "on" if self.dml_conflicts else "off",
+                                     "--dml-latency-ms", str(self.dml_latency_ms)],
                         {**base, "HOME": tools["bq_home"]}, ports=[p["bigquery"], p["bigquery_grpc"]])
             self._spawn("firestore", [tools["node"], str(LOCAL_DIR / "firestore_emulator.mjs"), "--port",
                                       str(p["firestore"]), "--control-port", str(p["firestore_control"])],
