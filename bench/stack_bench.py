@@ -267,7 +267,8 @@ def work_per_event(r: Run, b: Bench, events: int = 14) -> None:
     from oddsbatch import batch
     from oddsbatch.config import Settings
     from oddsbatch.event import StorageEvent
-    from oddsbatch.lock import BatchLock, PendingWork
+    from oddsbatch.lock import BatchLock
+    from oddsbatch.pending import PendingWork
 
     from .counting import CountingFirestore
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Mapping
 
 # endpoint (object-name segment) -> default target table
@@ -123,6 +124,12 @@ class Settings:
         """Every Firestore collection the protocol writes (each carries expireAt for TTL)."""
         return (self.lock_collection, self.pending_collection, self.runs_collection, self.ledger_collection,
                 self.sweep_collection)
+
+    @property
+    def ttl(self) -> timedelta:
+        """How long a lock or pending marker outlives its last write before Firestore's TTL may
+        delete it (ODDSBATCH_TTL_DAYS); never read as a lease: TTL deletion lags up to a day."""
+        return timedelta(days=self.ttl_days)
 
     @property
     def prefixes(self) -> tuple[str, str]:

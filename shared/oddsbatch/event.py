@@ -1,9 +1,9 @@
 """The object-finalize event, as the batch reads it: the first room of the protocol.
 
 Data flows one way: handler (which event is ours) -> event (what it says) -> batch (record
-the pending marker, try the lock) -> holder loop (lock.py's queue and lock, warehouse.py's
-load and MERGE). Neither the handler nor the batch imports the other's internals: both read
-this module.
+the pending marker, try the lock) -> pending (the queue) -> lock -> holder (the rounds) ->
+warehouse (load and MERGE). Neither the handler nor the batch imports the other's internals:
+both read this module.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
-from .lock import BATCH_KEY_FIELD, EXPIRE_AT_FIELD, Marker, commit_in_batches
+from .documents import BATCH_KEY_FIELD, EXPIRE_AT_FIELD, commit_in_batches
+from .pending import Marker
 
 MERGED, QUARANTINED, GONE = "merged", "quarantined", "gone"
 

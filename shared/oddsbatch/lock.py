@@ -1,4 +1,4 @@
-"""The batch lock and the pending-work queue, on Firestore.
+"""The batch lock, on Firestore: one holder per batch key, taken and given back by compare-and-set.
 
 Lock: one document per batch key, written only by compare-and-set. `acquire` creates it
 (`create()` is the `exists=False` precondition); if it exists, it is taken over when its
@@ -18,32 +18,25 @@ the period, its holder is dead and the delivery reclaims it. Eventarc's smallest
 backoff is 10 s (https://cloud.google.com/functions/docs/writing/retries), longer than the
 default period, so the retry of a holder that died reclaims at once.
 
-Pending work: one marker per (object, generation), written by every event BEFORE it tries
-the lock. A holder deletes only markers it merged, releases, then re-reads: a marker
-written while it held the lock is either seen by that re-read or written by an event
-whose own `create()` comes after the release and wins.
+The pending queue the lock guards is pending.py; why the two together lose nothing is said there.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable
+from typing import Callable
 
-from . import logs
+from . import documents, logs
+from .documents import BATCH_KEY_FIELD, EXPIRE_AT_FIELD
 from .errors import OddsbatchError, TransientError
 
 logger = logging.getLogger("oddsbatch.lock")
 
-# Fields every protocol document carries; Terraform's TTL policies name EXPIRE_AT_FIELD.
-EXPIRE_AT_FIELD = "expireAt"
-BATCH_KEY_FIELD = "batch_key"
 # A lock not written by its holder for this long belongs to a dead holder (ODDSBATCH_LOCK_HEARTBEAT_SECONDS).
 DEFAULT_HEARTBEAT = timedelta(seconds=8)
 BEATS_PER_PERIOD = 4
@@ -57,10 +50,6 @@ class NotAcquired(OddsbatchError):
 class LockLost(TransientError):
     """A conditional write of the holder failed: someone else wrote (took over) or deleted the
     lock since the holder's last write. Stop before any MERGE; the markers stay queued."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _as_utc(value) -> datetime | None:
@@ -141,7 +130,7 @@ class BatchLock:
             return True
         for _ in range(ACQUIRE_ATTEMPTS):  # a holder may release, or another taker win, in between
             try:
-                result = self.ref.create(self._document(utcnow()))
+                result = self.ref.create(self._document(documents.utcnow()))
             except AlreadyExists:
                 pass
             else:
@@ -158,7 +147,7 @@ class BatchLock:
             current = snapshot.to_dict() or {}
             try:
                 # Compare-and-set: only if nobody wrote the lock since we read it.
-                result = self.ref.update(self._document(utcnow(), current),
+                result = self.ref.update(self._document(documents.utcnow(), current),
                                          option=_last_update(snapshot.update_time))
             except _precondition_failed():
                 continue  # another taker won (or the holder wrote/released): read and judge again
@@ -171,7 +160,7 @@ class BatchLock:
         """(how, snapshot): stale_takeover, reclaimed, None (a live holder has it) or again (gone)."""
         current = snapshot.to_dict() or {}
         lease_until = _as_utc(current.get("lease_until"))
-        if lease_until is None or lease_until <= utcnow():
+        if lease_until is None or lease_until <= documents.utcnow():
             return "stale_takeover", snapshot
         if current.get("owner") != self.owner:
             return None, snapshot
@@ -203,7 +192,7 @@ class BatchLock:
 
     @staticmethod
     def _silence(snapshot) -> float:
-        read_time = _as_utc(getattr(snapshot, "read_time", None)) or utcnow()
+        read_time = _as_utc(getattr(snapshot, "read_time", None)) or documents.utcnow()
         update_time = _as_utc(snapshot.update_time)
         return max(0.0, (read_time - update_time).total_seconds()) if update_time else math.inf
 
@@ -236,7 +225,7 @@ class BatchLock:
 
     def beat(self) -> None:
         """Prove this holder alive (what the background thread does every quarter period)."""
-        self._write({"heartbeat_at": utcnow()})
+        self._write({"heartbeat_at": documents.utcnow()})
 
     def _beat_loop(self) -> None:
         interval = self.heartbeat.total_seconds() / BEATS_PER_PERIOD
@@ -260,7 +249,7 @@ class BatchLock:
         Called between phases and right before each MERGE is submitted (its fence)."""
         if not self._held:
             raise NotAcquired(f"renew of {self.key} by {self.owner}, which does not hold it")
-        now = utcnow()
+        now = documents.utcnow()
         try:
             self._write({"lease_until": now + self.lease, "renewed_at": now, "heartbeat_at": now,
                          EXPIRE_AT_FIELD: now + self.ttl})
@@ -297,96 +286,3 @@ class BatchLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-@dataclass(frozen=True)
-class Marker:
-    """One unit of pending work: an object generation waiting to be merged."""
-
-    doc_id: str
-    bucket: str
-    name: str
-    generation: int
-    event_id: str = ""
-    created: str | None = None  # the object's timeCreated (RFC 3339), from the event
-    size: int | None = None  # bytes, from the event
-
-
-WRITE_BATCH = 400  # Firestore allows 500 writes per batch
-
-
-def commit_in_batches(db, items: list, write) -> int:
-    """Apply write(batch, item) to every item, committing every WRITE_BATCH writes.
-
-    Atomicity is not needed by the callers (the emulator does not give it anyway): each
-    write stands on its own, and a missed one costs one idempotent redo."""
-    for start in range(0, len(items), WRITE_BATCH):
-        batch = db.batch()
-        for item in items[start:start + WRITE_BATCH]:
-            write(batch, item)
-        batch.commit()
-    return len(items)
-
-
-def marker_id(key: str, bucket: str, name: str, generation: int) -> str:
-    digest = hashlib.sha1(f"{bucket}/{name}#{generation}".encode()).hexdigest()[:24]
-    return f"{key}~{digest}"
-
-
-class PendingWork:
-    """The queue of markers of one batch key."""
-
-    def __init__(self, db, collection_name: str, key: str, ttl: timedelta):
-        self.db = db
-        self.collection = db.collection(collection_name)
-        self.key = key
-        self.ttl = ttl
-
-    def add(self, bucket: str, name: str, generation: int, event_id: str = "", created: str | None = None,
-            size: int | None = None) -> Marker:
-        """Idempotent: a redelivered event rewrites the same document."""
-        marker = Marker(marker_id(self.key, bucket, name, generation), bucket, name, int(generation), event_id,
-                        created, size)
-        now = utcnow()
-        self.collection.document(marker.doc_id).set({
-            BATCH_KEY_FIELD: self.key,
-            "bucket": bucket,
-            "object": name,
-            "generation": int(generation),
-            "event_id": event_id,
-            "created": created,
-            "size": size,
-            "recorded_at": now,
-            EXPIRE_AT_FIELD: now + self.ttl,
-        })
-        return marker
-
-    def _query(self):
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        return self.collection.where(filter=FieldFilter(BATCH_KEY_FIELD, "==", self.key))
-
-    def list(self, limit: int | None = None) -> list[Marker]:
-        query = self._query()
-        if limit:
-            query = query.limit(limit)
-        markers = []
-        for snap in query.stream():
-            d = snap.to_dict() or {}
-            markers.append(Marker(snap.id, d.get("bucket", ""), d.get("object", ""), int(d.get("generation") or 0),
-                                  d.get("event_id", ""), d.get("created"), d.get("size")))
-        markers.sort(key=lambda m: (m.name, m.generation))
-        return markers
-
-    def count(self) -> int:
-        """Markers of this key, by an aggregation query (no documents read)."""
-        result = self._query().count().get()
-        return int(result[0][0].value)
-
-    def has_any(self) -> bool:
-        return any(True for _ in self._query().limit(1).stream())
-
-    def remove(self, markers: Iterable[Marker]) -> int:
-        """Delete merged markers in write batches."""
-        return commit_in_batches(self.db, list(markers),
-                                 lambda batch, marker: batch.delete(self.collection.document(marker.doc_id)))

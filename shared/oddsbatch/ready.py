@@ -78,9 +78,9 @@ class CloudSources:
         self.db = firestore_client(settings.project, settings.firestore_database)
 
     def pending(self, key: str) -> int:
-        from .lock import PendingWork
+        from .pending import PendingWork
 
-        return PendingWork(self.db, self.settings.pending_collection, key, timedelta(days=self.settings.ttl_days)).count()
+        return PendingWork(self.db, self.settings.pending_collection, key, self.settings.ttl).count()
 
     def lock(self, key: str) -> dict | None:
         snap = self.db.collection(self.settings.lock_collection).document(key).get()

@@ -35,14 +35,15 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from . import logs, sql
-from .batch import BatchHolder
+from .holder import BatchHolder
 from .clients import bigquery_client, firestore_client, storage_client
 from .config import ENDPOINTS, OBJECT_ROOT, Settings
 from .deadline import Deadline
 from .envfile import target_line, use_local_stack_if_unconfigured
 from .errors import OddsbatchError, TransientError, classify
 from .ledger import Ledger
-from .lock import BatchLock, PendingWork
+from .lock import BatchLock
+from .pending import PendingWork
 from .paths import batch_key
 
 MAX_DAYS = 400  # a season and then some
@@ -123,7 +124,7 @@ def reconcile_date(settings: Settings, bucket: str, game_date: date, dry_run: bo
         if not report.missing or dry_run:
             report.decision = "dry_run" if report.missing else report.decision
             return report
-        ttl = timedelta(days=settings.ttl_days)
+        ttl = settings.ttl
         pending = PendingWork(db, settings.pending_collection, key, ttl)
         run_owner = f"reconcile-{uuid.uuid4().hex[:12]}"
         for name, generation in report.missing:

@@ -34,7 +34,9 @@ from . import logs
 from .config import Settings
 from .deadline import Deadline
 from .errors import TransientError, classify
-from .lock import BATCH_KEY_FIELD, EXPIRE_AT_FIELD, BatchLock, PendingWork
+from .documents import BATCH_KEY_FIELD, EXPIRE_AT_FIELD
+from .lock import BatchLock
+from .pending import PendingWork
 from .paths import batch_key
 
 SWEEP_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -140,16 +142,16 @@ class Sweep:
     def _lock(self, key: str) -> SweepLock:
         s = self.settings
         return SweepLock(self.db.collection(s.lock_collection), key, self.owner,
-                         lease=timedelta(seconds=s.lease_seconds), ttl=timedelta(days=s.ttl_days),
+                         lease=timedelta(seconds=s.lease_seconds), ttl=s.ttl,
                          heartbeat=timedelta(seconds=s.lock_heartbeat_seconds))
 
     def hold(self, key: str, reason: str = "stale") -> str:
         """Take the key's lock (free, passed or silent) and merge its queue as a holder does."""
-        from .batch import BatchHolder
+        from .holder import BatchHolder
 
         s = self.settings
         game_date = date.fromisoformat(key.rsplit("_", 1)[1])
-        pending = PendingWork(self.db, s.pending_collection, key, timedelta(days=s.ttl_days))
+        pending = PendingWork(self.db, s.pending_collection, key, s.ttl)
         lock = self._lock(key)
         try:
             acquired = lock.acquire()
@@ -189,7 +191,7 @@ class Sweep:
     def reconcile_day(self, game_date: date, pending_ids: set[str], fingerprints: dict) -> None:
         """Queue and merge the objects of one date that no event brought (older than the threshold)."""
         from .ledger import Ledger
-        from .lock import marker_id
+        from .pending import marker_id
         from .reconcile import bucket_objects
 
         s = self.settings
@@ -207,7 +209,7 @@ class Sweep:
         lost = [k for k in objects if k not in done and marker_id(key, s.bucket, *k) not in pending_ids]
         if lost:
             self.report.lost_objects += len(lost)
-            pending = PendingWork(self.db, s.pending_collection, key, timedelta(days=s.ttl_days))
+            pending = PendingWork(self.db, s.pending_collection, key, s.ttl)
             for name, generation in sorted(lost):
                 blob = objects[(name, generation)]
                 pending.add(s.bucket, name, generation, self.owner,

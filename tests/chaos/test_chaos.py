@@ -41,7 +41,7 @@ import pytest
 from oddsbatch import synth
 from oddsbatch.config import ENDPOINT_TABLES
 from oddsbatch.local.stack import Stack
-from oddsbatch.lock import marker_id
+from oddsbatch.pending import marker_id
 from oddsbatch.paths import parse_object_name
 from oddsbatch.tables import table_for_endpoint
 from tests.googlesql import analyze_emulator

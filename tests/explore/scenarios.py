@@ -2,19 +2,22 @@
 must satisfy.
 
 Each schedule builds a fresh world (in-memory Firestore, BigQuery, bucket; the scheduler's
-clock) and runs the real `oddsbatch.batch.handle_event` for every delivery. Only these names
-are swapped for the duration of a schedule (module attributes, restored after it):
+clock) and runs the real `oddsbatch.batch.handle_event` for every delivery (and through it the
+real pending queue, lock and holder). Only these names are swapped for the duration of a
+schedule (module attributes, restored after it):
 
-- batch.firestore_client / storage_client: the in-memory services (fakes.py);
-- batch.Warehouse: the real Warehouse with its injection seams: the fake BigQuery client,
+- batch.firestore_client, holder.storage_client, quarantine.storage_client: the in-memory
+  services (fakes.py);
+- holder.Warehouse: the real Warehouse with its injection seams: the fake BigQuery client,
   the scheduler's sleep, jitter 1.0 (deterministic backoff);
 - batch.BatchLock: the real BatchLock with the scheduler's sleep;
 - lock.threading: the scheduler's Thread/Event/Lock (scheduler.ThreadingShim). The heartbeat
   thread is kept, as a scheduler task running the real `_beat_loop`: it wakes on the virtual
   clock, its beat is a Firestore write like any other, and it dies with its invocation.
   Without it a live holder would look dead to its twin, which is the bug the heartbeat fixes;
-- lock.utcnow: the virtual clock (Firestore's update/read times use the same clock);
-- batch.ThreadPoolExecutor: runs the round's submissions inline. Its jobs are the staging
+- documents.utcnow: the virtual clock of the lock and the queue (Firestore's update/read times
+  use the same clock);
+- holder.ThreadPoolExecutor: runs the round's submissions inline. Its jobs are the staging
   table's creation (a table no one else can name: its id carries the round's run id) and
   object downloads (read-only objects): they touch nothing another invocation touches, so
   every order of them is equivalent to the inline one (partial-order reduction), and the
@@ -29,20 +32,17 @@ what a crash is.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import textwrap
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
 
-from oddsbatch import batch, lock, logs, staging, transform
+from oddsbatch import batch, documents, holder, lock, logs, quarantine, staging, transform
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
 from oddsbatch.event import StorageEvent
-from oddsbatch.paths import parse_object_name
 from oddsbatch.tables import table_for_endpoint
 
 from .fakes import ExploredFirestore, FakeBigQuery, MemoryStorage, virtual_utc
@@ -149,7 +149,7 @@ class _Logger:
 
 
 class DeterministicIds:
-    """uuid4() for lock.py and batch.py (nonces, run ids): derived from the calling invocation
+    """uuid4() for lock.py and holder.py (nonces, run ids): derived from the calling invocation
     and how many it drew, so a replay draws the same ids and equal states look equal."""
 
     def __init__(self, sched: Scheduler):
@@ -178,7 +178,7 @@ class World:
 
     @contextmanager
     def installed(self):
-        sched, real_lock, real_warehouse = self.sched, lock.BatchLock, batch.Warehouse
+        sched, real_lock, real_warehouse = self.sched, lock.BatchLock, holder.Warehouse
         heartbeat = self.spec.heartbeat
 
         def make_lock(*args, **kwargs):
@@ -200,16 +200,17 @@ class World:
 
         swaps = [
             (batch, "firestore_client", lambda project, database="(default)": self.db),
-            (batch, "storage_client", lambda project: self.storage),
-            (batch, "Warehouse", make_warehouse),
+            (holder, "storage_client", lambda project: self.storage),
+            (quarantine, "storage_client", lambda project: self.storage),
+            (holder, "Warehouse", make_warehouse),
             (batch, "BatchLock", make_lock),
-            (batch, "ThreadPoolExecutor", InlineExecutor),
+            (holder, "ThreadPoolExecutor", InlineExecutor),
             (lock, "threading", ThreadingShim(sched)),
-            (lock, "utcnow", lambda: virtual_utc(sched)),
+            (documents, "utcnow", lambda: virtual_utc(sched)),
             (logs, "log", log),
             (lock, "logger", _Logger(self.logs, sched)),
             (lock, "uuid", self.ids),
-            (batch, "uuid", self.ids),
+            (holder, "uuid", self.ids),
         ]
         saved = [(m, n, getattr(m, n)) for m, n, _ in swaps]
         for m, n, v in swaps:

@@ -19,7 +19,7 @@ import os
 
 import pytest
 
-from oddsbatch import batch
+from oddsbatch import batch, holder
 
 from .scenarios import (SCENARIOS, describe_failure, explore, marker_after_lock, mutated, release_without_reread)
 
@@ -77,7 +77,7 @@ def test_a_marker_written_after_the_lock_attempt_is_caught(capsys):
 
 
 def test_a_release_without_the_reread_is_caught(capsys):
-    with mutated(batch.BatchHolder, "run", release_without_reread):
+    with mutated(holder.BatchHolder, "run", release_without_reread):
         text = caught(SMALL, 1, capsys, "release_without_reread")
     assert "not merged" in text or "markers left queued" in text
 
@@ -97,5 +97,5 @@ def test_bigquery_without_first_committer_wins_writes_rows_twice(capsys):
 
 def test_mutations_that_do_not_apply_are_refused():
     with pytest.raises(AssertionError):
-        with mutated(batch.BatchHolder, "run", lambda source: source):
+        with mutated(holder.BatchHolder, "run", lambda source: source):
             pass

@@ -11,9 +11,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from oddsbatch import batch, synth
+from oddsbatch import holder, synth
 from oddsbatch.config import Settings
-from oddsbatch.lock import PendingWork
+from oddsbatch.pending import PendingWork
 from oddsbatch.tables import table_for_endpoint
 
 from .test_end_to_end import comparable, expected_rows, merge_jobs, table_rows, upload_all
@@ -51,8 +51,8 @@ def _settler(stack, key):
     assert (settings.settle_seconds, settings.settle_quiet_seconds) == (5.0, 0.5)  # the shipped defaults
     pending = PendingWork(stack.firestore(), settings.pending_collection, key, timedelta(days=1))
     QUEUES.append(pending)
-    holder = batch.BatchHolder(settings, key, date(2025, 6, 3), lock=None, pending=pending, db=None)
-    return holder, pending
+    settler = holder.BatchHolder(settings, key, date(2025, 6, 3), lock=None, pending=pending, db=None)
+    return settler, pending
 
 
 @pytest.fixture
@@ -81,15 +81,15 @@ def test_count_follows_the_markers_on_the_emulator(shipped_settle):
 
 
 def test_the_shipped_settle_ends_after_the_quiet_period_once_the_burst_landed(shipped_settle):
-    holder, pending = _settler(shipped_settle, f"game-lines_settle-{uuid.uuid4().hex[:6]}")
+    settler, pending = _settler(shipped_settle, f"game-lines_settle-{uuid.uuid4().hex[:6]}")
     for i in range(14):
         pending.add("b", f"odds-api/game-lines/2025-06-03/f{i}.json", i + 1)
-    waited = holder.settle()
+    waited = settler.settle()
     assert 0.5 <= waited < 2.5, waited
 
 
 def test_the_shipped_settle_waits_while_files_trickle_in_and_is_capped(shipped_settle):
-    holder, pending = _settler(shipped_settle, f"game-lines_settle-{uuid.uuid4().hex[:6]}")
+    settler, pending = _settler(shipped_settle, f"game-lines_settle-{uuid.uuid4().hex[:6]}")
     stop = threading.Event()
 
     def trickle(gap: float, until: float, prefix: str):
@@ -102,14 +102,14 @@ def test_the_shipped_settle_waits_while_files_trickle_in_and_is_capped(shipped_s
     worker = threading.Thread(target=trickle, args=(0.3, 2.0, "slow"))
     worker.start()
     try:
-        waited = holder.settle()  # new files every 0.3 s for 2 s: waits them out, then 0.5 s quiet
+        waited = settler.settle()  # new files every 0.3 s for 2 s: waits them out, then 0.5 s quiet
     finally:
         worker.join()
     assert 2.0 <= waited < 4.5, waited
     worker = threading.Thread(target=trickle, args=(0.2, 30.0, "flood"))
     worker.start()
     try:
-        waited = holder.settle()  # a flood that never stops: the 5 s cap ends the wait
+        waited = settler.settle()  # a flood that never stops: the 5 s cap ends the wait
     finally:
         stop.set()
         worker.join()

@@ -24,7 +24,7 @@ from oddsbatch import batch, synth, transform
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
 from oddsbatch.event import StorageEvent
-from oddsbatch.lock import PendingWork
+from oddsbatch.pending import PendingWork
 from oddsbatch.paths import batch_key
 from oddsbatch.tables import table_for_endpoint
 
@@ -120,7 +120,7 @@ def _upload(bucket, files) -> list[StorageEvent]:
 
 
 def _queued(stack, settings, key) -> list[str]:
-    pending = PendingWork(stack.firestore(), settings.pending_collection, key, batch._ttl(settings))
+    pending = PendingWork(stack.firestore(), settings.pending_collection, key, settings.ttl)
     return sorted(m.name for m in pending.list(limit=100))
 
 
@@ -142,7 +142,7 @@ def test_rows_only_the_load_refuses_are_found_by_halves_and_quarantined_alone(st
                                                 "ODDSBATCH_SETTLE_SECONDS": "0"})
     events = _upload(side_bucket, files)
     key = batch_key("game-lines", day)
-    pending = PendingWork(stack.firestore(), settings.pending_collection, key, batch._ttl(settings))
+    pending = PendingWork(stack.firestore(), settings.pending_collection, key, settings.ttl)
     for e in events[:-1]:  # a burst: the files' markers are queued when the last event holds the lock
         pending.add(e.bucket, e.name, e.generation, e.event_id, e.created, e.size)
     assert batch.handle_event(settings, events[-1]) == "merged"

@@ -19,7 +19,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from oddsbatch import cli, sql, synth, transform
 from oddsbatch.config import ENDPOINTS
 from oddsbatch.errors import BadInputError
-from oddsbatch.lock import PendingWork
+from oddsbatch.pending import PendingWork
 from oddsbatch.paths import batch_key
 
 from .test_end_to_end import upload_all

@@ -12,7 +12,8 @@ from google.cloud import bigquery
 
 from oddsbatch import clients, sql, staging
 from oddsbatch.config import Settings
-from oddsbatch.lock import BatchLock, PendingWork
+from oddsbatch.lock import BatchLock
+from oddsbatch.pending import PendingWork
 from oddsbatch.tables import table_for_endpoint
 from oddsbatch.warehouse import Warehouse
 

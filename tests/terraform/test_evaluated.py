@@ -11,7 +11,7 @@ from importlib import resources as pkg_resources
 
 import pytest
 
-from oddsbatch import lock
+from oddsbatch import documents
 from oddsbatch.config import Settings
 from oddsbatch.routines import all_routines
 
@@ -52,7 +52,7 @@ def test_firestore_is_native_with_ttl_on_every_protocol_collection(tf):
     fields = resources(tf, "google_firestore_field").values()
     assert sorted(f["collection"] for f in fields) == sorted(DEFAULTS.collections)
     for f in fields:
-        assert f["field"] == lock.EXPIRE_AT_FIELD
+        assert f["field"] == documents.EXPIRE_AT_FIELD
         assert "ttl_config" in f
 
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from google.api_core.exceptions import NotFound, ServiceUnavailable
 
-from oddsbatch import batch, staging
+from oddsbatch import batch, holder, staging
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
 from oddsbatch.event import StorageEvent
-from oddsbatch.lock import BatchLock, LockLost, PendingWork
+from oddsbatch.lock import BatchLock, LockLost
+from oddsbatch.pending import PendingWork
 
 from .firestore_fake import FakeFirestore
 
@@ -88,19 +89,20 @@ def world(monkeypatch):
     db = FakeFirestore()
     objects = {}
     quarantined = []
-    monkeypatch.setattr(batch, "storage_client", lambda project: FakeStorage(objects))
+    monkeypatch.setattr(holder, "storage_client", lambda project: FakeStorage(objects))
     monkeypatch.setattr(batch, "firestore_client", lambda project, database: db)
-    monkeypatch.setattr(batch, "quarantine", lambda s, b, n, g, reason: quarantined.append((n, reason)))
+    for module in (batch, holder):  # an unparsable name (batch) and a bad file in a round (holder)
+        monkeypatch.setattr(module, "quarantine", lambda s, b, n, g, reason: quarantined.append((n, reason)))
     settings = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_SETTLE_SECONDS": "0"})
     return type("World", (), {"db": db, "objects": objects, "quarantined": quarantined, "settings": settings})
 
 
-def holder(world, owner, warehouse):
+def make_holder(world, owner, warehouse):
     pending = PendingWork(world.db, world.settings.pending_collection, KEY, timedelta(days=7))
     lock = BatchLock(world.db.collection(world.settings.lock_collection), KEY, owner, timedelta(minutes=10),
                      timedelta(days=7), beat_in_background=False)
     assert lock.acquire()
-    h = batch.BatchHolder(world.settings, KEY, date.fromisoformat(DAY), lock, pending, world.db, sleep=lambda s: None)
+    h = holder.BatchHolder(world.settings, KEY, date.fromisoformat(DAY), lock, pending, world.db, sleep=lambda s: None)
     h._warehouse = warehouse
     return h, pending
 
@@ -113,7 +115,7 @@ def add_file(world, pending, i, data=GOOD):
 def test_late_work_arriving_during_the_merge_gets_a_second_round(world):
     arrived = []
     wh = FakeWarehouse(on_merge=lambda: arrived or (arrived.append(1), add_file(world, pending, 9)))
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     for i in range(3):
         add_file(world, pending, i)
     assert h.run() == "merged"
@@ -125,7 +127,7 @@ def test_late_work_arriving_during_the_merge_gets_a_second_round(world):
 
 def test_a_burst_is_one_merge(world):
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     for i in range(14):
         add_file(world, pending, i)
     assert h.run() == "merged"
@@ -134,7 +136,7 @@ def test_a_burst_is_one_merge(world):
 
 def test_late_work_taken_by_someone_else_is_handed_over(world):
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     add_file(world, pending, 0)
     real_release = h.lock.release
 
@@ -153,14 +155,14 @@ def test_late_work_taken_by_someone_else_is_handed_over(world):
 
 def test_transient_failure_releases_lock_keeps_markers_and_raises(world):
     wh = FakeWarehouse(fail_merges=1)
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     add_file(world, pending, 0)
     with pytest.raises(TransientError):
         h.run()
     assert pending.has_any()
     assert f"oddsbatch_locks/{KEY}" not in world.db.docs
     # the retried event finishes the work
-    h2, _ = holder(world, "event-1", FakeWarehouse())
+    h2, _ = make_holder(world, "event-1", FakeWarehouse())
     assert h2.run() == "merged" and not pending.has_any()
 
 
@@ -185,7 +187,7 @@ def lose_the_lock_after_the_load(world, wh, h, how):
 @pytest.mark.parametrize("how", ["taken_over", "kept"])
 def test_a_holder_that_lost_the_lock_stops_at_the_fence_before_its_merge(world, how):
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     add_file(world, pending, 0)
     lose_the_lock_after_the_load(world, wh, h, how)
     if how == "kept":  # negative control: the same holder, nobody took the lock: it merges
@@ -199,7 +201,7 @@ def test_a_holder_that_lost_the_lock_stops_at_the_fence_before_its_merge(world, 
 
 def test_a_holder_whose_lock_vanished_takes_it_again_and_merges(world):
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     add_file(world, pending, 0)
     lose_the_lock_after_the_load(world, wh, h, "vanished")
     assert h.run() == "merged"
@@ -209,7 +211,7 @@ def test_a_holder_whose_lock_vanished_takes_it_again_and_merges(world):
 
 def test_a_lock_that_keeps_vanishing_is_left_to_eventarcs_retry(world):
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     add_file(world, pending, 0)
     real_stage = wh.stage
 
@@ -229,7 +231,7 @@ def test_a_duplicate_delivery_coalesces_onto_a_live_holder_and_reclaims_from_a_d
                                                                                        holder_alive):
     settings = world.settings.with_(lock_heartbeat_seconds=0.4)
     merges = []
-    monkeypatch.setattr(batch, "Warehouse", lambda *a, **k: merges.append(1) or FakeWarehouse())
+    monkeypatch.setattr(holder, "Warehouse", lambda *a, **k: merges.append(1) or FakeWarehouse())
     world.objects[name(0)] = GOOD
     first = BatchLock(world.db.collection(settings.lock_collection), KEY, "event-0", timedelta(minutes=10),
                       timedelta(days=7), heartbeat=timedelta(seconds=0.4), beat_in_background=holder_alive)
@@ -246,7 +248,7 @@ def test_a_duplicate_delivery_coalesces_onto_a_live_holder_and_reclaims_from_a_d
 
 def test_bad_file_is_quarantined_and_the_rest_merges(world):
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     add_file(world, pending, 0)
     add_file(world, pending, 1, data=b'{"id": "trunc')
     assert h.run() == "merged"
@@ -258,7 +260,7 @@ def test_bad_file_is_quarantined_and_the_rest_merges(world):
 
 def test_round_of_only_bad_files_loads_nothing_and_drops_its_staging_table(world):
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     add_file(world, pending, 1, data=b'{"id": "trunc')
     h.run()
     assert [n for n, _ in world.quarantined] == [name(1)]
@@ -269,14 +271,14 @@ def test_round_of_only_bad_files_loads_nothing_and_drops_its_staging_table(world
 
 def test_object_gone_is_dropped_without_a_merge(world):
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     pending.add("bucket", name(3), 7, "event-3")  # never uploaded / overwritten since
     assert h.run() == "merged"
     assert wh.merges == 0 and not pending.has_any()
 
 
 def test_event_finding_the_lock_held_coalesces_without_bigquery(world, monkeypatch):
-    monkeypatch.setattr(batch, "Warehouse", lambda *a, **k: pytest.fail("a coalesced event touched BigQuery"))
+    monkeypatch.setattr(holder, "Warehouse", lambda *a, **k: pytest.fail("a coalesced event touched BigQuery"))
     BatchLock(world.db.collection(world.settings.lock_collection), KEY, "holder", timedelta(minutes=10),
               timedelta(days=7), beat_in_background=False).acquire()
     reads, writes = world.db.reads, world.db.writes
@@ -304,7 +306,7 @@ def test_firestore_unavailable_is_transient(world, monkeypatch):
 
 
 def test_every_finished_object_is_in_the_ledger_with_its_outcome(world):
-    h, pending = holder(world, "event-1", FakeWarehouse())
+    h, pending = make_holder(world, "event-1", FakeWarehouse())
     add_file(world, pending, 0)
     add_file(world, pending, 1, data=b"<html>502 Bad Gateway</html>")
     pending.add("bucket", name(2), 1002, "event-2")  # never uploaded
@@ -316,7 +318,7 @@ def test_every_finished_object_is_in_the_ledger_with_its_outcome(world):
 
 def test_an_oversized_object_is_quarantined_unread(world, monkeypatch):
     settings = world.settings.with_(max_object_bytes=1000)
-    h, pending = holder(world, "event-1", FakeWarehouse())
+    h, pending = make_holder(world, "event-1", FakeWarehouse())
     h.settings = settings
     world.objects[name(0)] = GOOD
     pending.add("bucket", name(0), 1000, "event-0", size=50 * 1024 * 1024)
@@ -327,7 +329,7 @@ def test_an_oversized_object_is_quarantined_unread(world, monkeypatch):
 
 def test_per_file_baseline_merges_each_event_alone_without_firestore(world, monkeypatch):
     merges = []
-    monkeypatch.setattr(batch, "Warehouse", lambda settings, spec, deadline: merges.append(1) or FakeWarehouse())
+    monkeypatch.setattr(holder, "Warehouse", lambda settings, spec, deadline: merges.append(1) or FakeWarehouse())
     monkeypatch.setattr(batch, "firestore_client", lambda *a: pytest.fail("per-file mode touched Firestore"))
     settings = world.settings.with_(mode="per_file")
     for i in range(3):
@@ -373,8 +375,8 @@ def test_the_old_failure_files_arriving_for_two_minutes_after_the_first_are_all_
                 advance(20)
                 return super().merge(run_id, staging_id, game_date)
 
-        monkeypatch.setattr(batch, "time", SimulatedTime)
-        monkeypatch.setattr(batch, "Warehouse", lambda *a, **k: SlowWarehouse())
+        monkeypatch.setattr(holder, "time", SimulatedTime)
+        monkeypatch.setattr(holder, "Warehouse", lambda *a, **k: SlowWarehouse())
         deliver_due()  # the first file at t = 0 takes the lock
         while arrivals:  # the holder finished before the last arrivals: they start their own batch
             advance(1)
@@ -388,7 +390,7 @@ def test_the_old_failure_files_arriving_for_two_minutes_after_the_first_are_all_
 
 def settling_holder(world, arrivals_per_poll):
     """A holder whose queue grows by arrivals_per_poll[i] markers at the i-th settle poll."""
-    h, pending = holder(world, "event-1", FakeWarehouse())
+    h, pending = make_holder(world, "event-1", FakeWarehouse())
     h.settings = world.settings.with_(settle_seconds=5, settle_quiet_seconds=0.5)
     polls = iter(arrivals_per_poll)
     next_file = iter(range(1, 1000))
@@ -407,7 +409,7 @@ def test_settle_ends_after_the_quiet_period_when_the_burst_has_landed(world):
 
 
 def test_settle_waits_while_files_keep_arriving(world):
-    poll = batch.SETTLE_POLL_SECONDS
+    poll = holder.SETTLE_POLL_SECONDS
     assert settling_holder(world, [3, 2, 4, 1]).settle() == pytest.approx(4 * poll + 0.5)  # 4 polls with arrivals, then 0.5 s quiet
 
 
@@ -427,7 +429,7 @@ def test_settle_cap_is_wall_time_when_count_queries_are_slow(world, monkeypatch)
     """Under load each count query took ~0.3 s and a '5 s' settle lasted 9 s: the cap counts
     the wall clock too, so the holder lists the queue after 5 s whatever the queries cost."""
     clock = [0.0]
-    monkeypatch.setattr(batch, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock[0])}))
+    monkeypatch.setattr(holder, "time", type("Clock", (), {"monotonic": staticmethod(lambda: clock[0])}))
     h = settling_holder(world, [1] * 100)  # files keep arriving: only the cap ends the settle
     real_count = h.pending.count
     counts = []
@@ -443,7 +445,7 @@ def test_settle_cap_is_wall_time_when_count_queries_are_slow(world, monkeypatch)
     waited = h.settle()
     assert waited == pytest.approx(clock[0], abs=1e-3)  # the wall time
     assert 5.0 <= waited <= 5.0 + 0.75  # at most one query past the cap
-    poll = batch.SETTLE_POLL_SECONDS
+    poll = holder.SETTLE_POLL_SECONDS
     # the first count (0.75 s), then one poll per (sleep + query) until the wall clock passes 5 s
     assert len(counts) == 1 + math.ceil((5.0 - 0.75) / (poll + 0.75) - 1e-9)
 
@@ -466,7 +468,7 @@ def timed_holder(world, clock, seconds_per_merge, timeout=540.0):
             return super().merge(run_id, staging_id, game_date)
 
     wh = SlowWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     h.settings = world.settings.with_(timeout_seconds=timeout)
     h.deadline = Deadline(timeout, clock=clock)
     return h, pending, wh
@@ -478,8 +480,8 @@ def test_a_round_that_cannot_finish_before_the_deadline_is_not_started(world, mo
     from oddsbatch.errors import DeadlineReached
 
     clock = Clock()
-    monkeypatch.setattr(batch, "time", type("T", (), {"monotonic": staticmethod(clock), "sleep": time_sleep}))
-    monkeypatch.setattr(batch, "MAX_FILES_PER_ROUND", 1)  # one file per round: three rounds of work
+    monkeypatch.setattr(holder, "time", type("T", (), {"monotonic": staticmethod(clock), "sleep": time_sleep}))
+    monkeypatch.setattr(holder, "MAX_FILES_PER_ROUND", 1)  # one file per round: three rounds of work
     h, pending, wh = timed_holder(world, clock, seconds_per_merge=200.0)
     for i in range(3):
         add_file(world, pending, i)
@@ -494,8 +496,8 @@ def test_a_round_that_cannot_finish_before_the_deadline_is_not_started(world, mo
 def test_the_same_work_with_a_longer_timeout_finishes(world, monkeypatch):
     """Negative control of the test above: with 900 s, the three rounds fit."""
     clock = Clock()
-    monkeypatch.setattr(batch, "time", type("T", (), {"monotonic": staticmethod(clock), "sleep": time_sleep}))
-    monkeypatch.setattr(batch, "MAX_FILES_PER_ROUND", 1)
+    monkeypatch.setattr(holder, "time", type("T", (), {"monotonic": staticmethod(clock), "sleep": time_sleep}))
+    monkeypatch.setattr(holder, "MAX_FILES_PER_ROUND", 1)
     h, pending, wh = timed_holder(world, clock, seconds_per_merge=200.0, timeout=900.0)
     for i in range(3):
         add_file(world, pending, i)
@@ -506,10 +508,10 @@ def test_no_round_starts_with_less_than_the_floor_left(world, monkeypatch):
     from oddsbatch.errors import DeadlineReached
 
     clock = Clock()
-    monkeypatch.setattr(batch, "time", type("T", (), {"monotonic": staticmethod(clock), "sleep": time_sleep}))
+    monkeypatch.setattr(holder, "time", type("T", (), {"monotonic": staticmethod(clock), "sleep": time_sleep}))
     h, pending, wh = timed_holder(world, clock, seconds_per_merge=1.0)
     add_file(world, pending, 0)
-    clock.now = 540 - 10 - batch.ROUND_FLOOR_SECONDS + 0.5  # 29.5 s usable left: under the 30 s floor
+    clock.now = 540 - 10 - holder.ROUND_FLOOR_SECONDS + 0.5  # 29.5 s usable left: under the 30 s floor
     with pytest.raises(DeadlineReached):
         h.run()
     assert wh.merges == 0 and pending.has_any()
@@ -517,7 +519,7 @@ def test_no_round_starts_with_less_than_the_floor_left(world, monkeypatch):
 
 def test_handle_event_starts_the_deadline_from_the_configured_timeout(world, monkeypatch):
     seen = []
-    monkeypatch.setattr(batch, "Warehouse", lambda settings, spec, deadline: seen.append(deadline) or FakeWarehouse())
+    monkeypatch.setattr(holder, "Warehouse", lambda settings, spec, deadline: seen.append(deadline) or FakeWarehouse())
     settings = world.settings.with_(timeout_seconds=120.0)
     world.objects[name(0)] = GOOD
     assert batch.handle_event(settings, StorageEvent("e0", "bucket", name(0), 1000)) == "merged"

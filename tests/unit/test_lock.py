@@ -10,7 +10,9 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from oddsbatch.lock import DEFAULT_HEARTBEAT, EXPIRE_AT_FIELD, BatchLock, LockLost, NotAcquired, PendingWork, marker_id
+from oddsbatch.documents import EXPIRE_AT_FIELD
+from oddsbatch.lock import DEFAULT_HEARTBEAT, BatchLock, LockLost, NotAcquired
+from oddsbatch.pending import PendingWork, marker_id
 
 from . import firestore_fake
 from .firestore_fake import FakeFirestore

@@ -11,12 +11,13 @@ import random
 import pytest
 from google.api_core.exceptions import BadRequest, Forbidden, NotFound
 
-from oddsbatch import batch, transform
+from oddsbatch import batch, holder, quarantine, transform
+from oddsbatch.config import Settings
 from oddsbatch.errors import RejectedData, TerminalError, TransientError, classify, is_rejected_data
 from oddsbatch.event import StorageEvent
-from oddsbatch.lock import PendingWork
+from oddsbatch.pending import PendingWork
 
-from .test_batch import GOOD, KEY, FakeWarehouse, add_file, holder, name, world  # noqa: F401 - fixture
+from .test_batch import GOOD, KEY, FakeWarehouse, add_file, make_holder, name, world  # noqa: F401 - fixture
 
 # ------------------------------------------------------------------------------------------
 # find_rejected: bisection over a load that refuses any subset holding a bad item.
@@ -41,7 +42,7 @@ def test_find_rejected_returns_exactly_the_refused_items_in_few_loads(n, bad):
     with pytest.raises(RejectedData) as whole:
         load(items)
     calls.clear()
-    found = batch.find_rejected(items, load, rejection=whole.value)
+    found = holder.find_rejected(items, load, rejection=whole.value)
     assert sorted(i for i, _ in found) == sorted(bad)
     assert all(str(i) in reason for i, reason in found if len(bad) == 1)
     if len(bad) < n:  # a bisection, not a load per file
@@ -50,7 +51,7 @@ def test_find_rejected_returns_exactly_the_refused_items_in_few_loads(n, bad):
 
 def test_find_rejected_of_a_clean_list_loads_it_once():
     load, calls = counting_load(set())
-    assert batch.find_rejected(list(range(50)), load) == [] and len(calls) == 1
+    assert holder.find_rejected(list(range(50)), load) == [] and len(calls) == 1
 
 
 def test_find_rejected_random_sets():
@@ -59,7 +60,7 @@ def test_find_rejected_random_sets():
         n = rng.randint(1, 40)
         bad = {i for i in range(n) if rng.random() < 0.1} or {rng.randrange(n)}
         load, _ = counting_load(bad)
-        assert sorted(i for i, _ in batch.find_rejected(list(range(n)), load)) == sorted(bad)
+        assert sorted(i for i, _ in holder.find_rejected(list(range(n)), load)) == sorted(bad)
 
 
 # ------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ class RefusingWarehouse(FakeWarehouse):
 
 def test_a_file_whose_rows_the_load_refuses_is_quarantined_alone(world, monkeypatch):
     wh = RefusingWarehouse(b"POISONED")
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     for i in range(8):
         add_file(world, pending, i, GOOD.replace(b'"draftkings"', b'"POISONED"') if i == 5 else GOOD)
     assert h.run() == "merged"
@@ -106,7 +107,7 @@ def test_any_exception_while_transforming_a_file_quarantines_it_and_the_batch_go
 
     monkeypatch.setattr(transform, "markets_for_object", flaky)
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     for i in range(4):
         add_file(world, pending, i)
     assert h.run() == "merged"
@@ -118,9 +119,9 @@ def test_a_failing_quarantine_copy_is_transient_and_keeps_only_that_file_queued(
     def copy_fails(settings, bucket, object_name, generation, reason):
         raise TransientError("quarantine copy of x failed: 403 Forbidden")
 
-    monkeypatch.setattr(batch, "quarantine", copy_fails)
+    monkeypatch.setattr(holder, "quarantine", copy_fails)
     wh = FakeWarehouse()
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     for i in range(3):
         add_file(world, pending, i, b"{not json" if i == 1 else GOOD)
     with pytest.raises(TransientError, match="quarantine copy"):
@@ -150,24 +151,24 @@ def test_quarantine_copy_errors_are_transient_unless_the_source_is_gone(monkeypa
     for error, source_exists, transient in [(NotFound("bucket q"), True, True), (Forbidden("no role"), True, True),
                                             (NotFound("object"), False, False)]:
         client = type("C", (), {"bucket": lambda self, n, e=error, s=source_exists: Bucket(n, s, e)})()
-        monkeypatch.setattr(batch, "storage_client", lambda project, c=client: c)
-        settings = batch.Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_QUARANTINE_BUCKET": "q"})
+        monkeypatch.setattr(quarantine, "storage_client", lambda project, c=client: c)
+        settings = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_QUARANTINE_BUCKET": "q"})
         if transient:
             with pytest.raises(TransientError, match="quarantine copy of gs://b/o to gs://q/ failed"):
-                batch.quarantine(settings, "b", "o", 1, "bad")
+                quarantine.quarantine(settings, "b", "o", 1, "bad")
         else:
-            assert batch.quarantine(settings, "b", "o", 1, "bad") is None  # the source is gone: done
+            assert quarantine.quarantine(settings, "b", "o", 1, "bad") is None  # the source is gone: done
 
 
 def test_a_terminal_error_is_acknowledged_once_the_marker_is_queued(world, monkeypatch):
     def misconfigured(self):
         raise TerminalError("NotFound: 404 Dataset p:odds_api was not found", fix="run terraform apply")
 
-    monkeypatch.setattr(batch.BatchHolder, "run", misconfigured)
+    monkeypatch.setattr(holder.BatchHolder, "run", misconfigured)
     world.objects[name(0)] = GOOD
     event = StorageEvent("event-0", "bucket", name(0), 1000)
     assert batch.handle_event(world.settings, event) == "failed_terminal"
-    pending = PendingWork(world.db, world.settings.pending_collection, KEY, batch._ttl(world.settings))
+    pending = PendingWork(world.db, world.settings.pending_collection, KEY, world.settings.ttl)
     assert [m.name for m in pending.list(limit=10)] == [name(0)]  # queued for the sweep or reconcile
 
 
@@ -198,7 +199,7 @@ def test_a_load_refusing_the_data_is_told_from_other_bad_requests():
 def test_a_round_whose_files_hold_no_rows_loads_nothing(world):
     """A valid snapshot without lines (bookmakers: []) is merged as done, with no BigQuery load."""
     wh = RefusingWarehouse(b"never")
-    h, pending = holder(world, "event-1", wh)
+    h, pending = make_holder(world, "event-1", wh)
     empty = GOOD[:GOOD.index(b'"bookmakers"')] + b'"bookmakers": []}'
     add_file(world, pending, 0, empty)
     assert h.run() == "merged"

@@ -1,0 +1,397 @@
+"""The holder: the invocation that holds the lock of one batch key and merges its queue.
+
+It does the work of everyone who coalesced onto it: per round it reads the pending markers,
+downloads and transforms those objects in parallel, loads ONE staging table, runs ONE MERGE,
+quarantines the bad files, records the ledger and deletes the markers it finished; then it
+releases the lock and re-reads the queue, taking the lock again if late work arrived
+(pending.py says why nothing is lost in between). Data flows one way: event (event.py) ->
+marker (pending.py) -> lock (lock.py) -> holder -> staging load and MERGE (warehouse.py).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from . import faults, logs, staging, transform
+from .clients import storage_client
+from .config import Settings
+from .deadline import Deadline
+from .documents import EXPIRE_AT_FIELD
+from .errors import BadInputError, DeadlineReached, RejectedData, TerminalError, TransientError, classify
+from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
+from .lock import BatchLock, LockLost
+from .pending import Marker, PendingWork
+from .quarantine import quarantine
+from .tables import table_for_endpoint
+from .warehouse import Warehouse
+
+MAX_FILES_PER_ROUND = 2000
+# How often a settling holder counts the queue (one aggregation query each).
+SETTLE_POLL_SECONDS = 0.1
+# Staged NDJSON of one round kept in memory; beyond this it spools to a temporary file.
+SPOOL_BYTES = 64 * 1024 * 1024
+# The least time a round is assumed to need (download, load, MERGE on real BigQuery), until this
+# invocation has timed one; capped at a quarter of the timeout.
+ROUND_FLOOR_SECONDS = 30.0
+
+
+@dataclass
+class RoundResult:
+    run_id: str
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    merges: int = 0
+    inserted: int = 0
+    updated: int = 0
+    quarantined: int = 0
+    gone: int = 0
+    last_snapshot: datetime | None = None  # the newest snapshot among the merged files
+    seconds: dict = field(default_factory=dict)
+    entries: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One file's staged NDJSON inside a round's spool."""
+
+    marker: Marker
+    offset: int
+    length: int
+    rows: int
+    snapshot: datetime | None  # the file's snapshot time (one per file)
+
+
+def _join(staged, files: list[StagedFile]) -> bytes:
+    """The staged NDJSON of some files of a round, read back from the spool."""
+    parts = []
+    for f in files:
+        staged.seek(f.offset)
+        parts.append(staged.read(f.length))
+    return b"".join(parts)
+
+
+def find_rejected(items: list, load, rejection: Exception | None = None) -> list[tuple[object, str]]:
+    """The items whose rows a load refuses, with its reason, by bisection: `load(subset)` raises
+    RejectedData when any item of the subset holds a value the load refuses. `rejection` is
+    the refusal already known for the whole list (it is not loaded again). About 2 log2(n)
+    loads per refused item; a clean half is loaded once."""
+    if rejection is None:
+        try:
+            load(items)
+            return []
+        except RejectedData as exc:
+            rejection = exc
+    if len(items) == 1:
+        return [(items[0], str(rejection))]
+    middle = len(items) // 2
+    left = find_rejected(items[:middle], load)
+    # The whole list was refused: with a clean left half, the right half is known to be refused.
+    right = find_rejected(items[middle:], load, rejection=None if left else rejection)
+    return left + right
+
+
+def _created(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError:
+        return None
+
+
+class BatchHolder:
+    """The invocation that holds the lock of one batch key and merges its queue."""
+
+    def __init__(self, settings: Settings, key: str, game_date: date, lock: BatchLock | None,
+                 pending: PendingWork | None, db, sleep=None, deadline: Deadline | None = None):
+        self.settings = settings
+        self.key = key
+        self.game_date = game_date
+        self.lock = lock
+        self.pending = pending
+        self.db = db
+        self.sleep = sleep or time.sleep
+        self.deadline = deadline or Deadline(settings.timeout_seconds)
+        self.longest_round = 0.0  # seconds of this invocation's slowest round
+        self.spec = table_for_endpoint(settings.endpoint)
+        self._warehouse: Warehouse | None = None
+        self.results: list[RoundResult] = []
+        self.ledger = Ledger(db, settings.ledger_collection, timedelta(days=settings.ledger_ttl_days)) if db else None
+
+    @property
+    def warehouse(self) -> Warehouse:
+        if self._warehouse is None:
+            self._warehouse = Warehouse(self.settings, self.spec, deadline=self.deadline)
+        return self._warehouse
+
+    def run(self) -> str:
+        rounds = 0
+        logs.log("batch_started", batch_key=self.key, owner=self.lock.owner, how=self.lock.how)
+        try:
+            while True:
+                logs.log("settled", batch_key=self.key, seconds=round(self.settle(), 3))
+                while True:
+                    markers = self.pending.list(limit=MAX_FILES_PER_ROUND)
+                    if not markers:
+                        break
+                    self.check_time_for_round(len(markers))
+                    self.lock.renew()
+                    self.merge_round(markers)
+                    rounds += 1
+                    if len(markers) < MAX_FILES_PER_ROUND:
+                        break
+                faults.point("before_release")
+                self.lock.release()
+                if not self.pending.has_any():
+                    return "merged" if rounds else "nothing_pending"
+                if not self.lock.acquire():  # late work: someone else holds it now
+                    logs.log("handed_over", batch_key=self.key, rounds=rounds)
+                    return "handed_over"
+                logs.log("late_work", batch_key=self.key, rounds=rounds)
+        except LockLost as lost:
+            # Someone else wrote the lock (took it over) or it vanished: this holder stops before any
+            # MERGE, leaves its markers queued and deletes nothing. A holder that has it now sees the
+            # markers; if nobody does, take it again (create() is exclusive) and go on.
+            logs.log("lock_lost", severity="WARNING", batch_key=self.key, owner=self.lock.owner, rounds=rounds,
+                     error=str(lost)[:300])
+            self._regained = getattr(self, "_regained", 0) + 1
+            if self._regained > 3:  # it keeps vanishing: let Eventarc retry the event later
+                raise lost
+            try:
+                if self.pending.has_any() and self.lock.acquire():
+                    return self.run()
+            except Exception as exc:
+                raise classify(exc) from exc
+            return "lock_lost"
+        except Exception as exc:
+            error = classify(exc)
+            logs.log("failed", severity="ERROR", batch_key=self.key, error=str(error)[:500],
+                     transient=isinstance(error, TransientError),
+                     **({"fix": error.fix} if isinstance(error, TerminalError) else {}))
+            try:
+                self.lock.release()
+            except Exception:  # noqa: BLE001 - the lease expires anyway
+                pass
+            raise error from exc
+
+    def round_estimate(self) -> float:
+        """Seconds a round is expected to take: the slowest one this invocation ran, and at
+        least ROUND_FLOOR_SECONDS (a quarter of the timeout at most)."""
+        floor = min(ROUND_FLOOR_SECONDS, self.settings.timeout_seconds / 4)
+        return max(floor, self.longest_round)
+
+    def check_time_for_round(self, files: int) -> None:
+        """Start no round the deadline would cut short: raise DeadlineReached (transient: the
+        lock is released, the markers stay, and Eventarc's retry starts with a whole timeout)."""
+        needed = self.round_estimate()
+        if not self.deadline.allows(needed):
+            raise DeadlineReached(f"{self.deadline.remaining():.1f}s left before the {self.settings.timeout_seconds:g}s "
+                                  f"timeout, a round of {files} files needs ~{needed:.1f}s: left to the retried event")
+
+    def settle(self) -> float:
+        """Let the rest of a burst land before listing the queue: wait until no new marker
+        appeared for settle_quiet_seconds, at most settle_seconds. A burst that lands at once
+        costs the quiet period only; files that trickle in over seconds still make one round.
+        Both bounds count the slept time and the wall time, whichever is more: under load a
+        count query takes a while itself, and the cap must still be a cap. Returns the seconds
+        waited (the slept seconds count alone in simulated time, where the clock stands still)."""
+        limit, quiet = self.settings.settle_seconds, self.settings.settle_quiet_seconds
+        if not limit:
+            return 0.0
+        if not quiet or quiet >= limit:
+            self.sleep(limit)
+            return limit
+        clock = time.monotonic
+        started = clock()
+        slept = still = 0.0
+        seen = self.pending.count()
+        checked = clock()
+        while still < quiet:
+            waited = max(slept, clock() - started)
+            if waited >= limit:
+                break
+            step = min(SETTLE_POLL_SECONDS, limit - waited)
+            self.sleep(step)
+            slept += step
+            now_seen = self.pending.count()
+            now = clock()
+            still = still + max(step, now - checked) if now_seen == seen else 0.0
+            seen, checked = now_seen, now
+        return round(max(slept, clock() - started), 3)
+
+    def _read(self, marker: Marker) -> tuple[Marker, bytes | None, int, str | None, datetime | None]:
+        """Download and transform one object: (marker, staging NDJSON, rows, bad-input reason,
+        snapshot time)."""
+        from google.api_core.exceptions import NotFound
+
+        limit = self.settings.max_object_bytes
+        too_large = f"exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}"
+        if marker.size is not None and marker.size > limit:  # quarantined unread: never pulled into memory
+            return marker, b"", 0, f"object of {marker.size} bytes {too_large}", None
+        blob = storage_client(self.settings.project).bucket(marker.bucket).blob(marker.name,
+                                                                               generation=marker.generation or None)
+        try:
+            data = blob.download_as_bytes()
+        except NotFound:
+            return marker, None, 0, None, None
+        except Exception as exc:
+            raise classify(exc) from exc
+        if len(data) > limit:  # the event did not say its size: checked before any parsing
+            return marker, b"", 0, f"object of {len(data)} bytes {too_large}", None
+        try:
+            groups = transform.markets_for_object(marker.name, data, marker.generation, _created(marker.created))
+            snapshot = _created(groups[0][0]["snapshot_timestamp"]) if groups else None  # one per file
+            return marker, staging.encode(groups), staging.row_count(groups), None, snapshot
+        except BadInputError as bad:
+            return marker, b"", 0, bad.reason, None
+        except Exception as exc:  # noqa: BLE001 - confined to this file: it must not block its key
+            logs.log("transform_error", severity="ERROR", batch_key=self.key, object=marker.name,
+                     generation=marker.generation, error=f"{type(exc).__name__}: {exc}"[:500])
+            return marker, b"", 0, " ".join(f"could not transform: {type(exc).__name__}: {exc}".split())[:500], None
+
+    def merge_round(self, markers: list[Marker]) -> RoundResult:
+        """One round: read and transform the files, load the good ones into one staging table,
+        one MERGE, then quarantine the bad ones, record the ledger and drop the markers.
+
+        A file is quarantined alone whatever makes it bad: the transform refused it, it raised,
+        or the load refused its rows (found by loading halves, `find_rejected`). Quarantine
+        copies are made after the MERGE, so a copy that fails (a transient error: the round
+        raises, Eventarc retries) keeps only that file's marker queued, never the others'."""
+        result = RoundResult(run_id=uuid.uuid4().hex[:16])
+        started = time.monotonic()
+        to_quarantine: list[tuple[Marker, str]] = []
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as staged:
+            spans: list[StagedFile] = []
+            with ThreadPoolExecutor(max_workers=self.settings.download_workers + 1) as pool:
+                # The staging table is created while the files download: one request off the latency.
+                staging_table = pool.submit(self.warehouse.create_staging, result.run_id)
+                for marker, payload, rows, reason, snapshot in pool.map(self._read, markers):
+                    if payload is None:
+                        result.gone += 1
+                        result.entries.append(Entry(marker, GONE))
+                        logs.log("object_gone", batch_key=self.key, object=marker.name, generation=marker.generation)
+                    elif reason is not None:
+                        to_quarantine.append((marker, reason))
+                    else:
+                        spans.append(StagedFile(marker, staged.tell(), len(payload), rows, snapshot))
+                        staged.write(payload)
+                staging_id = staging_table.result()
+            result.seconds["read"] = round(time.monotonic() - started, 3)
+            if any(s.rows for s in spans):  # files without rows (no lines posted yet) need no load
+                t = time.monotonic()
+                spans = self._load(result.run_id, staged, spans, to_quarantine)
+                result.seconds["load"] = round(time.monotonic() - t, 3)
+            for span in spans:
+                result.files += 1
+                result.rows += span.rows
+                result.bytes += span.length
+                result.entries.append(Entry(span.marker, MERGED, rows=span.rows))
+            result.last_snapshot = max((s.snapshot for s in spans if s.rows and s.snapshot), default=None)
+            if not result.rows:
+                self.warehouse.drop_staging(staging_id)  # nothing to merge (every file bad, gone or empty)
+            else:
+                faults.point("after_load")
+                if self.lock:
+                    # The fence: a conditional write right before the MERGE is submitted. A holder that
+                    # lost the lock meanwhile learns it here (LockLost) and never runs its MERGE.
+                    try:
+                        self.lock.renew()
+                    except LockLost:
+                        self.warehouse.drop_staging(staging_id)
+                        raise
+                t = time.monotonic()
+                merged = self.warehouse.merge(result.run_id, staging_id, self.game_date)
+                result.seconds["merge"] = round(time.monotonic() - t, 3)
+                result.merges, result.inserted, result.updated = 1, merged.inserted, merged.updated
+                faults.point("after_merge")
+                self.warehouse.drop_staging(staging_id)
+        failed = self._quarantine_all(to_quarantine, result)
+        try:
+            if self.ledger:
+                self.ledger.record(self.key, result.entries, result.run_id)
+            if self.pending:
+                self.pending.remove([e.marker for e in result.entries])
+        except Exception as exc:
+            raise classify(exc) from exc
+        result.seconds["total"] = round(time.monotonic() - started, 3)
+        self.longest_round = max(self.longest_round, result.seconds["total"])
+        if self.db:
+            self._record(result)
+            from .ingest_log import record_round  # readiness: one streamed row per round; never raises
+
+            record_round(self, result)
+        self.results.append(result)
+        logs.log("merged", batch_key=self.key, run_id=result.run_id, mode=self.settings.mode,
+                 files=result.files, rows=result.rows,
+                 bytes=result.bytes, merges=result.merges, inserted=result.inserted, updated=result.updated,
+                 quarantined=result.quarantined, gone=result.gone, seconds=result.seconds,
+                 table=self.spec.name)
+        if failed:
+            raise failed[0]
+        return result
+
+    def _load(self, run_id: str, staged, spans: list["StagedFile"],
+              to_quarantine: list[tuple[Marker, str]]) -> list["StagedFile"]:
+        """Load the staged files into the run's staging table; the files it holds. When the load
+        refuses the rows, the refused files are found by loading halves and go to quarantine."""
+        total = sum(s.length for s in spans)
+        staged.seek(0)
+        # A round that outgrew the spool is on disk: stream it to the load, never read() it whole
+        # (a 1,000-file date stages ~100 MB of props NDJSON).
+        payload = staged if total > SPOOL_BYTES else staged.read()
+        try:
+            self.warehouse.stage(run_id, payload, created=True)
+            return spans
+        except RejectedData as rejected:
+            probes = iter(range(1, 1_000_000))
+
+            def load(subset: list[StagedFile]) -> None:
+                self.warehouse.stage(run_id, _join(staged, subset), created=True, step=f"probe_{next(probes)}")
+
+            refused = find_rejected(spans, load, rejection=rejected)
+        logs.log("load_rejected", severity="WARNING", batch_key=self.key, run_id=run_id, files=len(spans),
+                 refused=len(refused), loads=next(probes) - 1)
+        bad = {id(span) for span, _ in refused}
+        for span, reason in refused:
+            to_quarantine.append((span.marker, " ".join(f"BigQuery's load refused its rows: {reason}".split())[:500]))
+        good = [s for s in spans if id(s) not in bad]
+        if good:
+            self.warehouse.stage(run_id, _join(staged, good), created=True, step="load_good")
+        return good
+
+    def _quarantine_all(self, bad: list[tuple[Marker, str]], result: RoundResult) -> list[Exception]:
+        """Copy each bad file aside; the failures (transient errors), whose markers stay queued."""
+        failed = []
+        for marker, reason in bad:
+            try:
+                quarantine(self.settings, marker.bucket, marker.name, marker.generation, reason)
+            except Exception as exc:  # noqa: BLE001 - this file only; the round's others are done
+                error = exc if isinstance(exc, TransientError) else TransientError(f"{type(exc).__name__}: {exc}")
+                logs.log("quarantine_failed", severity="ERROR", batch_key=self.key, object=marker.name,
+                         generation=marker.generation, reason=reason, error=str(error)[:300], transient=True)
+                failed.append(error)
+                continue
+            result.quarantined += 1
+            result.entries.append(Entry(marker, QUARANTINED, reason=reason))
+        return failed
+
+    def _record(self, result: RoundResult) -> None:
+        """A finished round, for `oddsbatch status` and the demo's counts (TTL-collected)."""
+        now = datetime.now(timezone.utc)
+        try:
+            self.db.collection(self.settings.runs_collection).document(result.run_id).set({
+                "batch_key": self.key, "endpoint": self.settings.endpoint, "table": self.spec.name,
+                "game_date": self.game_date.isoformat(), "owner": self.lock.owner if self.lock else None,
+                "finished_at": now,
+                "files": result.files, "rows": result.rows, "bytes": result.bytes, "merges": result.merges,
+                "inserted": result.inserted, "updated": result.updated, "quarantined": result.quarantined,
+                "gone": result.gone, "seconds": result.seconds, EXPIRE_AT_FIELD: now + timedelta(days=30),
+            })
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a merged round
+            logs.log("run_record_failed", severity="WARNING", run_id=result.run_id, error=str(exc)[:300])
