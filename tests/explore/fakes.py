@@ -20,22 +20,20 @@ inserted; a matched key is updated only when the source wins the (generation, ob
 and a data value differs. The fake refuses any statement that is not exactly merge_sql's,
 so the rules cannot drift from the SQL the code sends.
 
-Cloud Storage: objects are read only, never written, in the scenarios, so a read commutes
-with every other step and is not a switch point.
+Cloud Storage: tests/unit/storage_fake.py. Objects are read only, never written, in the
+scenarios, so a read commutes with every other step and is not a switch point.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import re
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 from google.api_core.exceptions import BadRequest, Conflict, NotFound
 
-from oddsbatch import sql
-from oddsbatch.tables import MARKET_ROWS_FIELD, PROVENANCE_COLUMNS, TableSpec
+from oddsbatch import sql, staging
+from oddsbatch.tables import PROVENANCE_COLUMNS, TableSpec
 
 from tests.unit.firestore_fake import FakeFirestore
 
@@ -92,27 +90,6 @@ class ExploredFirestore(FakeFirestore):
 
     def now(self) -> datetime:  # the store's clock is the scheduler's
         return virtual_utc(self.sched)
-
-
-class _Blob:
-    def __init__(self, objects, name):
-        self.objects, self.name = objects, name
-
-    def download_as_bytes(self):
-        if self.name not in self.objects:
-            raise NotFound(self.name)
-        return self.objects[self.name]
-
-
-class MemoryStorage:
-    def __init__(self, objects: dict[str, bytes]):
-        self.objects = objects
-
-    def bucket(self, _name):
-        return self
-
-    def blob(self, name, generation=None):
-        return _Blob(self.objects, name)
 
 
 class FakeJob:
@@ -215,13 +192,10 @@ class FakeBigQuery:
         return job
 
     def _flatten(self, payload: bytes) -> list[dict]:
+        """The staged rows as the MERGE un-nests them: head columns repeated on each market row."""
         spec = self.spec
-        rows = []
-        for line in payload.decode("utf-8").splitlines():
-            head = json.loads(line)
-            for r in head.pop(MARKET_ROWS_FIELD):
-                rows.append({c: (r.get(c) if c in spec.line_columns else head.get(c)) for c in spec.staged_columns})
-        return rows
+        return [{c: (r.get(c) if c in spec.line_columns else head.get(c)) for c in spec.staged_columns}
+                for head, rows in staging.decode(payload) for r in rows]
 
     # -- MERGE ----------------------------------------------------------------------------------
 

@@ -45,7 +45,9 @@ from oddsbatch.errors import TransientError
 from oddsbatch.event import StorageEvent
 from oddsbatch.tables import table_for_endpoint
 
-from .fakes import ExploredFirestore, FakeBigQuery, MemoryStorage, virtual_utc
+from tests.unit.storage_fake import FakeStorage
+
+from .fakes import ExploredFirestore, FakeBigQuery, virtual_utc
 from .scheduler import DFS, Scenario, Scheduler, Task, ThreadingShim
 
 DAY = "2025-01-21"
@@ -171,7 +173,7 @@ class World:
         self.db = ExploredFirestore(sched)
         self.bq = FakeBigQuery(sched, self.table, f"{settings.project}.{settings.dataset}.{settings.table}",
                                first_committer_wins=spec.first_committer_wins)
-        self.storage = MemoryStorage(files)
+        self.storage = FakeStorage(files)
         self.logs: list[str] = []
         self.ids = DeterministicIds(sched)
         sched.world_state = lambda: (self.db.shared_state(), self.bq.shared_state())

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from google.api_core.exceptions import NotFound, ServiceUnavailable
+from google.api_core.exceptions import ServiceUnavailable
 
 from oddsbatch import batch, holder, staging
 from oddsbatch.config import Settings
@@ -19,6 +19,7 @@ from oddsbatch.lock import BatchLock, LockLost
 from oddsbatch.pending import PendingWork
 
 from .firestore_fake import FakeFirestore
+from .storage_fake import FakeBlob, FakeStorage
 
 DATA = Path(__file__).parent.parent / "data"
 DAY = "2025-01-21"
@@ -35,27 +36,6 @@ def name(i):
 def staged_rows(payload: bytes) -> int:
     """Rows in one staged payload (staging NDJSON holds one line per market)."""
     return staging.row_count(staging.decode(payload))
-
-class FakeBlob:
-    def __init__(self, objects, name):
-        self.objects, self.name = objects, name
-
-    def download_as_bytes(self):
-        if self.name not in self.objects:
-            raise NotFound(self.name)
-        return self.objects[self.name]
-
-
-class FakeStorage:
-    def __init__(self, objects):
-        self.objects = objects
-
-    def bucket(self, _bucket):
-        return self
-
-    def blob(self, name, generation=None):
-        return FakeBlob(self.objects, name)
-
 
 class FakeWarehouse:
     def __init__(self, fail_merges=0, on_merge=None):
