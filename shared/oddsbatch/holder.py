@@ -122,7 +122,7 @@ class BatchHolder:
         self.spec = table_for_endpoint(settings.endpoint)
         self._warehouse: Warehouse | None = None
         self.results: list[RoundResult] = []
-        self.ledger = Ledger(db, settings.ledger_collection, timedelta(days=settings.ledger_ttl_days)) if db else None
+        self.ledger = Ledger.of(db, settings) if db else None
 
     @property
     def warehouse(self) -> Warehouse:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
 
+from .config import Settings
 from .documents import BATCH_KEY_FIELD, EXPIRE_AT_FIELD, commit_in_batches
 from .pending import Marker
 
@@ -32,6 +33,11 @@ class Ledger:
         self.db = db
         self.collection = db.collection(collection_name)
         self.ttl = ttl
+
+    @classmethod
+    def of(cls, db, settings: Settings) -> "Ledger":
+        """The deployment's ledger: ODDSBATCH_LEDGER_COLLECTION, kept ODDSBATCH_LEDGER_TTL_DAYS."""
+        return cls(db, settings.ledger_collection, timedelta(days=settings.ledger_ttl_days))
 
     def record(self, key: str, entries: Iterable[Entry], run_id: str) -> int:
         now = datetime.now(timezone.utc)

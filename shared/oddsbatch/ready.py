@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 from .config import ENDPOINTS, Settings
 from .errors import TransientError, classify
@@ -95,7 +95,7 @@ class CloudSources:
         from .ledger import Ledger
         from .reconcile import table_objects
 
-        ledger = Ledger(self.db, self.settings.ledger_collection, timedelta(days=self.settings.ledger_ttl_days))
+        ledger = Ledger.of(self.db, self.settings)
         return table_objects(self.settings, game_date) | ledger.finished(key)
 
 

@@ -117,22 +117,20 @@ def reconcile_date(settings: Settings, bucket: str, game_date: date, dry_run: bo
         if not objects:
             return report
         db = firestore_client(settings.project, settings.firestore_database)
-        done = table_objects(settings, game_date) | Ledger(
-            db, settings.ledger_collection, timedelta(days=settings.ledger_ttl_days)).finished(key)
+        done = table_objects(settings, game_date) | Ledger.of(db, settings).finished(key)
         report.missing = sorted(k for k in objects if k not in done)
         report.present = report.objects - len(report.missing)
         if not report.missing or dry_run:
             report.decision = "dry_run" if report.missing else report.decision
             return report
-        ttl = settings.ttl
-        pending = PendingWork(db, settings.pending_collection, key, ttl)
+        pending = PendingWork(db, settings.pending_collection, key, settings.ttl)
         run_owner = f"reconcile-{uuid.uuid4().hex[:12]}"
         for name, generation in report.missing:
             blob = objects[(name, generation)]
             created = blob.time_created.isoformat() if blob.time_created else None
             pending.add(bucket, name, generation, run_owner, created, blob.size)
         lock = BatchLock(db.collection(settings.lock_collection), key, run_owner,
-                         lease=timedelta(seconds=settings.lease_seconds), ttl=ttl)
+                         lease=timedelta(seconds=settings.lease_seconds), ttl=settings.ttl)
         if not lock.acquire():
             report.decision = "queued_for_holder"
             return report

@@ -205,7 +205,7 @@ class Sweep:
         if not objects or fingerprints.get(game_date.isoformat()) == seen:
             fingerprints[game_date.isoformat()] = seen
             return  # nothing there, or nothing new since the last sweep that found this date complete
-        done = Ledger(self.db, s.ledger_collection, timedelta(days=s.ledger_ttl_days)).finished(key)
+        done = Ledger.of(self.db, s).finished(key)
         lost = [k for k in objects if k not in done and marker_id(key, s.bucket, *k) not in pending_ids]
         if lost:
             self.report.lost_objects += len(lost)
