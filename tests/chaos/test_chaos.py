@@ -262,13 +262,14 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
         files = plan(seed)
         before = {"bridge": stack.bridge_status(), "crashes": crashes(stack), "logs": log_offsets(stack),
                   "merges": {t: merge_jobs(stack, t) for t in ENDPOINT_TABLES.values()}}
-        with Janitor(stack, sorted({name.split("/")[2] for name, _ in files})) as janitor:
+        days = sorted({name.split("/")[2] for name, _ in files})
+        with Janitor(stack, days) as janitor:
             generations = upload_with_jitter(stack, files, seed)
             stack.wait_idle(expected_events=len(files), timeout=600)
             unfinished = wait_finished(stack, generations)
         after = stack.bridge_status()
         lost = duplicated = 0
-        for day in sorted({name.split("/")[2] for name, _ in files}):
+        for day in days:
             day_files = [f for f in files if f"/{day}/" in f[0]]
             for endpoint in ENDPOINT_TABLES:
                 spec = table_for_endpoint(endpoint)

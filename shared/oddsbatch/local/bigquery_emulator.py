@@ -30,7 +30,8 @@ after its snapshot. Each conflict is logged on one line (`dml_conflict table=...
 DML latency: on BigQuery a mutating statement runs for seconds between its snapshot and its
 commit; local-bigquery commits one in milliseconds, so a concurrent writer almost never lands
 inside a MERGE's window. `--dml-latency-ms N` (default 0) holds each mutating statement N ms
-after it starts running and before it commits, so overlaps happen as often as on BigQuery.
+after it starts running and before it commits, so overlaps happen as often as on BigQuery
+(with the conflict model on: without it nothing could conflict, and the option is refused).
 
 Run with the emulator's own Python: `python bigquery_emulator.py serve --host ... --port ...
 [--dml-running 2 --dml-queued 20 --dml-conflicts on --dml-latency-ms 0]`.
@@ -267,6 +268,8 @@ def _limits_from_argv(argv: list[str]) -> list[str]:
     known, rest = parser.parse_known_args(argv)
     if known.dml_latency_ms < 0:
         parser.error(f"--dml-latency-ms must be >= 0, got {known.dml_latency_ms}")
+    if known.dml_latency_ms and known.dml_conflicts == "off":  # the hold lives in the isolation model's path
+        parser.error("--dml-latency-ms needs --dml-conflicts on")
     DML_LATENCY_SECONDS = known.dml_latency_ms / 1000
     DML_LIMIT = DmlQueueLimit(known.dml_running, known.dml_queued)
     ISOLATION = SnapshotIsolation(DML_LIMIT.running) if known.dml_conflicts == "on" else None
