@@ -45,6 +45,7 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_MODE": ("batch", "batch (one MERGE per burst) or per_file (the old one-MERGE-per-file behaviour, benchmark baseline only)."),
     "ODDSBATCH_MAX_OBJECT_BYTES": ("33554432", "Objects larger than this are quarantined unread (real snapshots are ~100 KB)."),
     "ODDSBATCH_SWEEP_COLLECTION": ("oddsbatch_sweeps", "Collection of the sweep's last run, one document per endpoint (`oddsbatch status` shows it)."),
+    "ODDSBATCH_FENCE_COLLECTION": ("oddsbatch_fences", "Collection of MERGE fences, one document per batch key: the job id of its last MERGE, settled by every next holder so two MERGEs of one key are never in flight (fence.py)."),
     "ODDSBATCH_SWEEP_STALE_SECONDS": ("600", "The sweep adopts a key whose oldest pending marker is older than this and that has no live lock, and reconciles bucket objects older than this."),
     "ODDSBATCH_SWEEP_DAYS": ("2", "Game dates the sweep reconciles against the bucket: today and the days before it (UTC), 2 = today and yesterday."),
     "ODDSBATCH_BIGQUERY_ENDPOINT": ("(Google)", "Local only: BigQuery API endpoint of the emulator (anonymous credentials)."),
@@ -116,6 +117,7 @@ class Settings:
     mode: str = "batch"
     max_object_bytes: int = 32 * 1024 * 1024
     sweep_collection: str = "oddsbatch_sweeps"
+    fence_collection: str = "oddsbatch_fences"
     sweep_stale_seconds: float = 600.0
     sweep_days: int = 2
 
@@ -123,7 +125,7 @@ class Settings:
     def collections(self) -> tuple[str, ...]:
         """Every Firestore collection the protocol writes (each carries expireAt for TTL)."""
         return (self.lock_collection, self.pending_collection, self.runs_collection, self.ledger_collection,
-                self.sweep_collection)
+                self.sweep_collection, self.fence_collection)
 
     @property
     def ttl(self) -> timedelta:
@@ -180,6 +182,7 @@ class Settings:
             mode=_choice(env, "ODDSBATCH_MODE", MODES),
             max_object_bytes=_int(env, "ODDSBATCH_MAX_OBJECT_BYTES", 32 * 1024 * 1024),
             sweep_collection=env.get("ODDSBATCH_SWEEP_COLLECTION") or "oddsbatch_sweeps",
+            fence_collection=env.get("ODDSBATCH_FENCE_COLLECTION") or "oddsbatch_fences",
             sweep_stale_seconds=_float(env, "ODDSBATCH_SWEEP_STALE_SECONDS", 600.0),
             sweep_days=_int(env, "ODDSBATCH_SWEEP_DAYS", 2),
         )

@@ -1,5 +1,6 @@
 """What every protocol document on Firestore shares: the TTL field, the batch key field, the
-clock its timestamps come from, and batched writes.
+clock its timestamps come from, the compare-and-set precondition (lock.py, fence.py), and
+batched writes.
 
 Terraform's TTL policies (terraform/firestore.tf) name EXPIRE_AT_FIELD on the lock, pending,
 ledger and run collections. `utcnow` is looked up as `documents.utcnow` by the lock and the
@@ -16,6 +17,22 @@ BATCH_KEY_FIELD = "batch_key"
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def last_update(update_time):
+    """The precondition "the document was last written at update_time" (the official client's API:
+    https://googleapis.dev/python/firestore/latest/_modules/google/cloud/firestore_v1/document.html)."""
+    from google.cloud.firestore_v1.client import Client
+
+    return Client.write_option(last_update_time=update_time)
+
+
+def precondition_failed():
+    """What a failed precondition raises: FAILED_PRECONDITION for a stale update_time, NOT_FOUND
+    if the document is gone (https://cloud.google.com/ruby/docs/reference/google-cloud-errors/latest/Google-Cloud-FailedPreconditionError)."""
+    from google.api_core.exceptions import FailedPrecondition, NotFound
+
+    return (FailedPrecondition, NotFound)
 
 
 WRITE_BATCH = 400  # Firestore allows 500 writes per batch

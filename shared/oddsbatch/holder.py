@@ -23,6 +23,7 @@ from .config import Settings
 from .deadline import Deadline
 from .documents import EXPIRE_AT_FIELD
 from .errors import BadInputError, DeadlineReached, RejectedData, TerminalError, TransientError, classify
+from .fence import Fenced, MergeFence
 from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
 from .lock import BatchLock, LockLost
 from .pending import Marker, PendingWork
@@ -121,6 +122,7 @@ class BatchHolder:
         self.longest_round = 0.0  # seconds of this invocation's slowest round
         self.spec = table_for_endpoint(settings.endpoint)
         self._warehouse: Warehouse | None = None
+        self._fence: MergeFence | None = None
         self.results: list[RoundResult] = []
         self.ledger = Ledger.of(db, settings) if db else None
 
@@ -130,11 +132,22 @@ class BatchHolder:
             self._warehouse = Warehouse(self.settings, self.spec, deadline=self.deadline)
         return self._warehouse
 
+    @property
+    def fence(self) -> MergeFence | None:
+        """The key's MERGE fence (fence.py); None without a lock (the per-file baseline)."""
+        if self._fence is None and self.lock is not None and self.db is not None:
+            self._fence = MergeFence(self.db.collection(self.settings.fence_collection), self.key, self.lock.owner,
+                                     self.warehouse.client, self.settings.ttl, self.deadline,
+                                     location=self.settings.bigquery_location, sleep=self.sleep)
+        return self._fence
+
     def run(self) -> str:
         rounds = 0
         logs.log("batch_started", batch_key=self.key, owner=self.lock.owner, how=self.lock.how)
         try:
             while True:
+                if self._fence is not None:
+                    self._fence.forget()  # a new holding: whoever held the key since may have recorded a MERGE
                 logs.log("settled", batch_key=self.key, seconds=round(self.settle(), 3))
                 while True:
                     markers = self.pending.list(limit=MAX_FILES_PER_ROUND)
@@ -159,7 +172,12 @@ class BatchHolder:
             # MERGE, leaves its markers queued and deletes nothing. A holder that has it now sees the
             # markers; if nobody does, take it again (create() is exclusive) and go on.
             logs.log("lock_lost", severity="WARNING", batch_key=self.key, owner=self.lock.owner, rounds=rounds,
-                     error=str(lost)[:300])
+                     error=str(lost)[:300], fenced=isinstance(lost, Fenced))
+            if isinstance(lost, Fenced):
+                try:  # another holder merges this key: give the lock back if it is still ours (compare-and-set)
+                    self.lock.release()
+                except Exception:  # noqa: BLE001 - the lease expires anyway
+                    pass
             self._regained = getattr(self, "_regained", 0) + 1
             if self._regained > 3:  # it keeps vanishing: let Eventarc retry the event later
                 raise lost
@@ -306,7 +324,11 @@ class BatchHolder:
                         self.warehouse.drop_staging(staging_id)
                         raise
                 t = time.monotonic()
-                merged = self.warehouse.merge(result.run_id, staging_id, self.game_date)
+                try:
+                    merged = self.warehouse.merge(result.run_id, staging_id, self.game_date, fence=self.fence)
+                except Fenced:
+                    self.warehouse.drop_staging(staging_id)
+                    raise
                 result.seconds["merge"] = round(time.monotonic() - t, 3)
                 result.merges, result.inserted, result.updated = 1, merged.inserted, merged.updated
                 faults.point("after_merge")

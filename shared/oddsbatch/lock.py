@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from . import documents, logs
-from .documents import BATCH_KEY_FIELD, EXPIRE_AT_FIELD
+from .documents import BATCH_KEY_FIELD, EXPIRE_AT_FIELD, last_update, precondition_failed
 from .errors import OddsbatchError, TransientError
 
 logger = logging.getLogger("oddsbatch.lock")
@@ -58,22 +58,6 @@ def _as_utc(value) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
-
-
-def _last_update(update_time):
-    """The precondition "the document was last written at update_time" (the official client's API:
-    https://googleapis.dev/python/firestore/latest/_modules/google/cloud/firestore_v1/document.html)."""
-    from google.cloud.firestore_v1.client import Client
-
-    return Client.write_option(last_update_time=update_time)
-
-
-def _precondition_failed():
-    """What a failed precondition raises: FAILED_PRECONDITION for a stale update_time, NOT_FOUND
-    if the document is gone (https://cloud.google.com/ruby/docs/reference/google-cloud-errors/latest/Google-Cloud-FailedPreconditionError)."""
-    from google.api_core.exceptions import FailedPrecondition, NotFound
-
-    return (FailedPrecondition, NotFound)
 
 
 class BatchLock:
@@ -148,8 +132,8 @@ class BatchLock:
             try:
                 # Compare-and-set: only if nobody wrote the lock since we read it.
                 result = self.ref.update(self._document(documents.utcnow(), current),
-                                         option=_last_update(snapshot.update_time))
-            except _precondition_failed():
+                                         option=last_update(snapshot.update_time))
+            except precondition_failed():
                 continue  # another taker won (or the holder wrote/released): read and judge again
             self._won(how, result.update_time, current)
             logger.info("lock %s %s (previous owner %s)", self.key, how, current.get("owner"))
@@ -215,8 +199,8 @@ class BatchLock:
             if self._lost:
                 raise LockLost(self._lost)
             try:
-                result = self.ref.update(fields, option=_last_update(self._update_time))
-            except _precondition_failed() as exc:
+                result = self.ref.update(fields, option=last_update(self._update_time))
+            except precondition_failed() as exc:
                 self._lost = f"lock {self.key} of {self.owner} was written by another owner or deleted: {exc}"
                 self._stop.set()
                 logs.log("lock_write_lost", severity="WARNING", batch_key=self.key, owner=self.owner, nonce=self.nonce)
@@ -270,8 +254,8 @@ class BatchLock:
             # Logged before the delete: no other holder can have created the lock before this line.
             logs.log("lock_released", batch_key=self.key, owner=self.owner, nonce=self.nonce)
             try:
-                self.ref.delete(option=_last_update(self._update_time))
-            except _precondition_failed():
+                self.ref.delete(option=last_update(self._update_time))
+            except precondition_failed():
                 return False  # someone else's lock now: left alone
             return True
 

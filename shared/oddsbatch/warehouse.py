@@ -13,8 +13,11 @@ through one runner (`_run_job`) with deterministic job ids, one per attempt:
   after a jittered exponential backoff, while the invocation's deadline leaves time; then
   it is raised, and Eventarc retries the event.
 - every wait is bounded by the deadline: a job still running when it comes is cancelled
-  (best effort; a MERGE that still commits is harmless, it is idempotent) and
-  DeadlineReached is raised, instead of the invocation being killed mid-wait.
+  (best effort: it may still commit) and DeadlineReached is raised, instead of the invocation
+  being killed mid-wait. A MERGE that outlives its invocation this way (or by a crash) is
+  settled by the key's next holder before it merges: each MERGE attempt's job id is recorded
+  in the key's fence before it is inserted (fence.py), and a 409 whose job is the fence's
+  placeholder means another holder burned the id: this invocation stops (Fenced).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from . import faults, logs, sql
 from .clients import bigquery_client
 from .config import Settings
 from .deadline import Deadline
+from .fence import Fenced, is_placeholder
 from .errors import (BigQueryUnavailable, DeadlineReached, RejectedData, RetryInProcess, SerializationConflict,
                      TerminalError, TransientError, classify, is_rejected_data)
 from .tables import TableSpec
@@ -121,8 +125,10 @@ class Warehouse:
             raise
         return staging_id
 
-    def merge(self, run_id: str, staging_id: str, game_date: date) -> MergeResult:
-        """One MERGE of the staged rows into the target's game_date partition."""
+    def merge(self, run_id: str, staging_id: str, game_date: date, fence=None) -> MergeResult:
+        """One MERGE of the staged rows into the target's game_date partition. With a `fence`
+        (fence.MergeFence: every holder passes its key's), each attempt's job id is recorded
+        in it before the job is inserted, and each job seen DONE is reported to it."""
         from google.cloud import bigquery
 
         statement = sql.merge_sql(self.spec, self.target, sql.quote(staging_id))
@@ -133,9 +139,13 @@ class Warehouse:
         faults.fail_point("bigquery")  # an outage that outlasts the in-process retries: Eventarc retries
 
         def submit(job_id):
-            return self.client.query(statement, job_config=config, job_id=job_id, job_retry=None)
+            job = self.client.query(statement, job_config=config, job_id=job_id, job_retry=None)
+            faults.point("during_merge")  # chaos: the process dies while its MERGE job runs on
+            return job
 
-        job, attempts, retried = self._run_job(run_id, "merge", submit, before_attempt=faults.maybe_fail_merge)
+        job, attempts, retried = self._run_job(run_id, "merge", submit, before_attempt=faults.maybe_fail_merge,
+                                               before_insert=fence.record if fence else None,
+                                               on_done=fence.finished if fence else None)
         stats = job.dml_stats
         inserted = int(stats.inserted_row_count) if stats else int(job.num_dml_affected_rows or 0)
         updated = int(stats.updated_row_count) if stats else 0
@@ -147,28 +157,38 @@ class Warehouse:
         return delay / 2 + delay / 2 * self.jitter()
 
     def _run_job(self, run_id: str, step: str, submit: Callable[[str], object],
-                 before_attempt: Callable[[int], None] | None = None):
+                 before_attempt: Callable[[int], None] | None = None,
+                 before_insert: Callable[[str], None] | None = None,
+                 on_done: Callable[[str], None] | None = None):
         """Insert and wait on one job until it succeeds: (job, attempts, {reason: retries}).
         Attempt n has job id <run>_<step>_<n>. Serialization conflicts get
         settings.merge_attempts attempts; the other RetryInProcess reasons as many as the
-        deadline allows."""
+        deadline allows. `before_insert(job_id)` runs before each attempt's job is inserted
+        (the fence's record), `on_done(job_id)` once that job is seen DONE, failed or not."""
         retried: dict[str, int] = {}
         attempt = 0
         while True:
             attempt += 1
             job_id = self._job_id(run_id, f"{step}_{attempt}")
+            job = None
             try:
                 if not self.deadline.allows(MIN_JOB_SECONDS):
                     raise DeadlineReached(f"{step} of run {run_id}: {self.deadline.remaining():.1f}s left, "
                                           f"not enough for another BigQuery job")
                 if before_attempt:
                     before_attempt(attempt)
+                if before_insert:
+                    before_insert(job_id)
                 job = self._insert(submit, job_id)
                 self._wait(job, job_id, step)
+                if on_done:
+                    on_done(job_id)
                 return job, attempt, retried
             except DeadlineReached:
                 raise
             except Exception as exc:
+                if on_done and job is not None and getattr(job, "state", None) == "DONE":
+                    on_done(job_id)  # it failed (_wait reloaded it): the next attempt's record need not ask
                 error = classify(exc, job=True)
                 if not isinstance(error, RetryInProcess):
                     raise error from exc
@@ -193,8 +213,13 @@ class Warehouse:
         for attempt in range(1, INSERT_ATTEMPTS + 1):
             try:
                 return submit(job_id)
-            except Conflict:  # ids are unique per run and attempt: it is this very job
-                return self.client.get_job(job_id, location=self.settings.bigquery_location)
+            except Conflict:  # ids are unique per run and attempt: it is this very job, or the fence's placeholder
+                job = self.client.get_job(job_id, location=self.settings.bigquery_location)
+                if is_placeholder(job):
+                    logs.log("fenced", severity="WARNING", table=self.spec.name, job_id=job_id,
+                             why="the job id was burned by the key's next holder: this MERGE never runs")
+                    raise Fenced(f"job {job_id} was burned by another holder of the key (fence placeholder)")
+                return job
             except Exception as exc:
                 error = classify(exc, job=True)
                 # 5xx, dropped connections, timeouts: the job may exist. Limits (the job was refused)

@@ -37,10 +37,37 @@ def staged_rows(payload: bytes) -> int:
     """Rows in one staged payload (staging NDJSON holds one line per market)."""
     return staging.row_count(staging.decode(payload))
 
+class FakeJobs:
+    """The project's jobs, shared by every FakeWarehouse of a test (job ids are unique per project):
+    jobs.get for the fence's settle (every MERGE this fake ran is DONE) and the placeholder query."""
+
+    shared: "FakeJobs"
+
+    def __init__(self):
+        self.ids = set()
+        self.placeholders = []
+
+    def query(self, statement, job_id=None, location=None, job_retry=None):
+        from google.api_core.exceptions import Conflict
+
+        if job_id in self.ids:
+            raise Conflict(f"Already Exists: Job {job_id}")
+        self.ids.add(job_id)
+        self.placeholders.append(job_id)
+
+    def get_job(self, job_id, location=None):
+        if job_id not in self.ids:
+            from google.api_core.exceptions import NotFound
+
+            raise NotFound(f"Not found: Job {job_id}")
+        return type("Job", (), {"state": "DONE", "job_id": job_id})()
+
+
 class FakeWarehouse:
     def __init__(self, fail_merges=0, on_merge=None):
         self.staged, self.merges, self.fail_merges, self.on_merge = [], 0, fail_merges, on_merge
         self.created, self.dropped = set(), set()
+        self.client = FakeJobs.shared
 
     def create_staging(self, run_id):
         self.created.add(f"staging_{run_id}")
@@ -51,7 +78,10 @@ class FakeWarehouse:
         self.staged.append(payload if isinstance(payload, bytes) else payload.read())
         return f"staging_{run_id}"
 
-    def merge(self, run_id, staging_id, game_date):
+    def merge(self, run_id, staging_id, game_date, fence=None):
+        if fence is not None:  # as Warehouse.merge: the job id is recorded before the job exists
+            fence.record(f"merge_{run_id}")
+        self.client.ids.add(f"merge_{run_id}")  # inserted: it runs, and is DONE when this returns or raises
         if self.fail_merges:
             self.fail_merges -= 1
             raise TransientError("BigQuery 503")
@@ -66,6 +96,7 @@ class FakeWarehouse:
 
 @pytest.fixture
 def world(monkeypatch):
+    FakeJobs.shared = FakeJobs()
     db = FakeFirestore()
     objects = {}
     quarantined = []
@@ -350,10 +381,10 @@ def test_the_old_failure_files_arriving_for_two_minutes_after_the_first_are_all_
         merged_files = []
 
         class SlowWarehouse(FakeWarehouse):
-            def merge(self, run_id, staging_id, game_date):
+            def merge(self, run_id, staging_id, game_date, fence=None):
                 merged_files.append(staged_rows(self.staged[-1]) // 12)
                 advance(20)
-                return super().merge(run_id, staging_id, game_date)
+                return super().merge(run_id, staging_id, game_date, fence)
 
         monkeypatch.setattr(holder, "time", SimulatedTime)
         monkeypatch.setattr(holder, "Warehouse", lambda *a, **k: SlowWarehouse())
@@ -443,9 +474,9 @@ def timed_holder(world, clock, seconds_per_merge, timeout=540.0):
     from oddsbatch.deadline import Deadline
 
     class SlowWarehouse(FakeWarehouse):
-        def merge(self, run_id, staging_id, game_date):
+        def merge(self, run_id, staging_id, game_date, fence=None):
             clock.now += seconds_per_merge
-            return super().merge(run_id, staging_id, game_date)
+            return super().merge(run_id, staging_id, game_date, fence)
 
     wh = SlowWarehouse()
     h, pending = make_holder(world, "event-1", wh)

@@ -14,17 +14,19 @@ import oddsbatch
 
 PACKAGE = Path(oddsbatch.__file__).parent
 # The rooms, in the order data flows through them.
-FLOW = ("handler", "event", "batch", "pending", "lock", "holder", "warehouse")
+FLOW = ("handler", "event", "batch", "pending", "lock", "holder", "fence", "warehouse")
 # What each room may import of the other rooms: the rooms it hands work to, and the records it
-# reads (the holder reads markers and fences on the lock; nothing upstream reads the holder).
+# reads (the holder reads markers and fences on the lock; nothing upstream reads the holder; the
+# MERGE fence is a lock's kind of record, and the warehouse reads its placeholder behind a 409).
 MAY_IMPORT = {
     "handler": {"event", "batch"},
     "event": set(),
     "batch": {"event", "pending", "lock", "holder"},
     "pending": set(),
     "lock": set(),
-    "holder": {"pending", "lock", "warehouse"},
-    "warehouse": set(),
+    "holder": {"pending", "lock", "fence", "warehouse"},
+    "fence": {"lock"},
+    "warehouse": {"fence"},
 }
 
 
