@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p["up"].add_argument("--settle-seconds", type=float, default=1.0, help="functions' settle delay")
     p["up"].add_argument("--sweep-seconds", type=float, default=60.0,
                          help="period of the local sweep timer (Cloud Scheduler's role; 0: no sweep)")
+    p["up"].add_argument("--dml-latency-ms", default="0", metavar="MS",
+                         help="BigQuery-like DML latency: each UPDATE / MERGE of the emulator runs this long "
+                              "before it commits (BigQuery's take seconds), so retries and sweeps meet running MERGEs")
     p["down"].add_argument("--state-dir", default=".oddsbatch")
     p["status"].add_argument("--state-dir", default=".oddsbatch")
 

@@ -2,9 +2,12 @@
 
 Unset (production), every hook is a dictionary lookup that does nothing.
 
-- ODDSBATCH_FAULT_CRASH_AT: comma-separated crash points (after_load, after_merge,
-  before_release); the process dies there with os._exit, as a killed instance would.
-- ODDSBATCH_FAULT_CRASH_RATE: probability of crashing at an armed point (default 1.0).
+- ODDSBATCH_FAULT_CRASH_AT: comma-separated crash points (after_load, during_merge,
+  after_merge, before_release); the process dies there with os._exit, as a killed instance
+  would. during_merge is right after the MERGE job was inserted: the job runs on in BigQuery
+  while its invocation is gone (what the MERGE fence, fence.py, exists for).
+- ODDSBATCH_FAULT_CRASH_RATE: probability of crashing at an armed point (default 1.0); a
+  point's own rate may follow, e.g. `0.15,during_merge=0.3`.
 - ODDSBATCH_FAULT_SEED: seed of that draw (per process, mixed with the pid).
 - ODDSBATCH_FAULT_ONCE_DIR: when set, each point crashes at most once across all
   processes (the first to create `{dir}/{point}` crashes), so a test knows the retry wins.
@@ -23,7 +26,7 @@ import random
 import sys
 import time
 
-CRASH_POINTS = ("after_load", "after_merge", "before_release")
+CRASH_POINTS = ("after_load", "during_merge", "after_merge", "before_release")
 _rng: random.Random | None = None
 
 
@@ -43,10 +46,22 @@ def point(name: str) -> None:
     if name in _points("ODDSBATCH_FAULT_SLEEP_AT"):
         time.sleep(float(os.environ.get("ODDSBATCH_FAULT_SLEEP_SECONDS", "1")))
     if name in _points("ODDSBATCH_FAULT_CRASH_AT"):
-        if _draw() < float(os.environ.get("ODDSBATCH_FAULT_CRASH_RATE", "1")) and _first_time(name):
+        if _draw() < crash_rate(name) and _first_time(name):
             sys.stdout.write(f'{{"severity": "WARNING", "message": "fault_crash", "point": "{name}"}}\n')
             sys.stdout.flush()
             os._exit(70)
+
+
+def crash_rate(name: str) -> float:
+    """The crash probability of point `name`: its own `point=rate` entry, else the bare rate."""
+    rate = 1.0
+    for part in os.environ.get("ODDSBATCH_FAULT_CRASH_RATE", "1").split(","):
+        point, _, value = part.strip().rpartition("=")
+        if point == name:
+            return float(value)
+        if not point and value:
+            rate = float(value)
+    return rate
 
 
 def _first_time(name: str) -> bool:

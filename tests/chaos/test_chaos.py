@@ -52,18 +52,23 @@ pytestmark = pytest.mark.integration
 SEEDS = int(os.environ.get("ODDSBATCH_CHAOS_SEEDS", "3"))
 # Holder points only: a crash kills every request of the instance, and a point that every
 # event passes (before_marker) at this rate would crash the instance faster than it restarts.
-CRASH_POINTS = "after_load,after_merge,before_release"
-DML_LATENCY_MS = 250
+# during_merge: the process dies right after inserting its MERGE job, which runs on in BigQuery.
+CRASH_POINTS = "after_load,during_merge,after_merge,before_release"
+# Each UPDATE / MERGE of the emulator runs this long before it commits (BigQuery's take seconds),
+# longer than the heartbeat below and than the bridge's retry backoff, so the retry of a holder
+# that died during its MERGE reclaims the key while that MERGE still runs: the next holder must
+# settle it (fence.py) or the rows land twice. make chaos raises it (ODDSBATCH_CHAOS_DML_LATENCY_MS).
+DML_LATENCY_MS = int(os.environ.get("ODDSBATCH_CHAOS_DML_LATENCY_MS", "1500"))
+HEARTBEAT_SECONDS = 1.0
 
 
 @pytest.fixture(scope="module")
 def chaos_stack(tmp_path_factory):
-    # dml_latency_ms: each UPDATE / MERGE runs 250 ms before it commits, as BigQuery's take seconds,
-    # so the janitor's UPDATEs land inside MERGEs' windows (and MERGEs inside theirs).
     st = Stack(tmp_path_factory.mktemp("oddsbatch-chaos"), settle_seconds=0.3, dml_latency_ms=DML_LATENCY_MS, extra_env={
         "ODDSBATCH_FAULT_CRASH_AT": CRASH_POINTS,
-        "ODDSBATCH_FAULT_CRASH_RATE": "0.15",
+        "ODDSBATCH_FAULT_CRASH_RATE": "0.15,during_merge=0.3",
         "ODDSBATCH_FAULT_SEED": "7",
+        "ODDSBATCH_LOCK_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
     }, bridge_args=["--duplicate-rate", "0.3", "--seed", "11", "--max-attempts", "40", "--max-backoff", "2",
                     "--initial-backoff", "0.2"])
     st.start()
@@ -77,8 +82,35 @@ FUNCTION_LOGS = ("game_lines", "player_props")
 TAKEOVERS = ("stale_takeover", "reclaimed")  # lock.py: a lease that passed, a holder that went silent
 
 
-def crashes(stack) -> int:
-    return sum(stack.log_text(fn).count('"fault_crash"') for fn in FUNCTION_LOGS)
+def crashes(stack, point: str = "") -> int:
+    """Injected crashes so far (at `point` only, when given)."""
+    needle = '"fault_crash", "point": "' + point if point else '"fault_crash"'
+    return sum(stack.log_text(fn).count(needle) for fn in FUNCTION_LOGS)
+
+
+def key_counts(rows: list[dict], spec) -> Counter:
+    """Rows per natural key: BigQuery enforces no key, so a key stored twice shows here."""
+    return Counter(tuple(str(r[c]) for c in spec.natural_key) for r in rows)
+
+
+def overlapping_merges(client, table: str, since: set[str]) -> list[str]:
+    """MERGE jobs into `table` of one game date whose run times overlap, from the jobs the
+    emulator kept (started/ended): the fence's invariant, checked where the jobs ran."""
+    by_day: dict[str, list] = {}
+    for job in client.list_jobs(all_users=True):
+        if (getattr(job, "statement_type", None) != "MERGE" or table not in job.job_id or job.job_id in since
+                or job.started is None):
+            continue
+        day = next((str(p.value) for p in (job.query_parameters or []) if p.name == "game_date"), "?")
+        by_day.setdefault(day, []).append((job.started, job.ended or datetime.max.replace(tzinfo=job.started.tzinfo),
+                                           job.job_id))
+    found = []
+    for day, runs in by_day.items():
+        runs.sort()
+        for (s1, e1, j1), (s2, e2, j2) in zip(runs, runs[1:]):
+            if s2 < e1:
+                found.append(f"{day}: {j1} ({s1:%H:%M:%S.%f}-{e1:%H:%M:%S.%f}) and {j2} ({s2:%H:%M:%S.%f}-...)")
+    return found
 
 
 def log_offsets(stack) -> dict[str, int]:
@@ -260,7 +292,8 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
     totals = Counter()
     for seed in range(1, SEEDS + 1):
         files = plan(seed)
-        before = {"bridge": stack.bridge_status(), "crashes": crashes(stack), "logs": log_offsets(stack),
+        before = {"bridge": stack.bridge_status(), "crashes": crashes(stack),
+                  "in_merge": crashes(stack, "during_merge"), "logs": log_offsets(stack),
                   "merges": {t: merge_jobs(stack, t) for t in ENDPOINT_TABLES.values()}}
         days = sorted({name.split("/")[2] for name, _ in files})
         with Janitor(stack, days) as janitor:
@@ -268,37 +301,49 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
             stack.wait_idle(expected_events=len(files), timeout=600)
             unfinished = wait_finished(stack, generations)
         after = stack.bridge_status()
-        lost = duplicated = 0
+        lost = duplicated = twice = 0
         for day in days:
             day_files = [f for f in files if f"/{day}/" in f[0]]
             for endpoint in ENDPOINT_TABLES:
                 spec = table_for_endpoint(endpoint)
-                got = Counter(comparable(r, spec) for r in table_rows(stack, endpoint, day))
+                rows = table_rows(stack, endpoint, day)
+                got = Counter(comparable(r, spec) for r in rows)
                 want = expected_rows(day_files, generations, endpoint)
                 lost += sum((want - got).values())
                 duplicated += sum((got - want).values())
+                # per natural key: every key the files hold exactly once
+                twice += sum(n - 1 for n in key_counts(rows, spec).values() if n > 1)
         run = {
             "files": len(files),
             "events": after["received"] - before["bridge"]["received"],
             "duplicates": after["duplicates"] - before["bridge"]["duplicates"],
             "crashes": crashes(stack) - before["crashes"],
+            "in_merge": crashes(stack, "during_merge") - before["in_merge"],
             "merges": sum(len(merge_jobs(stack, t) - before["merges"][t]) for t in ENDPOINT_TABLES.values()),
         }
+        overlaps = [o for t in ENDPOINT_TABLES.values() for o in overlapping_merges(stack.bigquery(), t,
+                                                                                    before["merges"][t])]
         print(f"\nchaos: seed={seed} files={run['files']} events={run['events']} duplicates={run['duplicates']} "
-              f"crashes={run['crashes']} merges={run['merges']} lost={lost} duplicated={duplicated}")
+              f"crashes={run['crashes']} crashes_during_merge={run['in_merge']} merges={run['merges']} "
+              f"lost={lost} duplicated={duplicated} keys_stored_twice={twice} merges_in_flight_together={len(overlaps)}")
         logged = {fn: records_since(stack, fn, before["logs"][fn]) for fn in FUNCTION_LOGS}
         conflicts = {fn: conflicts_retried(records) for fn, records in logged.items()}
         bounds = {fn: merge_bound(records, stack.settle_seconds, conflicts[fn]) for fn, records in logged.items()}
         holders = {fn: holder_violations(records) for fn, records in logged.items()}
         emulator_conflicts = stack.log_text("bigquery")[before["logs"]["bigquery"]:].count("dml_conflict ")
         bound = sum(b for b, _ in bounds.values())
+        settled = {what: sum(1 for records in logged.values() for r in records if r.get("message") == what)
+                   for what in ("fence_waiting", "fence_burned", "fenced")}
+        run.update(settled)
         print(f"chaos: seed={seed} merges={run['merges']} bound={bound} conflicts={sum(conflicts.values())} "
               f"emulator_conflicts={emulator_conflicts} takeovers={sum(h[1] for h in holders.values())} "
               f"keys={sum(k for _, k in bounds.values())} janitor_updates={janitor.updates} "
-              f"janitor_refused={janitor.refused}")
+              f"janitor_refused={janitor.refused} fence_waits={settled['fence_waiting']} "
+              f"fence_burned={settled['fence_burned']} fenced={settled['fenced']}")
         totals.update(run)
         totals.update(conflicts=sum(conflicts.values()), emulator_conflicts=emulator_conflicts)
-        assert (lost, duplicated) == (0, 0), f"seed {seed}, {unfinished} generations unfinished"
+        assert (lost, duplicated, twice) == (0, 0, 0), f"seed {seed}, {unfinished} generations unfinished"
+        assert overlaps == [], f"seed {seed}: two MERGEs of one key in flight at once: {overlaps[:3]}"
         assert [v for h in holders.values() for v in h[0]] == [], f"seed {seed}: two holders of one key at once"
         assert run["merges"] <= bound, f"seed {seed}: {run['merges']} MERGEs, bound {bound}"
         # Every conflict a holder retried was one the emulator raised (no conflicts are injected here).
@@ -309,7 +354,11 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
         assert not list(db.collection("oddsbatch_pending").limit(1).stream()), "pending work was left behind"
     assert totals["crashes"] > 0 and totals["duplicates"] > 0, totals
     print(f"\nchaos: seeds={SEEDS} merges={totals['merges']} conflicts_retried={totals['conflicts']} "
-          f"emulator_conflicts={totals['emulator_conflicts']} crashes={totals['crashes']}")
+          f"emulator_conflicts={totals['emulator_conflicts']} crashes={totals['crashes']} "
+          f"crashes_during_merge={totals['in_merge']} fence_waits={totals['fence_waiting']} "
+          f"fence_burned={totals['fence_burned']} fenced={totals['fenced']}")
+    # processes did die with their MERGE job running in BigQuery
+    assert totals["in_merge"] > 0, totals
     # the concurrency model was on, with BigQuery-like statement latency
     assert f"conflicts=on latency_ms={DML_LATENCY_MS}" in stack.log_text("bigquery")
     # the MERGEs met real serialization conflicts (the janitor's overlapping UPDATEs) and retried them

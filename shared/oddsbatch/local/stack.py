@@ -573,7 +573,12 @@ def status_rows(state_dir) -> list[dict]:
 
 # -- CLI ------------------------------------------------------------------------------------------
 def cmd_up(args) -> int:
-    stack = Stack(args.state_dir, settle_seconds=args.settle_seconds, sweep_seconds=args.sweep_seconds)
+    latency = str(args.dml_latency_ms)
+    if not latency.isdigit():
+        raise ValueError(f"--dml-latency-ms must be a whole number of milliseconds >= 0, got {latency!r}")
+    args.dml_latency_ms = int(latency)
+    stack = Stack(args.state_dir, settle_seconds=args.settle_seconds, sweep_seconds=args.sweep_seconds,
+                  dml_latency_ms=args.dml_latency_ms)
     stack.start()
     ready = ", ".join(f"{k} {v}s" for k, v in sorted(stack.ready_seconds.items(), key=lambda kv: kv[1]))
     print(f"stack up in {stack.started_seconds}s (state dir {stack.state_dir}; ready: {ready})")
@@ -581,6 +586,8 @@ def cmd_up(args) -> int:
         print(f"  {name:<14} {url}")
     print(f"  env file       {stack.state_dir / ENV_FILE}")
     print(f"  sweep          every {args.sweep_seconds:g}s" if args.sweep_seconds else "  sweep          off")
+    if args.dml_latency_ms:
+        print(f"  bigquery DML   each UPDATE/MERGE runs {args.dml_latency_ms} ms before it commits")
     return 0
 
 
