@@ -56,10 +56,10 @@ def _short(path: str) -> str:
     return f"{collection}/{doc}" if doc else collection
 
 
-# What other invocations read: the lock and the pending markers. Runs records and the ledger are
+# What other invocations read: the lock, the pending markers and the MERGE fence. Runs records and the ledger are
 # written for `oddsbatch status` and reconcile, never read by the protocol; `count` of the queue
 # is read only for the ingest log's `pending_after` (and the settle, which is 0 here).
-SHARED_COLLECTIONS = ("oddsbatch_locks", "oddsbatch_pending")
+SHARED_COLLECTIONS = ("oddsbatch_locks", "oddsbatch_pending", "oddsbatch_fences")
 
 
 def _shared(op: str, path: str) -> bool:
@@ -93,8 +93,8 @@ class ExploredFirestore(FakeFirestore):
 
 
 class FakeJob:
-    def __init__(self, bq: "FakeBigQuery", job_id: str, kind: str):
-        self.bq, self.job_id, self.kind = bq, job_id, kind
+    def __init__(self, bq: "FakeBigQuery", job_id: str, kind: str, query: str | None = None):
+        self.bq, self.job_id, self.kind, self.query = bq, job_id, kind, query
         self.state = "RUNNING"
         self.error: Exception | None = None
         self.dml_stats = None
@@ -102,7 +102,14 @@ class FakeJob:
         self.server: Job | None = None
 
     def result(self, timeout=None):
-        self.bq.sched.wait_job(self.server)
+        if self.server is None:  # a job that finished when inserted (the fence's placeholder)
+            return self
+        honoured = self.bq.timeouts and timeout is not None
+        self.bq.sched.wait_job(self.server, timeout if honoured else None)
+        if not self.server.done:  # the wait's timeout came first: what job.result(timeout) raises
+            from concurrent.futures import TimeoutError as FutureTimeout
+
+            raise FutureTimeout(f"job {self.job_id} still running after {timeout}s")
         self.bq.sched.note(("job", self.server.name, self.error is None, repr(self.dml_stats)))
         if self.error is not None:
             raise self.error
@@ -113,8 +120,10 @@ class FakeJob:
 
 
 class FakeBigQuery:
-    def __init__(self, sched: Scheduler, spec: TableSpec, target: str, first_committer_wins: bool = True):
+    def __init__(self, sched: Scheduler, spec: TableSpec, target: str, first_committer_wins: bool = True,
+                 timeouts: bool = False):
         self.sched, self.spec = sched, spec
+        self.timeouts = timeouts  # job.result(timeout) returns at the timeout (the deadline scenarios)
         self.target = target  # project.dataset.table, unquoted
         self.first_committer_wins = first_committer_wins
         self.tables: dict[str, list[dict]] = {}  # staging tables: flat staged rows
@@ -159,8 +168,14 @@ class FakeBigQuery:
             raise NotFound(f"Not found: Table {table_id}")
 
     def get_job(self, job_id, location=None):
-        self._point("jobs.get")
-        return self.jobs[job_id]
+        """jobs.get: NotFound for an id never inserted, else the job as it is now (RUNNING until the
+        scheduler completes it). Its answer depends on other invocations' jobs: a switch point."""
+        self._point("jobs.get", shared=True)
+        job = self.jobs.get(job_id)
+        self.sched.note(("jobs.get", job_id, job.state if job else None))
+        if job is None:
+            raise NotFound(f"Not found: Job p:{job_id}")
+        return job
 
     def cancel_job(self, job_id, location=None):
         self._point("jobs.cancel")
@@ -199,8 +214,19 @@ class FakeBigQuery:
 
     # -- MERGE ----------------------------------------------------------------------------------
 
-    def query(self, statement, job_config=None, job_id=None, job_retry=None):
+    def query(self, statement, job_config=None, job_id=None, job_retry=None, location=None):
+        from oddsbatch.fence import PLACEHOLDER_SQL
+
+        if statement == PLACEHOLDER_SQL:  # the fence burns a recorded id: a SELECT that reads no table
+            self._point("placeholder job insert", shared=True)
+            if job_id in self.jobs:
+                raise Conflict(f"Already Exists: Job p:{job_id}")
+            job = self.jobs[job_id] = FakeJob(self, job_id, "placeholder", query=statement)
+            job.state = "DONE"
+            return job
         self._point("MERGE job insert", shared=True)  # reads the target partition's snapshot
+        if job_id in self.jobs:  # jobs.insert of an id that exists: 409, nothing runs
+            raise Conflict(f"Already Exists: Job p:{job_id}")
         found = re.search(r"\bFROM (`(?:[^`\\]|\\.)+`) AS M,", statement)
         if not found:
             raise AssertionError(f"the explorer models the holder's MERGE only, got: {statement[:200]}")
@@ -261,6 +287,7 @@ class FakeBigQuery:
             job.state, record["ok"] = "DONE", True
 
         job = self._new_job(job_id, "merge", finish)
+        job.query = statement
         return job
 
     def shared_state(self) -> tuple:

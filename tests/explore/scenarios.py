@@ -24,10 +24,20 @@ schedule (module attributes, restored after it):
   create_table call is still a switch point;
 - logs.log: kept in memory for the schedule's printout.
 
+- holder.time: the scheduler's sleep and clock, so the MERGE fence's polls of a previous
+  holder's job (fence.py) sleep on the virtual clock;
+- batch.Deadline (scenarios with `deadline`): the invocation's deadline on the virtual clock,
+  and BigQuery waits that honour their timeout: a tick can bring the deadline while a holder
+  waits on its MERGE (or on a previous holder's), and the real deadline path runs (cancel, a
+  best effort the fake ignores as BigQuery may; release; raise; Eventarc's retry).
+
 Settle is 0 (the holder lists at once): the settle only waits and counts markers, and every
-order of marker writes against the holder's list is explored anyway. The deadline runs on
-the real clock and never fires here (its own unit tests cover it); a holder cut short is
-what a crash is.
+order of marker writes against the holder's list is explored anyway.
+
+Besides the table's checks at the end, one invariant is checked online, at every acquisition
+of the lock: no other invocation still holds it (it believes so, is alive, and has not been
+told otherwise) with a lease that has not passed. A takeover of a live lease, a reclaim from a
+live twin, or a create() after someone deleted a live holder's lock breaks it.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from dataclasses import dataclass, field
 
 from oddsbatch import batch, documents, holder, lock, logs, quarantine, staging, transform
 from oddsbatch.config import Settings
+from oddsbatch.deadline import Deadline
 from oddsbatch.errors import TransientError
 from oddsbatch.event import StorageEvent
 from oddsbatch.tables import table_for_endpoint
@@ -75,7 +86,14 @@ class Spec:
     files: int
     deliveries: tuple[int, ...]
     crash: bool = False
+    crashes: int = 1  # how many crashes one schedule may have, in all
+    crashable_retries: bool = False  # Eventarc's retries may crash too
     lease_pass: bool = False
+    deadline: bool = False  # the invocation's deadline on the virtual clock (it can fire in any wait)
+    # a short timeout, so the deadline comes within the scheduler's clock ticks (the heartbeat
+    # ticks every 2 s): 20 s, of which 2 are the reserve
+    timeout_seconds: float = 540.0
+    arrivals: dict | None = None  # delivery index -> virtual time it arrives (default: at the start)
     heartbeat: bool = True  # a control switches the heartbeat thread off
     first_committer_wins: bool = True  # a control switches BigQuery's conflict rule off
 
@@ -87,6 +105,14 @@ SCENARIOS = {
     "twin": Spec("twin", files=1, deliveries=(0, 0)),
     "crash": Spec("crash", files=2, deliveries=(0, 1), crash=True),
     "lease": Spec("lease", files=2, deliveries=(0, 1), lease_pass=True),
+    # two takers of one stale lock: the lease passes while e1 waits on its MERGE, then two more
+    # deliveries of e1 arrive (at t = lease + 1 s, whether the lease passed during e1's MERGE or e1
+    # finished long before); a lease that passed is taken over whoever the owner was
+    "takers": Spec("takers", files=1, deliveries=(0, 0, 0), lease_pass=True, arrivals={1: 601.0, 2: 601.0}),
+    # the deadline fires while a holder waits on BigQuery: it releases with its MERGE in flight
+    "deadline": Spec("deadline", files=2, deliveries=(0, 1), deadline=True, timeout_seconds=20.0),
+    # two crashes, retries crashable too: a retry that dies while settling or merging
+    "crash2": Spec("crash2", files=1, deliveries=(0,), crash=True, crashes=2, crashable_retries=True),
 }
 
 
@@ -166,13 +192,29 @@ class DeterministicIds:
         return uuid.UUID(bytes=hashlib.md5(f"{proc}/{n}".encode()).digest())
 
 
+class VirtualTime:
+    """What holder.py calls on `time`: the scheduler's sleep and clock."""
+
+    def __init__(self, sched: Scheduler):
+        self.sched = sched
+
+    def sleep(self, seconds: float) -> None:
+        self.sched.sleep(seconds)
+
+    def monotonic(self) -> float:
+        return self.sched.now
+
+
 class World:
     def __init__(self, spec: Spec, sched: Scheduler, settings: Settings, files: dict[str, bytes]):
         self.spec, self.sched, self.settings = spec, sched, settings
+        self.locks: list = []  # every BatchLock of the schedule: the online holder check reads them
+        self.lease_until: dict[int, float] = {}  # id(lock) -> virtual time its lease passes, per its own writes
+        self.problems: list[str] = []
         self.table = table_for_endpoint(settings.endpoint)
         self.db = ExploredFirestore(sched)
         self.bq = FakeBigQuery(sched, self.table, f"{settings.project}.{settings.dataset}.{settings.table}",
-                               first_committer_wins=spec.first_committer_wins)
+                               first_committer_wins=spec.first_committer_wins, timeouts=spec.deadline)
         self.storage = FakeStorage(files)
         self.logs: list[str] = []
         self.ids = DeterministicIds(sched)
@@ -183,11 +225,29 @@ class World:
         sched, real_lock, real_warehouse = self.sched, lock.BatchLock, holder.Warehouse
         heartbeat = self.spec.heartbeat
 
+        world = self
+
+        class ObservedLock(real_lock):
+            """The real BatchLock, with what the online holder check needs: when its lease passes
+            (as this holder last wrote it) and a check at each acquisition."""
+
+            def _won(self, how, update_time, previous):
+                world.holder_check(self, how)
+                world.lease_until[id(self)] = sched.now + self.lease.total_seconds()
+                return super()._won(how, update_time, previous)
+
+            def renew(self):
+                super().renew()
+                world.lease_until[id(self)] = sched.now + self.lease.total_seconds()
+
         def make_lock(*args, **kwargs):
             kwargs["sleep"] = sched.sleep
             if not heartbeat:
                 kwargs["beat_in_background"] = False
-            return real_lock(*args, **kwargs)
+            made = ObservedLock(*args, **kwargs)
+            made.proc = sched.me().proc
+            self.locks.append(made)
+            return made
 
         def make_warehouse(settings, spec, deadline=None):
             return real_warehouse(settings, spec, client=self.bq, sleep=sched.sleep, deadline=deadline,
@@ -213,7 +273,10 @@ class World:
             (lock, "logger", _Logger(self.logs, sched)),
             (lock, "uuid", self.ids),
             (holder, "uuid", self.ids),
+            (holder, "time", VirtualTime(sched)),
         ]
+        if self.spec.deadline:
+            swaps.append((batch, "Deadline", lambda seconds: Deadline(seconds, clock=lambda: sched.now)))
         saved = [(m, n, getattr(m, n)) for m, n, _ in swaps]
         for m, n, v in swaps:
             setattr(m, n, v)
@@ -222,6 +285,23 @@ class World:
         finally:
             for m, n, v in saved:
                 setattr(m, n, v)
+
+
+def _holder_check(world: World, taker, how: str) -> None:
+    """At an acquisition: nobody else still holds the key with a live lease (see the module doc)."""
+    crashed = {t.proc for t in world.sched.tasks if t.state == "crashed"}
+    for other in world.locks:
+        if other is taker:
+            continue
+        if not other._held or other._lost or other.proc in crashed:
+            continue
+        until = world.lease_until.get(id(other))
+        if until is not None and until > world.sched.now:
+            world.problems.append(f"two holders of the key at once: {taker.proc} acquired ({how}) at "
+                                  f"t={world.sched.now:g}s while {other.proc} held it with a lease until t={until:g}s")
+
+
+World.holder_check = _holder_check
 
 
 def expected_rows(world: World, files: dict[str, bytes], generations: dict[str, int]) -> dict[tuple, dict]:
@@ -243,7 +323,7 @@ def check(world: World, expected: dict[tuple, dict], problems: list[str]) -> tup
     The MERGE overlaps and double writes were checked online, as they happened (fakes.py); a
     schedule cut short because its state was explored before reports those only."""
     sched, bq = world.sched, world.bq
-    problems = problems + bq.problems
+    problems = problems + bq.problems + world.problems
     why = next((w for w in bq.overlaps if w == "unexplained"), bq.overlaps[0] if bq.overlaps else None)
     for t in sched.tasks:
         if t.error is not None and not isinstance(t.error, TransientError):
@@ -272,10 +352,12 @@ def check(world: World, expected: dict[tuple, dict], problems: list[str]) -> tup
 
 def run_one(spec: Spec, dfs: DFS, payload: bytes, bound_steps: int = 3000, every_call: bool = False):
     settings = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_SETTLE_SECONDS": "0",
-                                                "ODDSBATCH_BUCKET": BUCKET})
+                                                "ODDSBATCH_BUCKET": BUCKET,
+                                                "ODDSBATCH_TIMEOUT_SECONDS": str(spec.timeout_seconds)})
     files = {object_name(i): payload for i in range(spec.files)}
     generations = {object_name(i): 1000 + i for i in range(spec.files)}
-    sched = Scheduler(dfs.choose, Scenario(crash=spec.crash, lease_pass=spec.lease_pass),
+    sched = Scheduler(dfs.choose, Scenario(crash=spec.crash, crashes=spec.crashes, lease_pass=spec.lease_pass,
+                                            deadline=spec.deadline),
                       lease_seconds=settings.lease_seconds, max_steps=bound_steps, every_call=every_call)
     world = World(spec, sched, settings, files)
     counts: dict[int, int] = {}
@@ -290,12 +372,13 @@ def run_one(spec: Spec, dfs: DFS, payload: bytes, bound_steps: int = 3000, every
     def retry(task: Task, at: float) -> Task:
         """Eventarc's redelivery of the same event (same id), at or after `at`."""
         label = task.name.split("#")[0] + f"#{task.attempt + 1}"
-        return sched.add(delivery(task.event, label, task.attempt + 1, arrive_at=at, crashable=False))
+        return sched.add(delivery(task.event, label, task.attempt + 1, arrive_at=at,
+                                  crashable=spec.crashable_retries))
 
     sched.on_retry = retry
-    for i in spec.deliveries:  # a repeated event index is a duplicate delivery: e1, e1' ...
+    for n, i in enumerate(spec.deliveries):  # a repeated event index is a duplicate delivery: e1, e1' ...
         counts[i] = counts.get(i, 0) + 1
-        sched.add(delivery(i, f"e{i + 1}" + "'" * (counts[i] - 1)))
+        sched.add(delivery(i, f"e{i + 1}" + "'" * (counts[i] - 1), arrive_at=(spec.arrivals or {}).get(n)))
     with world.installed():
         problems = sched.run()
         expected = expected_rows(world, files, generations)
@@ -315,7 +398,8 @@ def explore(spec: Spec, bound: int, max_schedules: int | None = None, stop_at_fi
         problems, why, trace, log_lines, pruned, crash_points = run_one(spec, dfs, payload, every_call=every_call)
         out.crash_points.update(crash_points)
         for line in log_lines:
-            for what in ("twin delivery coalesces", "its holder died", "stale_takeover (previous"):
+            for what in ("twin delivery coalesces", "its holder died", "stale_takeover (previous",
+                         "unfinished at the deadline", "fence_waiting", "fence_burned", "fenced"):
                 if what in line:
                     out.seen[what] = out.seen.get(what, 0) + 1
         out.schedules += 1

@@ -20,7 +20,10 @@ state:
   the schedule, its heartbeat thread dies with it, its BigQuery jobs go on, and Eventarc's
   retry of the same event id arrives at least 10 s later;
 - ("lease",): the holder's lease passes while it waits on BigQuery (once per schedule, when
-  the scenario asks for it): the clock jumps by the lease.
+  the scenario asks for it): the clock jumps by the lease;
+- ("deadline",): an invocation's deadline comes while it waits on a BigQuery job (once per
+  schedule, when the scenario asks for it): the clock jumps to that wait's timeout, which the
+  code under test derived from its deadline; the real deadline path runs from there.
 
 The DFS re-runs the scenario from scratch for every schedule, replaying a prefix of choices
 and branching at the deepest decision with an untried option. The search is bounded the
@@ -115,8 +118,10 @@ class Job:
 
 @dataclass
 class Scenario:
-    crash: bool = False  # one invocation may crash once, at any switch point
+    crash: bool = False  # invocations may crash (`crashes` times in all), at any switch point
+    crashes: int = 1
     lease_pass: bool = False  # the lease may pass once, while a holder waits on BigQuery
+    deadline: bool = False  # a deadline may come once, while an invocation waits on a BigQuery job
     max_retries: int = 3  # Eventarc retries of one event that raised (transient errors)
 
 
@@ -136,8 +141,9 @@ class Scheduler:
         self.step = 0
         self.ticks = 0
         self.trace: list[str] = []
-        self.crashes_left = 1 if scenario.crash else 0
+        self.crashes_left = scenario.crashes if scenario.crash else 0
         self.leases_left = 1 if scenario.lease_pass else 0
+        self.deadlines_left = 1 if scenario.deadline else 0
         self.lease_steps: list[tuple[int, bool]] = []  # (step, a MERGE was in flight)
         self.crashed: list[tuple[int, str, bool]] = []  # (step, task, it waited on a MERGE)
         self.crash_points: list[tuple[str, str]] = []
@@ -171,7 +177,7 @@ class Scheduler:
                       for t in self.tasks)
         jobs = tuple((j.name, j.done) for j in self.jobs)
         return (self.current.name if self.current else None, self.now, self.ticks, self.crashes_left,
-                self.leases_left, self.lease_in_merge, self.crash_in_merge, tasks, jobs,
+                self.leases_left, self.deadlines_left, self.lease_in_merge, self.crash_in_merge, tasks, jobs,
                 tuple(sorted(self.histories.items())), self.world_state() if self.world_state else None)
 
     def _handoff(self, task: Task) -> None:
@@ -216,11 +222,12 @@ class Scheduler:
     def sleep(self, seconds: float) -> None:
         self.block(None, self.now + max(0.0, float(seconds)), f"sleep {seconds:g}s")
 
-    def wait_job(self, job: Job) -> None:
+    def wait_job(self, job: Job, timeout: float | None = None) -> None:
+        """Wait until the job is done, or `timeout` virtual seconds passed (the caller tells which)."""
         task = self.me()
         task.waiting_job = job
         try:
-            self.block(lambda: job.done, None, f"wait {job.name}")
+            self.block(lambda: job.done, None if timeout is None else self.now + timeout, f"wait {job.name}")
         finally:
             task.waiting_job = None
 
@@ -258,6 +265,11 @@ class Scheduler:
             task.go.release()
             self._back.acquire()
 
+    def _job_timeouts(self) -> list[float]:
+        """When the waits on unfinished BigQuery jobs time out (the waiters' deadlines)."""
+        return [t.wake_at for t in self.tasks if t.state == "live" and t.waiting_job is not None
+                and not t.waiting_job.done and t.wake_at is not None and t.wake_at > self.now]
+
     def _running_merge(self, task: Task) -> bool:
         return task.waiting_job is not None and task.waiting_job.kind == "merge"
 
@@ -285,6 +297,8 @@ class Scheduler:
                 opts.append((("tick",), 1 if opts else 0))
             if self.leases_left and any(not j.done for j in self.jobs):
                 opts.append((("lease",), 0))
+            if self.deadlines_left and self._job_timeouts():
+                opts.append((("deadline",), 0))
         return opts
 
     def apply(self, action: tuple) -> None:
@@ -317,6 +331,10 @@ class Scheduler:
             self.lease_in_merge = self.lease_in_merge or in_flight
             self.now += self.lease_seconds + 1
             self.trace.append(f"{self.step}: the lease passes (t={self.now:g}s) while a holder waits on BigQuery")
+        elif kind == "deadline":
+            self.deadlines_left -= 1
+            self.now = min(self._job_timeouts())
+            self.trace.append(f"{self.step}: the deadline comes (t={self.now:g}s) while an invocation waits on BigQuery")
         elif kind == "crash":
             task = self._task(action[1])
             self.crashes_left -= 1

@@ -30,6 +30,9 @@ BOUNDS = {
     "twin": (3, True) if PROVE else (2, False),
     "crash": (2, True) if PROVE else (1, False),
     "lease": (1, True) if PROVE else (0, False),
+    "takers": (2, True) if PROVE else (1, False),
+    "deadline": (2, True) if PROVE else (1, False),
+    "crash2": (2, True) if PROVE else (1, False),
 }
 
 
