@@ -77,7 +77,6 @@ class Spec:
     crash: bool = False
     lease_pass: bool = False
     heartbeat: bool = True  # a control switches the heartbeat thread off
-    first_committer_wins: bool = True  # a control switches BigQuery's conflict rule off
 
 
 SCENARIOS = {
@@ -171,8 +170,7 @@ class World:
         self.spec, self.sched, self.settings = spec, sched, settings
         self.table = table_for_endpoint(settings.endpoint)
         self.db = ExploredFirestore(sched)
-        self.bq = FakeBigQuery(sched, self.table, f"{settings.project}.{settings.dataset}.{settings.table}",
-                               first_committer_wins=spec.first_committer_wins)
+        self.bq = FakeBigQuery(sched, self.table, f"{settings.project}.{settings.dataset}.{settings.table}")
         self.storage = FakeStorage(files)
         self.logs: list[str] = []
         self.ids = DeterministicIds(sched)
