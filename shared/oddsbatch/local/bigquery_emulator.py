@@ -1,5 +1,6 @@
-"""Start local-bigquery with two fidelity fixes: MERGE into a table with require_partition_filter,
-and BigQuery's queue limit of mutating DML statements per table.
+"""Start local-bigquery with BigQuery's rules it lacks: MERGE into a table with
+require_partition_filter, the queue limit of mutating DML statements per table, the DML conflict
+rules on snapshots, and unique job ids.
 
 BigQuery accepts a MERGE whose ON clause filters the target's partition column (that is how
 a MERGE prunes the target to one day). local-bigquery 0.3.2 runs a MERGE as internal
@@ -16,22 +17,32 @@ a failed job). `--dml-running N --dml-queued M` (default BigQuery's 2 and 20) se
 so a test meets the limit with a small day. Each refusal is logged on one line
 (`dml_limit_rejected table=... job=...`).
 
-Snapshot isolation of mutating DML (bigquery_dml.SnapshotIsolation): BigQuery runs each UPDATE /
-DELETE / MERGE on the snapshot taken when it starts, and of two that ran at once on one partition
-the later to commit fails with "Could not serialize access to table ... due to concurrent update"
-(reason invalidQuery, HTTP 400). local-bigquery takes a per-table write lock, so its statements
-never overlap; the launcher records each statement's partitions at admission (for a MERGE the
-`partition_column = @param` / literal in its ON clause, for UPDATE / DELETE in its WHERE; the whole
-table when unknown) and its snapshot when it starts (admission, or leaving BigQuery's PENDING queue
-of the 2 running), and fails it, once it holds the lock, if an overlapping statement committed
-after its snapshot. Each conflict is logged on one line (`dml_conflict table=... job=...`).
-`--dml-conflicts off` switches the model off (default on).
+BigQuery's DML conflict rules (bigquery_dml.SnapshotIsolation, which quotes the DML page rule by
+rule): each UPDATE / DELETE / MERGE runs on the snapshot taken when it starts running (when it leaves
+the PENDING queue of the 2 running, however long it waited: jobs.get says PENDING until then); a
+statement that only inserts (an INSERT, a MERGE whose UPDATE/DELETE clauses were not invoked) never
+conflicts, so two insert-only MERGEs of one new key both commit and the key is stored twice; one that
+updates or deletes existing rows conflicts when another that did so committed to the same partition
+after its snapshot, and is rerun on a fresh snapshot up to three times before the client gets "Could
+not serialize access to table ... due to concurrent update" (reason invalidQuery, HTTP 400). Each run
+is a DuckDB transaction opened at its start and committed after its hold (the rules at commit), and a
+queued statement waits on a thread of its own, not one of local-bigquery's 8 workers. Partitions come
+from the statement (`partition_column = @param` / literal in a MERGE's ON clause, an UPDATE's or
+DELETE's WHERE; the whole table when unknown). Each conflict is logged on one line (`dml_conflict
+table=... job=... attempt=N`); `--dml-conflicts off` switches the model off (default on).
+
+Job ids: a job inserted under an id that exists is refused with 409 Already Exists (local-bigquery's
+check, made atomic with the insertion here); jobs.get of a running job says RUNNING until it commits,
+then DONE with its error if it failed; of an unknown id, 404.
 
 DML latency: on BigQuery a mutating statement runs for seconds between its snapshot and its
 commit; local-bigquery commits one in milliseconds, so a concurrent writer almost never lands
-inside a MERGE's window. `--dml-latency-ms N` (default 0) holds each mutating statement N ms
-after it starts running and before it commits, so overlaps happen as often as on BigQuery
-(with the conflict model on: without it nothing could conflict, and the option is refused).
+inside a MERGE's window. `--dml-latency-ms N` (default 0) holds each run of a mutating statement
+(insert-only MERGEs included) N ms after its start and before its commit, so overlaps happen as often
+as on BigQuery (with the conflict model on: without it nothing could overlap, and the option is
+refused). Tests hold one statement exactly: a job labelled `oddsbatch-hold=NAME` waits before each
+commit until the file <data-dir>/dml-holds/NAME.<run> exists (log `dml_hold name=NAME job=ID
+attempt=N`).
 
 Run with the emulator's own Python: `python bigquery_emulator.py serve --host ... --port ...
 [--dml-running 2 --dml-queued 20 --dml-conflicts on --dml-latency-ms 0]`.
