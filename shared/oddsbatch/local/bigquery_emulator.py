@@ -136,6 +136,7 @@ _original_query_execute = query.execute
 _original_writing = database.writing
 # BigQuery answers resourcesExceeded with HTTP 400: https://cloud.google.com/bigquery/docs/error-messages
 bq_errors.STATUSES.setdefault(REASON, (400, "RESOURCE_EXHAUSTED"))
+bq_errors.STATUSES.setdefault("backendError", (500, "INTERNAL"))  # the same page: backendError is a 500 or 503
 # Job ids are unique per project: a second jobs.insert under an existing id is refused with HTTP 409
 # "Already Exists" (reason duplicate): https://cloud.google.com/bigquery/docs/error-messages.
 # local-bigquery checks, then saves: two insertions of one id at once could both pass; this lock makes
@@ -397,7 +398,12 @@ def _commit(cur, key, table: str, mutated: bool) -> None:
         print(f"dml_applied_on_current table={table} job={key[1]} removed={len(removed)} written={len(written)}",
               flush=True)
         return
-    cur.execute("COMMIT")
+    try:
+        cur.execute("COMMIT")
+    except duckdb.TransactionException as error:  # a write the launcher does not see (tabledata.insertAll)
+        print(f"dml_storage_refused table={table} job={key[1]}", flush=True)
+        raise BigQueryError("backendError", f"The emulator's storage refused the commit of a statement an "
+                                            f"untracked write overlapped: {str(error)[:200]}") from error
 
 
 def _query_execute(cur, project_id, job_id, config, dry_run=False, session=None):
