@@ -7,7 +7,8 @@ client gets HTTP 400, reason invalidQuery, "Could not serialize access to table 
 update"; "An INSERT DML statement that inserts rows to a table doesn't conflict with any other
 concurrently running DML statement"; statements on other partitions both succeed. The holder's own
 MERGE is driven through the same rules against the explorer's fake in test_dml_models.py; here the
-emulator alone, with UPDATE and INSERT, the model switched off, and the model's own bookkeeping.
+emulator alone, with UPDATE and INSERT, and the model switched off (its bookkeeping:
+tests/unit/test_bigquery_dml.py).
 
 Each statement that must overlap another carries the label oddsbatch-hold=NAME: the launcher holds
 each of its runs before the commit (log `dml_hold name=NAME job=ID attempt=N`) until the test creates
@@ -24,7 +25,7 @@ from google.api_core.exceptions import BadRequest
 from google.cloud import bigquery
 
 from oddsbatch import errors
-from oddsbatch.local.bigquery_dml import RERUNS, WHOLE_TABLE, SnapshotIsolation
+from oddsbatch.local.bigquery_dml import RERUNS
 from oddsbatch.local.stack import Stack
 from tests.integration.test_dml_models import wait_until
 
@@ -161,35 +162,3 @@ def test_the_model_switched_off_is_local_bigquery_alone(conflicts_off):
     assert values(client, table, "2025-01-21") == [(1, 2)]
     assert "conflicts=off" in conflicts_off.log_text("bigquery")
     assert "dml_conflict " not in conflicts_off.log_text("bigquery")
-
-
-def test_the_model_per_table_partition_and_kind_of_change():
-    iso = SnapshotIsolation(running=2)
-    day1, day2 = frozenset({"2025-01-21"}), frozenset({"2025-01-22"})
-    iso.admit("t", "a", day1)
-    iso.admit("t", "b", day1)
-    iso.admit("t", "c", day2)  # queued (third), other partition
-    iso.admit("u", "d", day1)  # another table
-    assert iso.snapshot("c") is None and iso.snapshot("d") == 0 and not iso.started("c")
-    assert iso.conflict("a", mutates=True) is None
-    iso.commit("a", mutated=True)
-    iso.finish("a")
-    assert iso.snapshot("c") == 1  # left the queue after a was done: its snapshot has a's commit
-    assert iso.conflict("b", mutates=False) is None  # b only inserted: never conflicts
-    assert iso.conflict("b", mutates=True) == "Could not serialize access to table t due to concurrent update"
-    iso.start("b")  # the rerun: a fresh snapshot
-    assert iso.conflict("b", mutates=True) is None
-    iso.commit("b", mutated=False)
-    iso.finish("b")
-    assert iso.conflict("c", mutates=True) is None and iso.conflict("d", mutates=True) is None
-    iso.admit("t", "e", WHOLE_TABLE)  # partitions unknown: overlaps any partition
-    iso.commit("c", mutated=True)
-    assert iso.conflict("e", mutates=True) is not None
-    iso.finish("c")
-    iso.finish("e")
-    iso.admit("t", "f", day1)
-    iso.write("t", mutated=None)  # an INSERT statement: a commit that never conflicts
-    assert iso.conflict("f", mutates=True) is None and len(iso.since_snapshot("f")) == 1
-    assert iso.conflicts == 2 and iso.committed == 3
-    with pytest.raises(ValueError):
-        SnapshotIsolation(running=0)
