@@ -61,7 +61,8 @@ class RetryInProcess(TransientError):
 
 
 class SerializationConflict(RetryInProcess):
-    """BigQuery's "Could not serialize access to table ... due to concurrent update"."""
+    """BigQuery's "Could not serialize access to table ... due to concurrent update", or "Transaction
+    is aborted due to concurrent update against table ..."."""
 
     def __init__(self, message: str, reason: str = "serializationConflict"):
         super().__init__(message, reason)
@@ -81,7 +82,12 @@ class DeadlineReached(TransientError):
 
 # HTTP / gRPC status codes that mean "try again later".
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
-SERIALIZATION_MESSAGE = "Could not serialize access"
+# BigQuery's two answers to a DML statement conflict (https://cloud.google.com/bigquery/docs/
+# data-manipulation-language, "DML statement conflicts"; troubleshoot-queries, "Conflicting DML
+# statements": "Could not serialize access to table due to concurrent update"); the second is
+# BigQuery's answer met in public reports (dlt-hub/dlt#2892, estuary/connectors#111): "Transaction is
+# aborted due to concurrent update against table ...". Both pass once the other statement is done.
+SERIALIZATION_MESSAGES = ("Could not serialize access", "Transaction is aborted due to concurrent update")
 # https://cloud.google.com/bigquery/docs/data-manipulation-language ("UPDATE, DELETE, MERGE DML
 # concurrency"): past the per-table queue of mutating DML statements, BigQuery fails the statement
 # with reason resourcesExceeded and this message; every other resourcesExceeded (memory, too
@@ -106,7 +112,8 @@ _REASONS: dict[str, tuple[type[OddsbatchError], type[OddsbatchError]]] = {
 
 
 def is_serialization_conflict(exc: BaseException) -> bool:
-    return SERIALIZATION_MESSAGE in str(exc)
+    text = str(exc)
+    return any(message in text for message in SERIALIZATION_MESSAGES)
 
 
 def _reasons(exc: BaseException) -> list[str]:

@@ -5,20 +5,27 @@ Firestore: tests/unit/firestore_fake.py (exclusive create(), `last_update_time` 
 preconditions, strictly increasing update times, atomic batch commits) on the virtual clock.
 
 BigQuery, what the holder uses (warehouse.py): create_table, a load job (WRITE_TRUNCATE of
-the staged NDJSON), a MERGE query job, jobs.get, delete_table. Jobs run server-side: the
-scheduler decides when each finishes, and it finishes even if its invocation crashed. A
-MERGE reads a snapshot of its target partition when it starts and commits when it
-finishes; if another DML statement committed to the partition since the snapshot, the one
-with changes to make fails with "Could not serialize access to table ... due to concurrent
-update" (BigQuery runs DML under snapshot isolation, snapshot taken when the job starts:
-https://cloud.google.com/blog/products/data-analytics/dml-without-limits-now-in-bigquery;
-concurrent mutating DML on one partition conflicts and fails:
-https://cloud.google.com/bigquery/docs/data-manipulation-language). The MERGE's effect is
-oddsbatch.sql.merge_sql's rules in Python, keyed by the table's natural key: the staged
-rows of @game_date, deduplicated to the newest (generation, object) per key; a new key is
-inserted; a matched key is updated only when the source wins the (generation, object) order
-and a data value differs. The fake refuses any statement that is not exactly merge_sql's,
-so the rules cannot drift from the SQL the code sends.
+the staged NDJSON), a MERGE query job, jobs.get, delete_table, and a `SELECT 1` query job (a
+placeholder that takes a job id). Jobs run server-side: the scheduler decides when each
+finishes, and it finishes even if its invocation crashed. Job ids are unique: an insertion
+under an id that exists raises Conflict (409 Already Exists), jobs.get of an unknown id
+NotFound, as the real client does; jobs.get says PENDING (queued), RUNNING, then DONE.
+The MERGE follows the DML page (https://cloud.google.com/bigquery/docs/data-manipulation-language,
+"UPDATE, DELETE, MERGE DML concurrency" and "DML statement conflicts"; the rules are quoted in
+oddsbatch/local/bigquery_dml.py, which the emulator runs):
+- 2 mutating statements of a table run at once, the others wait as PENDING, however long; a
+  statement reads its snapshot when it starts running (at insertion, or when it leaves the queue);
+- one that only inserts rows (WHEN NOT MATCHED; WHEN MATCHED ... UPDATE not invoked) never
+  conflicts: two such MERGEs of one new key both commit, and the key is stored twice;
+- one that updates existing rows fails when another statement that updated rows committed to the
+  partition after its snapshot; BigQuery reruns it on a fresh snapshot up to three times (each
+  rerun is a job step of its own here), then the client gets "Could not serialize access to table
+  ... due to concurrent update".
+The MERGE's effect is oddsbatch.sql.merge_sql's rules in Python, keyed by the table's natural
+key: the staged rows of @game_date, deduplicated to the newest (generation, object) per key; a
+new key is inserted; a matched key is updated only when the source wins the (generation, object)
+order and a data value differs. The fake refuses any statement that is not exactly merge_sql's
+(or the placeholder), so the rules cannot drift from the SQL the code sends.
 
 Cloud Storage: tests/unit/storage_fake.py. Objects are read only, never written, in the
 scenarios, so a read commutes with every other step and is not a switch point.
@@ -38,6 +45,10 @@ from oddsbatch.tables import PROVENANCE_COLUMNS, TableSpec
 from tests.unit.firestore_fake import FakeFirestore
 
 from .scheduler import Job, Scheduler
+
+RUNNING = 2  # mutating DML statements of a table running at once; the others wait as PENDING
+RERUNS = 3  # "BigQuery tries to rerun failed statements up to three times" (DML page)
+PLACEHOLDER = re.compile(r"^\s*SELECT\s+1\s*;?\s*$", re.IGNORECASE)
 
 EPOCH = datetime(2025, 1, 21, 18, 0, tzinfo=timezone.utc)
 
@@ -100,16 +111,27 @@ class FakeJob:
         self.dml_stats = None
         self.num_dml_affected_rows = None
         self.server: Job | None = None
+        self.runs = 0  # runs of a MERGE: 1, plus BigQuery's reruns after a conflict
+
+    @property
+    def error_result(self) -> dict | None:
+        if self.error is None:
+            return None
+        return {"reason": (getattr(self.error, "errors", None) or [{}])[0].get("reason"), "message": str(self.error)}
+
+    def done(self, retry=None, timeout=None, reload=True) -> bool:
+        return self.state == "DONE"
 
     def result(self, timeout=None):
-        if self.server is None:  # a job that finished when inserted (the fence's placeholder)
-            return self
         honoured = self.bq.timeouts and timeout is not None
-        self.bq.sched.wait_job(self.server, timeout if honoured else None)
-        if not self.server.done:  # the wait's timeout came first: what job.result(timeout) raises
-            from concurrent.futures import TimeoutError as FutureTimeout
+        until = self.bq.sched.now + timeout if honoured else None
+        while self.state != "DONE":  # a queued statement starts, a rerun replaces its run: wait on the next
+            server = self.server
+            self.bq.sched.wait_job(server, None if until is None else max(0.0, until - self.bq.sched.now))
+            if not server.done:  # the wait's timeout came first: what job.result(timeout) raises
+                from concurrent.futures import TimeoutError as FutureTimeout
 
-            raise FutureTimeout(f"job {self.job_id} still running after {timeout}s")
+                raise FutureTimeout(f"job {self.job_id} still running after {timeout}s")
         self.bq.sched.note(("job", self.server.name, self.error is None, repr(self.dml_stats)))
         if self.error is not None:
             raise self.error
@@ -120,12 +142,16 @@ class FakeJob:
 
 
 class FakeBigQuery:
-    def __init__(self, sched: Scheduler, spec: TableSpec, target: str, first_committer_wins: bool = True,
+    def __init__(self, sched: Scheduler, spec: TableSpec, target: str, running: int = RUNNING,
                  timeouts: bool = False):
         self.sched, self.spec = sched, spec
         self.timeouts = timeouts  # job.result(timeout) returns at the timeout (the deadline scenarios)
         self.target = target  # project.dataset.table, unquoted
-        self.first_committer_wins = first_committer_wins
+        self.running = running  # mutating statements of the table that run at once (BigQuery's 2)
+        self.started: list[FakeJob] = []  # MERGE jobs running (snapshot taken, not finished)
+        self.queued: list = []  # (job, start): MERGE jobs waiting as PENDING, in insertion order
+        self.commits: dict[str, list[tuple[int, bool]]] = {}  # game_date -> (version, it updated rows)
+        self.conflicts = 0  # conflicts met, reruns included
         self.tables: dict[str, list[dict]] = {}  # staging tables: flat staged rows
         self.partitions: dict[str, dict[tuple, dict]] = {}  # game_date -> natural key -> row
         self.versions: dict[str, int] = {}  # game_date -> commits so far
@@ -141,16 +167,31 @@ class FakeBigQuery:
     def _point(self, label: str, shared: bool = False) -> None:
         self.sched.point("bigquery", label, shared=shared)
 
-    def _new_job(self, job_id: str, kind: str, finish) -> FakeJob:
-        if job_id in self.jobs:
-            raise Conflict(f"Already Exists: Job {job_id}")
+    def _new_job(self, job_id: str, kind: str, finish, queued: bool = False) -> FakeJob:
+        if job_id in self.jobs:  # job ids are unique per project: 409 Already Exists
+            raise Conflict(f"Already Exists: Job {self.sched_project()}:{job_id}")
         job = FakeJob(self, job_id, kind)
         self.jobs[job_id] = job
         self._count += 1
-        owner = self.sched.me().name
-        job.server = Job(f"{kind}{self._count}({owner})", finish, kind, owner)
-        self.sched.jobs.append(job.server)
+        job.owner = self.sched.me().name
+        if queued:  # PENDING: its run is scheduled when it leaves the queue
+            job.state = "PENDING"
+            job.server = Job(f"{kind}{self._count}({job.owner}) queued", lambda: None, kind, job.owner)
+        else:
+            job.server = Job(f"{kind}{self._count}({job.owner})", finish, kind, job.owner)
+            self.sched.jobs.append(job.server)
         return job
+
+    def sched_project(self) -> str:
+        return self.target.split(".", 1)[0]
+
+    def _run_again(self, job: FakeJob, finish, why: str) -> None:
+        """The job's next run (it left the queue, or BigQuery reruns it): a job step of its own. The
+        run it replaces is over, so whoever waited on it waits on this one."""
+        previous = job.server
+        job.server = Job(f"{previous.name.split(' ')[0]} {why}", finish, job.kind, job.owner)
+        self.sched.jobs.append(job.server)
+        previous.done = True
 
     # -- tables ---------------------------------------------------------------------------------
 
@@ -167,14 +208,12 @@ class FakeBigQuery:
         if self.tables.pop(str(table_id), None) is None and not not_found_ok:
             raise NotFound(f"Not found: Table {table_id}")
 
-    def get_job(self, job_id, location=None):
-        """jobs.get: NotFound for an id never inserted, else the job as it is now (RUNNING until the
-        scheduler completes it). Its answer depends on other invocations' jobs: a switch point."""
-        self._point("jobs.get", shared=True)
+    def get_job(self, job_id, project=None, location=None, retry=None, timeout=None):
+        self._point("jobs.get", shared=True)  # a job another invocation may have inserted
         job = self.jobs.get(job_id)
         self.sched.note(("jobs.get", job_id, job.state if job else None))
         if job is None:
-            raise NotFound(f"Not found: Job p:{job_id}")
+            raise NotFound(f"Not found: Job {self.sched_project()}:{job_id}")
         return job
 
     def cancel_job(self, job_id, location=None):
@@ -217,16 +256,16 @@ class FakeBigQuery:
     def query(self, statement, job_config=None, job_id=None, job_retry=None, location=None):
         from oddsbatch.fence import PLACEHOLDER_SQL
 
-        if statement == PLACEHOLDER_SQL:  # the fence burns a recorded id: a SELECT that reads no table
+        if statement == PLACEHOLDER_SQL or PLACEHOLDER.match(statement):  # a job that only takes its id
             self._point("placeholder job insert", shared=True)
-            if job_id in self.jobs:
-                raise Conflict(f"Already Exists: Job p:{job_id}")
-            job = self.jobs[job_id] = FakeJob(self, job_id, "placeholder", query=statement)
-            job.state = "DONE"
+            job = self._new_job(job_id, "placeholder", lambda: None)
+            job.query = statement
+            job.state, job.server.done = "DONE", True
+            self.sched.jobs.remove(job.server)
             return job
         self._point("MERGE job insert", shared=True)  # reads the target partition's snapshot
-        if job_id in self.jobs:  # jobs.insert of an id that exists: 409, nothing runs
-            raise Conflict(f"Already Exists: Job p:{job_id}")
+        if job_id in self.jobs:  # jobs.insert of an id that exists: 409, nothing runs (no record below)
+            raise Conflict(f"Already Exists: Job {self.sched_project()}:{job_id}")
         found = re.search(r"\bFROM (`(?:[^`\\]|\\.)+`) AS M,", statement)
         if not found:
             raise AssertionError(f"the explorer models the holder's MERGE only, got: {statement[:200]}")
@@ -239,10 +278,7 @@ class FakeBigQuery:
         game_date = str(param.value)
         if staging_id not in self.tables:
             raise NotFound(f"Not found: Table {staging_id}")
-        # The snapshot: the job reads its source and target as they are when it starts.
-        source = list(self.tables[staging_id])
-        snapshot = dict(self.partitions.get(game_date, {}))
-        version = self.versions.get(game_date, 0)
+        source = list(self.tables[staging_id])  # the staging table is this round's alone
         record = {"owner": self.sched.me().name, "start": self.sched.step, "end": None, "ok": None}
         self.sched.note(("merge snapshot", self._digest))
         others = [m["owner"] for m in self.merges if m["end"] is None and m["owner"] != record["owner"]]
@@ -256,39 +292,77 @@ class FakeBigQuery:
                 self.problems.append(f"two MERGEs in flight at once ({others[0]} and {record['owner']}) without a "
                                      "lease passing or a holder dying during a MERGE")
         self.merges.append(record)
+        run = {}
+
+        def start():
+            """The run reads its snapshot of the target partition (BigQuery: when the job starts)."""
+            run["snapshot"] = dict(self.partitions.get(game_date, {}))
+            run["version"] = self.versions.get(game_date, 0)
+            job.runs += 1
+            job.state = "RUNNING"
 
         def finish():
-            record["end"] = self.sched.step
-            inserts, updates = self._effects(source, snapshot, game_date)
-            if (inserts or updates) and self.first_committer_wins and self.versions.get(game_date, 0) != version:
-                job.error = BadRequest(f"Could not serialize access to table {self.target} due to concurrent update",
+            inserts, updates = self._effects(source, run["snapshot"], game_date)
+            if updates and any(v > run["version"] and updated for v, updated in self.commits.get(game_date, ())):
+                self.conflicts += 1
+                if job.runs <= RERUNS:  # BigQuery reruns it on a fresh snapshot
+                    start()
+                    self._run_again(job, finish, f"rerun{job.runs - 1}")
+                    return
+                job.error = BadRequest(f"Could not serialize access to table {self.sched_project()}:"
+                                       f"{self.target.split('.', 1)[1]} due to concurrent update",
                                        errors=[{"reason": "invalidQuery"}])
-                job.state, record["ok"] = "DONE", False
+                self._end(job, record, ok=False)
                 return
-            rows = self.partitions.setdefault(game_date, {})
-            now = (datetime(2025, 1, 21, tzinfo=timezone.utc) + timedelta(seconds=self.sched.now)).isoformat()
-            for key, row in inserts:
-                if key in rows and not self.first_committer_wins:  # what a lost update would do: a second row
-                    key = key + (f"duplicate@{self.sched.step}",)
-                rows[key] = {**row, "ingested_at": now}
-                self.writes[key[:len(self.spec.natural_key)]] = self.writes.get(key[:len(self.spec.natural_key)], 0) + 1
-            for key, row in updates:
-                rows[key] = {**rows[key], **{c: row[c] for c in self.spec.value_columns}}
-                self.writes[key] = self.writes.get(key, 0) + 1
-            if inserts or updates:
-                self.versions[game_date] = self.versions.get(game_date, 0) + 1
-                self._digest = hash((tuple(sorted((k, repr(sorted(r.items()))) for k, r in rows.items())),
-                                     tuple(sorted(self.versions.items())), tuple(sorted(self.writes.items()))))
-                twice = [k for k, n in self.writes.items() if n > 1]
-                if twice:
-                    self.problems.append(f"{len(twice)} rows written twice (e.g. {twice[0][-1]}), by {record['owner']}")
-            job.dml_stats = SimpleNamespace(inserted_row_count=len(inserts), updated_row_count=len(updates))
+            self._apply(game_date, inserts, updates, record)
+            job.dml_stats = SimpleNamespace(inserted_row_count=len(inserts), updated_row_count=len(updates),
+                                            deleted_row_count=0)
             job.num_dml_affected_rows = len(inserts) + len(updates)
-            job.state, record["ok"] = "DONE", True
+            self._end(job, record, ok=True)
 
-        job = self._new_job(job_id, "merge", finish)
+        queued = len(self.started) >= self.running
+        job = self._new_job(job_id, "merge", finish, queued=queued)
         job.query = statement
+        if queued:
+            self.queued.append((job, lambda: (start(), self._run_again(job, finish, "started"))))
+        else:
+            start()
+            self.started.append(job)
         return job
+
+    def _end(self, job: FakeJob, record: dict, ok: bool) -> None:
+        """The job is DONE: its slot goes to the first statement queued (it starts now)."""
+        job.state, record["ok"], record["end"] = "DONE", ok, self.sched.step
+        if job in self.started:
+            self.started.remove(job)
+        while self.queued and len(self.started) < self.running:
+            waiting, begin = self.queued.pop(0)
+            self.started.append(waiting)
+            begin()
+
+    def _apply(self, game_date: str, inserts: list, updates: list, record: dict) -> None:
+        """The commit: inserted rows are appended (BigQuery enforces no key: a key inserted by two
+        MERGEs is stored twice), updated rows take the source's values."""
+        rows = self.partitions.setdefault(game_date, {})
+        now = (datetime(2025, 1, 21, tzinfo=timezone.utc) + timedelta(seconds=self.sched.now)).isoformat()
+        natural = len(self.spec.natural_key)
+        for key, row in inserts:
+            stored = key
+            while stored in rows:  # the same key inserted again: a second row
+                stored = stored + (f"duplicate@{self.sched.step}",)
+            rows[stored] = {**row, "ingested_at": now}
+            self.writes[key[:natural]] = self.writes.get(key[:natural], 0) + 1
+        for key, row in updates:
+            rows[key] = {**rows[key], **{c: row[c] for c in self.spec.value_columns}}
+            self.writes[key] = self.writes.get(key, 0) + 1
+        if inserts or updates:
+            version = self.versions[game_date] = self.versions.get(game_date, 0) + 1
+            self.commits.setdefault(game_date, []).append((version, bool(updates)))
+            self._digest = hash((tuple(sorted((k, repr(sorted(r.items()))) for k, r in rows.items())),
+                                 tuple(sorted(self.versions.items())), tuple(sorted(self.writes.items()))))
+            twice = [k for k, n in self.writes.items() if n > 1]
+            if twice:
+                self.problems.append(f"{len(twice)} rows written twice (e.g. {twice[0][-1]}), by {record['owner']}")
 
     def shared_state(self) -> tuple:
         return (self._digest, tuple((m["owner"], m["end"] is None, m["ok"]) for m in self.merges))

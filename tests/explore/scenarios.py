@@ -95,7 +95,6 @@ class Spec:
     timeout_seconds: float = 540.0
     arrivals: dict | None = None  # delivery index -> virtual time it arrives (default: at the start)
     heartbeat: bool = True  # a control switches the heartbeat thread off
-    first_committer_wins: bool = True  # a control switches BigQuery's conflict rule off
 
 
 SCENARIOS = {
@@ -214,7 +213,7 @@ class World:
         self.table = table_for_endpoint(settings.endpoint)
         self.db = ExploredFirestore(sched)
         self.bq = FakeBigQuery(sched, self.table, f"{settings.project}.{settings.dataset}.{settings.table}",
-                               first_committer_wins=spec.first_committer_wins, timeouts=spec.deadline)
+                               timeouts=spec.deadline)
         self.storage = FakeStorage(files)
         self.logs: list[str] = []
         self.ids = DeterministicIds(sched)
@@ -465,3 +464,43 @@ def release_without_reread(source: str) -> str:
     if source.count(old) != 1:
         raise AssertionError(f"BatchHolder.run no longer has exactly one {old!r}")
     return source.replace(old, "if True:  # mutated: no re-read after the release")
+
+
+def _replace_once(source: str, old: str, new: str, what: str) -> str:
+    if source.count(old) != 1:
+        raise AssertionError(f"{what}: the source no longer has exactly one {old!r}")
+    return source.replace(old, new)
+
+
+def blind_takeover(source: str) -> str:
+    """BatchLock.acquire takes a stale lock over with a blind write (no `last_update_time`)."""
+    import re
+
+    changed, n = re.subn(r",\s*option=last_update\(snapshot\.update_time\)\)", ")", source)
+    if n != 1:
+        raise AssertionError("BatchLock.acquire no longer has exactly one conditional takeover")
+    return changed
+
+
+def release_without_precondition(source: str) -> str:
+    """BatchLock.release deletes the lock whoever wrote it last."""
+    return _replace_once(source, "self.ref.delete(option=last_update(self._update_time))", "self.ref.delete()",
+                         "BatchLock.release")
+
+
+def silent_heartbeat(source: str) -> str:
+    """BatchLock.beat writes nothing: the heartbeat thread runs but the lock looks silent."""
+    return _replace_once(source, 'self._write({"heartbeat_at": documents.utcnow()})', "return None",
+                         "BatchLock.beat")
+
+
+def record_without_settling(source: str) -> str:
+    """MergeFence.record writes the new job id without settling the one recorded before."""
+    return _replace_once(source, "            self.settle(self._job_id)\n", "            pass\n",
+                         "MergeFence.record")
+
+
+def merge_without_record(source: str) -> str:
+    """Warehouse.merge inserts its MERGE jobs without recording them in the fence first."""
+    return _replace_once(source, "before_insert=fence.record if fence else None", "before_insert=None",
+                         "Warehouse.merge")

@@ -29,8 +29,6 @@ def api(code, reason, message="x"):
     (g.TooManyRequests("slow down"), True, e.TransientError, None),
     (g.Aborted("aborted"), False, e.TransientError, None),
     (g.RetryError("gave up", None), False, e.TransientError, None),
-    (g.BadRequest("Could not serialize access to table p:d.t due to concurrent update"), True,
-     e.SerializationConflict, "serializationConflict"),
     (g.Forbidden("denied"), True, e.TerminalError, None),
     (g.BadRequest("Syntax error"), False, e.TerminalError, None),
     (ConnectionResetError("reset"), False, e.TransientError, None),
@@ -49,3 +47,34 @@ def test_classify(exc, job, kind, reason):
 def test_an_oddsbatch_error_is_returned_as_is():
     err = e.BadInputError("truncated")
     assert e.classify(err) is err and e.classify(e.DeadlineReached("late"), job=True).__class__ is e.DeadlineReached
+
+
+# Each BigQuery conflict text, with where it comes from. Both are a serialization conflict: transient,
+# resubmitted in process by warehouse.py (RetryInProcess), then left to Eventarc.
+CONFLICT_TEXTS = [
+    # https://cloud.google.com/bigquery/docs/troubleshoot-queries ("Conflicting DML statements": "Error
+    # string: Could not serialize access to table due to concurrent update"); the exact answer with the
+    # table, HTTP 400, reason invalidQuery: confluentinc/kafka-connect-bigquery#279, m-lab/etl-gardener#272
+    pytest.param(g.BadRequest("Could not serialize access to table p:d.t due to concurrent update",
+                              errors=[{"reason": "invalidQuery"}]), id="could-not-serialize"),
+    # dlt-hub/dlt#2892: "400 Query error: Transaction is aborted due to concurrent update against table
+    # XYZ" from a MERGE; estuary/connectors#111: "merge error: Query error: Transaction is aborted due to
+    # concurrent update against table acmeCo:dataset.flow_checkpoints_v1. Transaction ID: ..."
+    pytest.param(g.BadRequest("Query error: Transaction is aborted due to concurrent update against table "
+                              "p:d.t. Transaction ID: 61e30eea-0000-2dab-8e60-94eb2c1b1a92 at [24:9]",
+                              errors=[{"reason": "invalidQuery"}]), id="transaction-is-aborted"),
+]
+
+
+@pytest.mark.parametrize("exc", CONFLICT_TEXTS)
+@pytest.mark.parametrize("job", [True, False])
+def test_both_conflict_texts_are_a_serialization_conflict(exc, job):
+    got = e.classify(exc, job=job)
+    assert type(got) is e.SerializationConflict and isinstance(got, e.TransientError)
+    assert got.reason == "serializationConflict" and e.is_serialization_conflict(exc)
+
+
+def test_another_aborted_transaction_is_not_a_conflict():
+    """Only BigQuery's concurrent-update texts: an unrelated invalidQuery stays terminal."""
+    exc = g.BadRequest("Transaction is aborted: syntax error at [1:1]", errors=[{"reason": "invalidQuery"}])
+    assert type(e.classify(exc, job=True)) is e.TerminalError

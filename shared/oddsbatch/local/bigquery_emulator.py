@@ -1,5 +1,6 @@
-"""Start local-bigquery with two fidelity fixes: MERGE into a table with require_partition_filter,
-and BigQuery's queue limit of mutating DML statements per table.
+"""Start local-bigquery with BigQuery's rules it lacks: MERGE into a table with
+require_partition_filter, the queue limit of mutating DML statements per table, the DML conflict
+rules on snapshots, and unique job ids.
 
 BigQuery accepts a MERGE whose ON clause filters the target's partition column (that is how
 a MERGE prunes the target to one day). local-bigquery 0.3.2 runs a MERGE as internal
@@ -16,47 +17,62 @@ a failed job). `--dml-running N --dml-queued M` (default BigQuery's 2 and 20) se
 so a test meets the limit with a small day. Each refusal is logged on one line
 (`dml_limit_rejected table=... job=...`).
 
-Snapshot isolation of mutating DML (bigquery_dml.SnapshotIsolation): BigQuery runs each UPDATE /
-DELETE / MERGE on the snapshot taken when it starts, and of two that ran at once on one partition
-the later to commit fails with "Could not serialize access to table ... due to concurrent update"
-(reason invalidQuery, HTTP 400). local-bigquery takes a per-table write lock, so its statements
-never overlap; the launcher records each statement's partitions at admission (for a MERGE the
-`partition_column = @param` / literal in its ON clause, for UPDATE / DELETE in its WHERE; the whole
-table when unknown) and its snapshot when it starts (admission, or leaving BigQuery's PENDING queue
-of the 2 running), and fails it, once it holds the lock, if an overlapping statement committed
-after its snapshot. Each conflict is logged on one line (`dml_conflict table=... job=...`).
-`--dml-conflicts off` switches the model off (default on).
+BigQuery's DML conflict rules (bigquery_dml.SnapshotIsolation, which quotes the DML page rule by
+rule): each UPDATE / DELETE / MERGE runs on the snapshot taken when it starts running (when it leaves
+the PENDING queue of the 2 running, however long it waited: jobs.get says PENDING until then); a
+statement that only inserts (an INSERT, a MERGE whose UPDATE/DELETE clauses were not invoked) never
+conflicts, so two insert-only MERGEs of one new key both commit and the key is stored twice; one that
+updates or deletes existing rows conflicts when another that did so committed to the same partition
+after its snapshot, and is rerun on a fresh snapshot up to three times before the client gets "Could
+not serialize access to table ... due to concurrent update" (reason invalidQuery, HTTP 400). Each run
+is a DuckDB transaction opened at its start and committed after its hold (the rules at commit), and a
+queued statement waits on a thread of its own, not one of local-bigquery's 8 workers. Partitions come
+from the statement (`partition_column = @param` / literal in a MERGE's ON clause, an UPDATE's or
+DELETE's WHERE; the whole table when unknown). Each conflict is logged on one line (`dml_conflict
+table=... job=... attempt=N`); `--dml-conflicts off` switches the model off (default on).
+
+Job ids: a job inserted under an id that exists is refused with 409 Already Exists (local-bigquery's
+check, made atomic with the insertion here); jobs.get of a running job says RUNNING until it commits,
+then DONE with its error if it failed; of an unknown id, 404.
 
 DML latency: on BigQuery a mutating statement runs for seconds between its snapshot and its
 commit; local-bigquery commits one in milliseconds, so a concurrent writer almost never lands
-inside a MERGE's window. `--dml-latency-ms N` (default 0) holds each mutating statement N ms
-after it starts running and before it commits, so overlaps happen as often as on BigQuery
-(with the conflict model on: without it nothing could conflict, and the option is refused).
+inside a MERGE's window. `--dml-latency-ms N` (default 0) holds each run of a mutating statement
+(insert-only MERGEs included) N ms after its start and before its commit, so overlaps happen as often
+as on BigQuery (with the conflict model on: without it nothing could overlap, and the option is
+refused). Tests hold one statement exactly: a job labelled `oddsbatch-hold=NAME` waits before each
+commit until the file <data-dir>/dml-holds/NAME.<run> exists (log `dml_hold name=NAME job=ID
+attempt=N`).
 
 Run with the emulator's own Python: `python bigquery_emulator.py serve --host ... --port ...
 [--dml-running 2 --dml-queued 20 --dml-conflicts on --dml-latency-ms 0]`.
 """
 
 import argparse
+import concurrent.futures
 import contextlib
 import contextvars
 import sys
+import threading
 import time
+from pathlib import Path
 
+import duckdb
 import sqlglot
-from bigquery_dml import CONFLICT_REASON, REASON, WHOLE_TABLE, DmlQueueLimit, SnapshotIsolation
+from bigquery_dml import CONFLICT_REASON, REASON, RERUNS, WHOLE_TABLE, DmlQueueLimit, SnapshotIsolation
 from local_bigquery import errors as bq_errors
 
 from local_bigquery.catalog import metadata, names
 from local_bigquery.engine import database
 from local_bigquery.cli import main
 from local_bigquery.errors import BigQueryError
-from local_bigquery.jobs import merge, runner, store
+from local_bigquery.jobs import merge, query, runner, store
 from local_bigquery.models import Table
 from local_bigquery.sql.rules import tables as table_rules
 from sqlglot import exp
 
 _inside_merge = contextvars.ContextVar("oddsbatch_inside_merge", default=False)
+_in_transaction = contextvars.ContextVar("oddsbatch_in_transaction", default=False)
 _original_check = table_rules._check
 _original_run = merge.run
 
@@ -85,9 +101,27 @@ def _run(cur, tree, context):
             )
     token = _inside_merge.set(True)
     try:
+        if _in_transaction.get():  # the launcher's run transaction (below): the MERGE joins it
+            cur = _JoinedTransaction(cur)
         return _original_run(cur, tree, context)
     finally:
         _inside_merge.reset(token)
+
+
+class _JoinedTransaction:
+    """A cursor whose BEGIN says "a transaction is already open" without sending it (a failed BEGIN
+    would abort DuckDB's open transaction): merge.run then leaves COMMIT to the transaction's owner."""
+
+    def __init__(self, cur):
+        self._cur = cur
+
+    def execute(self, sql, *args, **kwargs):
+        if sql.strip().upper() == "BEGIN":
+            raise duckdb.TransactionException("cannot start a transaction within a transaction")
+        return self._cur.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._cur, name)
 
 
 table_rules._check = _check
@@ -98,17 +132,25 @@ MUTATING = (exp.Update, exp.Delete, exp.Merge)
 DML_LIMIT = DmlQueueLimit()
 _original_submit = runner.submit
 _original_execute = runner._execute
+_original_query_execute = query.execute
+_original_writing = database.writing
 # BigQuery answers resourcesExceeded with HTTP 400: https://cloud.google.com/bigquery/docs/error-messages
 bq_errors.STATUSES.setdefault(REASON, (400, "RESOURCE_EXHAUSTED"))
+bq_errors.STATUSES.setdefault("backendError", (500, "INTERNAL"))  # the same page: backendError is a 500 or 503
+# Job ids are unique per project: a second jobs.insert under an existing id is refused with HTTP 409
+# "Already Exists" (reason duplicate): https://cloud.google.com/bigquery/docs/error-messages.
+# local-bigquery checks, then saves: two insertions of one id at once could both pass; this lock makes
+# the check and the save one step.
+_submit_lock = threading.Lock()
 
 
 def _mutating_target(project_id, configuration) -> str | None:
     """project:dataset.table of a single UPDATE / DELETE / MERGE query job, else None."""
-    query = configuration.query
-    if query is None or not query.query or configuration.dryRun:
+    query_config = configuration.query
+    if query_config is None or not query_config.query or configuration.dryRun:
         return None
     try:
-        trees = sqlglot.parse(query.query, read="bigquery")
+        trees = sqlglot.parse(query_config.query, read="bigquery")
     except sqlglot.errors.SqlglotError:
         return None  # local-bigquery reports the syntax error itself
     if len(trees) != 1 or not isinstance(trees[0], MUTATING):
@@ -116,12 +158,17 @@ def _mutating_target(project_id, configuration) -> str | None:
     table = trees[0].this
     if not isinstance(table, exp.Table):
         table = trees[0].find(exp.Table)
-    dataset = query.defaultDataset.datasetId if query.defaultDataset else None
+    dataset = query_config.defaultDataset.datasetId if query_config.defaultDataset else None
     project, dataset, name = names.reference(table, project_id, dataset)
     return f"{project}:{dataset}.{name}"
 
 
 def _submit(project_id, job_id, configuration, upload=None):
+    with _submit_lock:
+        return _submit_once(project_id, job_id, configuration, upload)
+
+
+def _submit_once(project_id, job_id, configuration, upload=None):
     table = _mutating_target(project_id, configuration)
     if table is None:
         return _original_submit(project_id, job_id, configuration, upload)
@@ -139,6 +186,7 @@ def _submit(project_id, job_id, configuration, upload=None):
         except Exception:  # noqa: BLE001 - unknown target metadata: the whole table
             partitions = WHOLE_TABLE
         ISOLATION.admit(table, key, partitions)
+        _labels[key] = dict(configuration.labels or {})
     try:
         return _original_submit(project_id, job_id, configuration, upload)
     except BaseException:
@@ -147,14 +195,18 @@ def _submit(project_id, job_id, configuration, upload=None):
 
 
 def _finish(key) -> None:
-    _held.discard(key)
     DML_LIMIT.finish(key)
+    _labels.pop(key, None)
     if ISOLATION is not None:
         ISOLATION.finish(key)
 
 
 def _execute(job, *args, **kwargs):
+    """A job's run on its worker: a queued mutating statement stays PENDING (as jobs.get reports it)
+    until it is among the 2 running of its table, however long that takes."""
     key = (job.jobReference.projectId, job.jobReference.jobId)
+    if ISOLATION is not None and ISOLATION.tracks(key):
+        ISOLATION.wait_started(key)
     token = _current_job.set(key)
     try:
         return _original_execute(job, *args, **kwargs)
@@ -163,17 +215,60 @@ def _execute(job, *args, **kwargs):
         _finish(key)
 
 
+class _Workers:
+    """local-bigquery's pool of 8 workers, except for admitted mutating statements: each gets a thread
+    of its own, so statements waiting in the PENDING queue never take the workers the running ones
+    need (the queue is bounded: running + queued per table)."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def submit(self, fn, *args, **kwargs):
+        job = args[1] if len(args) > 1 else None
+        reference = getattr(job, "jobReference", None)
+        if reference is None or ISOLATION is None or not ISOLATION.tracks((reference.projectId, reference.jobId)):
+            return self.pool.submit(fn, *args, **kwargs)
+        future = concurrent.futures.Future()
+
+        def run():
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # noqa: BLE001 - delivered through the future, as the pool does
+                future.set_exception(error)
+
+        threading.Thread(target=run, name=f"dml-{reference.jobId}", daemon=True).start()
+        return future
+
+
 runner.submit = _submit
 runner._execute = _execute
+runner._executor = _Workers(runner._executor)
 
 # -- snapshot isolation of mutating DML per (table, partition) -----------------------------------
-# https://cloud.google.com/bigquery/docs/data-manipulation-language ("DML statement conflicts"):
-# mutating statements running at once conflict when they mutate the same partition. The error is
-# HTTP 400, reason invalidQuery, "Could not serialize access to table P:D.T due to concurrent update"
-# (https://cloud.google.com/bigquery/docs/error-messages: invalidQuery is a 400).
+# The rules are bigquery_dml's (quoted there from the DML page). How the launcher runs them on
+# local-bigquery (DuckDB + DuckLake, which has snapshot isolation of its own):
+# - a run of a mutating statement opens a transaction when it starts (BEGIN on the job's cursor), so
+#   it reads the table as committed at its start, executes, is held --dml-latency-ms, then commits;
+#   two insert-only MERGEs of one new key that overlap both see NOT MATCHED and both insert it;
+# - at commit (one commit per table at a time) the rule decides: a statement that updated or deleted
+#   rows fails when another that did so committed to an overlapping partition after its snapshot; it
+#   is rolled back and rerun on a fresh snapshot, up to 3 times, and then the client gets the error;
+# - DuckLake refuses more commits than BigQuery does (any two overlapping transactions of which one
+#   deleted or updated rows). When the rule lets a statement commit but DuckLake would refuse it, the
+#   launcher applies the statement's own effect, computed on its snapshot (rows it removed or changed,
+#   rows it wrote), to the table as it is now: BigQuery's outcome.
 ISOLATION: SnapshotIsolation | None = SnapshotIsolation(DML_LIMIT.running)
 _current_job = contextvars.ContextVar("oddsbatch_current_job", default=None)
-_original_writing = database.writing
+_labels: dict = {}  # job key -> its labels (the test hold below)
+_commit_locks: dict[str, threading.Lock] = {}
+_commit_locks_lock = threading.Lock()
+# Each mutating statement runs this long between its start and its commit (--dml-latency-ms).
+DML_LATENCY_SECONDS = 0.0
+# Tests hold a statement before each commit attempt: a job labelled oddsbatch-hold=NAME logs
+# `dml_hold name=NAME attempt=N` and waits until the file <data-dir>/dml-holds/NAME.N exists.
+HOLD_LABEL = "oddsbatch-hold"
+HOLD_DIR: Path | None = None
 
 
 def _constant(node, parameters: dict) -> str | None:
@@ -191,10 +286,10 @@ def _partitions(project_id, configuration) -> frozenset | None:
     """The partitions one MERGE / UPDATE / DELETE touches: the values its ON (MERGE) or WHERE
     clause pins the target's partitioning column to with a top-level equality; WHOLE_TABLE when
     the table is not partitioned by a column or the clause does not say."""
-    query = configuration.query
-    tree = sqlglot.parse_one(query.query, read="bigquery")
+    query_config = configuration.query
+    tree = sqlglot.parse_one(query_config.query, read="bigquery")
     target = tree.this if isinstance(tree.this, exp.Table) else tree.find(exp.Table)
-    dataset = query.defaultDataset.datasetId if query.defaultDataset else None
+    dataset = query_config.defaultDataset.datasetId if query_config.defaultDataset else None
     project, dataset, name = names.reference(target, project_id, dataset)
     stored = metadata.load(Table, project, dataset, name)
     field = None
@@ -208,7 +303,7 @@ def _partitions(project_id, configuration) -> frozenset | None:
     if field is None or condition is None:
         return WHOLE_TABLE
     parameters = {(p.name or "").casefold(): p.parameterValue.value if p.parameterValue else None
-                  for p in (query.queryParameters or [])}
+                  for p in (query_config.queryParameters or [])}
     alias = target.alias_or_name.casefold()
     values = set()
     for part in (condition.flatten() if isinstance(condition, exp.And) else [condition]):
@@ -223,49 +318,168 @@ def _partitions(project_id, configuration) -> frozenset | None:
     return frozenset(values) if len(values) == 1 else WHOLE_TABLE
 
 
-# A queued statement waits to leave the PENDING queue at most this long before it takes the lock.
-PENDING_WAIT_SECONDS = 5.0
-# Each mutating statement runs this long between its start and its commit (--dml-latency-ms).
-DML_LATENCY_SECONDS = 0.0
-_held: set = set()  # jobs already held for DML_LATENCY_SECONDS (a MERGE takes the write lock more than once)
+def _mutated(statistics) -> bool:
+    """Whether a run updated or deleted existing rows (its dmlStats): what makes it conflict."""
+    stats = statistics.dmlStats
+    if stats is None:
+        return False
+    counts = stats.dump() if hasattr(stats, "dump") else dict(stats)
+    return any(int(counts.get(k) or 0) for k in ("updatedRowCount", "deletedRowCount"))
+
+
+def _commit_lock(table: str) -> threading.Lock:
+    with _commit_locks_lock:
+        return _commit_locks.setdefault(table.casefold(), threading.Lock())
+
+
+def _hold(key, attempt: int) -> None:
+    """The run's duration on BigQuery (--dml-latency-ms), and the tests' hold before its commit."""
+    if DML_LATENCY_SECONDS:
+        time.sleep(DML_LATENCY_SECONDS)  # running on its snapshot, not yet committed
+    name = (_labels.get(key) or {}).get(HOLD_LABEL)
+    if name and HOLD_DIR is not None:
+        print(f"dml_hold name={name} job={key[1]} attempt={attempt}", flush=True)
+        gate = HOLD_DIR / f"{name}.{attempt}"
+        while not gate.exists():
+            time.sleep(0.01)
+
+
+def _rollback(cur) -> None:
+    with contextlib.suppress(Exception):
+        cur.execute("ROLLBACK")
+
+
+def _quoted_target(table: str) -> tuple[str, str]:
+    """(DuckDB name of a project:dataset.table, its project)."""
+    project, rest = table.split(":", 1)
+    dataset, name = rest.split(".", 1)
+    return database.quote(project, dataset, name), project
+
+
+def _effect(cur, table: str) -> tuple[list, list, list]:
+    """This transaction's effect on `table` against its snapshot: (row ids it removed or changed, the
+    rows it wrote, the column types). DuckLake row ids are stable across versions; rows written here
+    get new ones. Values travel as text (DuckDB casts them back exactly: no Python conversion)."""
+    target, project = _quoted_target(table)
+    (version,) = cur.execute(f"FROM {database.quote(project)}.current_snapshot()").fetchone()[:1]
+    rows = f"SELECT rowid, COLUMNS(*)::VARCHAR FROM {target}"
+    mine = {r[0]: r[1:] for r in cur.execute(rows).fetchall()}
+    types = [t for _, t in cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE {target})").fetchall()]
+    with database.cursor() as other:
+        before = {r[0]: r[1:] for r in other.execute(f"{rows} AT (VERSION => {int(version)})").fetchall()}
+    removed = [rid for rid, row in before.items() if mine.get(rid, None) != row]
+    written = [row for rid, row in mine.items() if before.get(rid, None) != row]
+    return removed, written, types
+
+
+def _apply(cur, table: str, removed: list, written: list, types: list) -> None:
+    target, _ = _quoted_target(table)
+    cur.execute("BEGIN")
+    try:
+        if removed:
+            cur.execute(f"DELETE FROM {target} WHERE rowid IN ({', '.join(str(int(r)) for r in removed)})")
+        if written:
+            marks = ", ".join(f"CAST(? AS {t})" for t in types)
+            cur.executemany(f"INSERT INTO {target} VALUES ({marks})", [list(r) for r in written])
+        cur.execute("COMMIT")
+    except BaseException:
+        _rollback(cur)
+        raise
+
+
+def _commit(cur, key, table: str, mutated: bool) -> None:
+    """COMMIT the run's transaction; when DuckLake would refuse it (another commit overlapped it and
+    one of the two removed rows), apply its effect to the table as it is now instead."""
+    others = ISOLATION.since_snapshot(key)
+    if others and (mutated or any(m is not False for _, _, m in others)):
+        removed, written, types = _effect(cur, table)
+        _rollback(cur)
+        _apply(cur, table, removed, written, types)
+        print(f"dml_applied_on_current table={table} job={key[1]} removed={len(removed)} written={len(written)}",
+              flush=True)
+        return
+    try:
+        cur.execute("COMMIT")
+    except duckdb.TransactionException as error:  # a write the launcher does not see (tabledata.insertAll)
+        print(f"dml_storage_refused table={table} job={key[1]}", flush=True)
+        raise BigQueryError("backendError", f"The emulator's storage refused the commit of a statement an "
+                                            f"untracked write overlapped: {str(error)[:200]}") from error
+
+
+def _query_execute(cur, project_id, job_id, config, dry_run=False, session=None):
+    """One mutating statement on BigQuery's terms: a transaction per run, the rule at commit, the
+    reruns. Anything else runs as local-bigquery runs it."""
+    key = (project_id, job_id)
+    if dry_run or session is not None or ISOLATION is None or not ISOLATION.tracks(key):
+        return _original_query_execute(cur, project_id, job_id, config, dry_run=dry_run, session=session)
+    table = ISOLATION.table(key)
+    refused = None
+    for attempt in range(1, RERUNS + 2):
+        ISOLATION.start(key)
+        cur.execute("BEGIN")
+        token = _in_transaction.set(True)
+        try:
+            result = _original_query_execute(cur, project_id, job_id, config, dry_run=dry_run, session=session)
+        except BaseException:
+            _rollback(cur)
+            raise
+        finally:
+            _in_transaction.reset(token)
+        mutated = _mutated(result[0])
+        try:
+            _hold(key, attempt)
+        except BaseException:
+            _rollback(cur)
+            raise
+        with _commit_lock(table):
+            refused = ISOLATION.conflict(key, mutated)
+            if refused is None:
+                try:
+                    _commit(cur, key, table, mutated)
+                except BaseException:
+                    _rollback(cur)
+                    raise
+                ISOLATION.commit(key, mutated)
+                return result
+            _rollback(cur)
+        print(f"dml_conflict table={table} job={job_id} attempt={attempt} conflicts={ISOLATION.conflicts}",
+              flush=True)
+    ISOLATION.gave_up()
+    error = BigQueryError(CONFLICT_REASON, refused)
+    error.location = None  # BigQuery reports the conflict against the table, not a query position
+    raise error
 
 
 @contextlib.contextmanager
 def _writing(*table):
-    """local-bigquery's per-table write lock, plus the commit-time check of the statement it guards."""
+    """local-bigquery's per-table write lock; a write of a statement the model does not track (an
+    INSERT, a load) is a commit all the same: recorded, so a transaction it overlapped knows."""
     job = _current_job.get()
     name = f"{table[0]}:{table[1]}.{table[2]}" if len(table) == 3 else ""
-    if ISOLATION is None or job is None or not ISOLATION.tracks(job, name):
+    if ISOLATION is None or not name or (job is not None and ISOLATION.tracks(job, name)):
         with _original_writing(*table):
             yield
         return
-    ISOLATION.wait_started(job, PENDING_WAIT_SECONDS)
-    if DML_LATENCY_SECONDS and job not in _held:
-        _held.add(job)
-        time.sleep(DML_LATENCY_SECONDS)  # running on its snapshot, not yet committed, lock not held
-    with _original_writing(*table):
-        refused = ISOLATION.check(job)
-        if refused is not None:
-            print(f"dml_conflict table={name} job={job[1]} conflicts={ISOLATION.conflicts}", flush=True)
-            error = BigQueryError(CONFLICT_REASON, refused)
-            error.location = None  # BigQuery reports the conflict against the table, not a query position
-            raise error
+    with _commit_lock(name), _original_writing(*table):
         yield
-        ISOLATION.commit(job)
+    ISOLATION.write(name, mutated=None)
 
 
+query.execute = _query_execute
 database.writing = _writing
 
 
 def _limits_from_argv(argv: list[str]) -> list[str]:
     """Take --dml-running / --dml-queued out of argv (local-bigquery's CLI does not know them)."""
-    global DML_LIMIT, ISOLATION, DML_LATENCY_SECONDS
+    global DML_LIMIT, ISOLATION, DML_LATENCY_SECONDS, HOLD_DIR
     parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--data-dir", default=None)  # local-bigquery's own: kept in argv
     parser.add_argument("--dml-running", type=int, default=DML_LIMIT.running)
     parser.add_argument("--dml-queued", type=int, default=DML_LIMIT.queued)
     parser.add_argument("--dml-conflicts", choices=("on", "off"), default="on")
     parser.add_argument("--dml-latency-ms", type=int, default=0)
-    known, rest = parser.parse_known_args(argv)
+    known, _ = parser.parse_known_args(argv)
+    rest = _without(argv, ("--dml-running", "--dml-queued", "--dml-conflicts", "--dml-latency-ms"))
     if known.dml_latency_ms < 0:
         parser.error(f"--dml-latency-ms must be >= 0, got {known.dml_latency_ms}")
     if known.dml_latency_ms and known.dml_conflicts == "off":  # the hold lives in the isolation model's path
@@ -273,8 +487,24 @@ def _limits_from_argv(argv: list[str]) -> list[str]:
     DML_LATENCY_SECONDS = known.dml_latency_ms / 1000
     DML_LIMIT = DmlQueueLimit(known.dml_running, known.dml_queued)
     ISOLATION = SnapshotIsolation(DML_LIMIT.running) if known.dml_conflicts == "on" else None
+    if known.data_dir:
+        HOLD_DIR = Path(known.data_dir) / "dml-holds"
+        HOLD_DIR.mkdir(parents=True, exist_ok=True)
     print(f"dml_limit running={DML_LIMIT.running} queued={DML_LIMIT.queued} conflicts={known.dml_conflicts} "
           f"latency_ms={known.dml_latency_ms}", flush=True)
+    return rest
+
+
+def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """argv without the launcher's own options (and their values)."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        elif not arg.startswith(tuple(f"{o}=" for o in options)):
+            rest.append(arg)
     return rest
 
 
