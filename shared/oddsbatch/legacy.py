@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from . import sql
@@ -140,10 +140,7 @@ class Accounting:
     inserted: int = 0
     already_present: int = 0
     duplicate: int = 0
-    refused: Counter = None
-
-    def __post_init__(self):
-        self.refused = self.refused or Counter()
+    refused: Counter = field(default_factory=Counter)  # reason -> rows
 
     def add(self, outcome: str, reason: str | None, n: int) -> None:
         self.read += n
