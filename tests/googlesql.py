@@ -83,11 +83,12 @@ class GoogleSQL:
         return f"{self.project}.{self.dataset}.{name}"
 
     # -- catalog ------------------------------------------------------------------------
-    def _table(self, name: str, fields) -> object:
-        """One catalog table of the dataset, its columns typed from BigQuery schema fields."""
+    def _table(self, name: str, fields, full_path: bool = False) -> object:
+        """One catalog table of the dataset (or at `name` itself when `full_path`), its columns
+        typed from BigQuery schema fields."""
         from zetasql.api import TableBuilder
 
-        builder = TableBuilder(self._path(name))
+        builder = TableBuilder(name if full_path else self._path(name))
         for field in fields:
             builder.add_column(field["name"], self.field_type(field))
         return builder.build()
@@ -118,12 +119,13 @@ class GoogleSQL:
                 ZetaSQLBuiltinFunctionOptions(language_options=self.language)).build()
         return self._catalog
 
-    def add_table(self, name: str, fields: list[dict]) -> None:
-        """A table of the dataset the schema files do not define (a test's own probe table);
-        a name already in the catalog is left as it is."""
-        if self._path(name) in {t.name for t in self._tables}:
+    def add_table(self, name: str, fields: list[dict], dataset: str | None = None) -> None:
+        """A table the schema files do not define (a test's own probe table; the old pipeline's
+        tables, in their own `dataset`); a name already in the catalog is left as it is."""
+        path_name = f"{self.project}.{dataset}.{name}" if dataset else self._path(name)
+        if path_name in {t.name for t in self._tables}:
             return
-        self._tables.append(self._table(name, fields))
+        self._tables.append(self._table(name if not dataset else path_name, fields, full_path=bool(dataset)))
         self._catalog = None
 
     def _add_table_function(self, name: str, arguments, output_columns) -> None:
@@ -201,15 +203,19 @@ def analyze_emulator(checker: GoogleSQL, client, scratch_tables: tuple[str, ...]
     # catalog with the schema the emulator holds, so their statements are analyzed too.
     dataset = f"{checker.project}.{checker.dataset}"
     known = set(all_tables()) | set(log_tables()) | {r.name for r in all_routines()}
-    for item in client.list_tables(dataset):
-        if item.table_id in known or item.table_id.startswith("_staging_"):
-            continue
-        try:
-            table = client.get_table(item.reference)
-        except Exception:  # noqa: BLE001 - listed but gone (a reset in between)
-            continue
-        if table.table_type == "TABLE" and table.schema:
-            checker.add_table(item.table_id, [f.to_api_repr() for f in table.schema])
+    # Tables of the project's other datasets too (the old pipeline's tables that import-legacy reads).
+    for other in client.list_datasets():
+        in_ours = other.dataset_id == checker.dataset
+        for item in client.list_tables(other.reference):
+            if in_ours and (item.table_id in known or item.table_id.startswith("_staging_")):
+                continue
+            try:
+                table = client.get_table(item.reference)
+            except Exception:  # noqa: BLE001 - listed but gone (a reset in between)
+                continue
+            if table.table_type == "TABLE" and table.schema:
+                checker.add_table(item.table_id, [f.to_api_repr() for f in table.schema],
+                                  dataset=None if in_ours else other.dataset_id)
     seen: dict[str, int] = {}
     for job in client.list_jobs(all_users=True):
         if job.job_type != "query":
@@ -217,7 +223,13 @@ def analyze_emulator(checker: GoogleSQL, client, scratch_tables: tuple[str, ...]
         if scratch_tables and _names_scratch_table(job.query, checker, scratch_tables):
             seen["SKIPPED"] = seen.get("SKIPPED", 0) + 1  # a test's own SQL on its own scratch tables
             continue
-        checker.analyze(job.query, job_parameters(job))
+        try:
+            checker.analyze(job.query, job_parameters(job))
+        except GoogleSQLError:
+            if job.error_result:  # the emulator refused it too (a test's deliberate bad input)
+                seen["REJECTED_BY_BOTH"] = seen.get("REJECTED_BY_BOTH", 0) + 1
+                continue
+            raise
         kind = (job.statement_type or "UNKNOWN") if job.state == "DONE" else job.state
         seen[kind] = seen.get(kind, 0) + 1
     for item in client.list_routines(dataset):

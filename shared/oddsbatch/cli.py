@@ -24,6 +24,8 @@ COMMANDS = {
     "lines": ("oddsbatch.lines", "cmd_lines", "a game's closing lines and line moves (table, --json, --plot)"),
     "ready": ("oddsbatch.ready", "cmd_ready",
               "exit 0 once everything that landed for a date is merged (1: not yet, after --wait; 2: bad input)"),
+    "import-legacy": ("oddsbatch.legacy", "cmd_import_legacy",
+                      "count (dry run) or, with --apply, insert the old pipeline's rows into our tables"),
 }
 
 
@@ -89,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     p["ready"].add_argument("--bucket", help="landing bucket (default: $ODDSBATCH_BUCKET)")
     p["ready"].add_argument("--state-dir", default=".oddsbatch",
                             help="local stack whose endpoints to use when no project is named")
+    # Validated by the command (one line and exit 2), as ready's flags.
+    p["import-legacy"].add_argument("--from", dest="date_from", metavar="DATE", help="first game date YYYY-MM-DD")
+    p["import-legacy"].add_argument("--to", dest="date_to", metavar="DATE", help="last game date (inclusive)")
+    p["import-legacy"].add_argument("--from-dataset", default="nba_raw", help="the old tables' dataset (default nba_raw)")
+    p["import-legacy"].add_argument("--from-project", help="the old tables' project (default: ours)")
+    p["import-legacy"].add_argument("--table", help="game-lines or player-points-props (default: both)")
+    p["import-legacy"].add_argument("--apply", action="store_true",
+                                    help="insert the rows (default: a dry run that only counts them)")
+    p["import-legacy"].add_argument("--state-dir", default=".oddsbatch",
+                                    help="local stack whose endpoints to use when no project is named")
     return parser
 
 

@@ -152,3 +152,53 @@ def line_history_sql(project: str, dataset: str) -> str:
             f"WHERE is_main_line AND market_key NOT LIKE '%alternate%'\n"
             f"  AND {_optional_filters(('game_id', 'market_key', 'bookmaker_key'))}\n"
             "ORDER BY game_id, market_key, participant, side, bookmaker_key, snapshot_timestamp")
+
+
+# -- importing the old pipeline's tables (oddsbatch.legacy) ------------------------------------
+
+def legacy_dates_sql(source: str) -> str:
+    """The game dates of the old table within [@start_date, @end_date] (its partition filter)."""
+    return (f"SELECT DISTINCT game_date FROM {source}\n"
+            "WHERE game_date BETWEEN @start_date AND @end_date ORDER BY game_date")
+
+
+def legacy_rows_sql(spec: TableSpec, columns: dict[str, str], refusals: tuple[tuple[str, str], ...],
+                    newest_first: str, source: str) -> str:
+    """The old table's rows of @game_date in our table's staged columns (`columns`: our column ->
+    expression over the old row O), each with `refused` (the reason of the first refusal whose
+    condition holds, else NULL) and `copy` (1 for the newest, by `newest_first`, of the accepted
+    old rows of one natural key; 2, 3, ... for the re-run duplicates the old loader appended)."""
+    mapped = ",\n       ".join(f"{columns[c]} AS {quote(c)}" for c in spec.staged_columns)
+    reason = "CASE " + " ".join(f"WHEN {condition} THEN '{why}'" for condition, why in refusals) + " END"
+    key = ", ".join(columns[c] for c in spec.natural_key)
+    return (f"SELECT {mapped},\n       {reason} AS refused,\n"
+            f"       IF({reason} IS NULL, ROW_NUMBER() OVER (PARTITION BY {reason} IS NULL, {key}\n"
+            f"         ORDER BY {newest_first}), NULL) AS copy\n"
+            f"FROM {source} AS O\nWHERE O.game_date = @game_date")
+
+
+def legacy_accounting_sql(spec: TableSpec, target: str, rows: str) -> str:
+    """Every old row of @game_date counted once, by what an import does with it: `refused`
+    (with its reason), `duplicate` (an older copy of a key), `already_present` (the key is in
+    our table), `new`."""
+    key = ", ".join(quote(c) for c in spec.natural_key)
+    return (f"SELECT CASE WHEN L.refused IS NOT NULL THEN 'refused' WHEN L.copy > 1 THEN 'duplicate'\n"
+            f"            WHEN T.{quote(spec.partition_field)} IS NOT NULL THEN 'already_present' ELSE 'new' END AS outcome,\n"
+            f"       L.refused AS reason, COUNT(*) AS n\n"
+            f"FROM ({rows}) AS L\n"
+            f"LEFT JOIN (SELECT {key} FROM {target} WHERE {quote(spec.partition_field)} = @game_date) AS T\n"
+            f"  ON L.refused IS NULL AND L.copy = 1 AND {_key_match(spec, 'T', 'L')}\n"
+            "GROUP BY outcome, reason")
+
+
+def legacy_merge_sql(spec: TableSpec, target: str, rows: str) -> str:
+    """Insert the accepted newest copy of each old key of @game_date that our table lacks; a
+    key it holds is left as it is (insert-only, so a second import inserts nothing)."""
+    staged = spec.staged_columns
+    insert_columns = ", ".join(quote(c) for c in staged + MERGE_SET_COLUMNS)
+    insert_values = ", ".join([f"S.{quote(c)}" for c in staged] + ["CURRENT_TIMESTAMP()"] * len(MERGE_SET_COLUMNS))
+    selected = ", ".join(quote(c) for c in staged)
+    return (f"MERGE {target} AS T\n"
+            f"USING (SELECT {selected} FROM ({rows}) WHERE refused IS NULL AND copy = 1) AS S\n"
+            f"ON {_key_match(spec, 'T', 'S')}\n"
+            f"WHEN NOT MATCHED THEN INSERT ({insert_columns})\n  VALUES ({insert_values})")

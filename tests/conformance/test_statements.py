@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import inspect
 import json
+from pathlib import Path
 
 import pytest
 
-from oddsbatch import routines, sql
+from oddsbatch import legacy, routines, sql
 from oddsbatch.tables import all_tables
 from tests.googlesql import GoogleSQLError, GoogleSQL, staging_name
 
@@ -22,6 +23,27 @@ TABLES = sorted(all_tables())
 
 def target(table: str) -> str:
     return sql.table_path(PROJECT, DATASET, table)
+
+
+# The old pipeline's tables (tests/data/legacy, copied with provenance), in their own dataset.
+LEGACY_DATASET = "nba_raw"
+LEGACY_SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "legacy"
+
+
+def legacy_source(spec) -> legacy.LegacySource:
+    return next(s for s in legacy.SOURCES.values() if s.target == spec.name)
+
+
+def legacy_rows(spec) -> str:
+    source = legacy_source(spec)
+    return sql.legacy_rows_sql(spec, source.columns, source.refusals, source.newest_first,
+                               sql.table_path(PROJECT, LEGACY_DATASET, source.old_table))
+
+
+def add_legacy_tables(checker) -> None:
+    for source in legacy.SOURCES.values():
+        fields = json.loads((LEGACY_SCHEMAS / f"{source.old_table}.json").read_text())
+        checker.add_table(source.old_table, fields, dataset=LEGACY_DATASET)
 
 
 # builder name -> (statement for one table, its parameters). Every *_sql builder is listed.
@@ -49,6 +71,15 @@ STATEMENTS = {
         sql.line_moves_sql(PROJECT, DATASET),
         {"start_date": "DATE", "end_date": "DATE", "steam_books": "INT64", "steam_minutes": "INT64",
          "game_id": "STRING", "market_key": "STRING", "bookmaker_key": "STRING"}),
+    # import-legacy: the old tables are in the catalog (add_legacy_tables) when these run
+    "legacy_dates_sql": lambda spec: (
+        sql.legacy_dates_sql(sql.table_path(PROJECT, LEGACY_DATASET, legacy_source(spec).old_table)),
+        {"start_date": "DATE", "end_date": "DATE"}),
+    "legacy_rows_sql": lambda spec: (legacy_rows(spec), {"game_date": "DATE"}),
+    "legacy_accounting_sql": lambda spec: (
+        sql.legacy_accounting_sql(spec, target(spec.name), legacy_rows(spec)), {"game_date": "DATE"}),
+    "legacy_merge_sql": lambda spec: (
+        sql.legacy_merge_sql(spec, target(spec.name), legacy_rows(spec)), {"game_date": "DATE"}),
 }
 
 
@@ -64,6 +95,7 @@ def test_statement_is_valid_googlesql(googlesql, builder, table):
     statement, parameters = STATEMENTS[builder](all_tables()[table])
     checker = googlesql(PROJECT, DATASET)
     checker.create_routines()
+    add_legacy_tables(checker)
     checker.analyze(statement, parameters)
 
 
