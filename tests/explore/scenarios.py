@@ -94,6 +94,7 @@ class Spec:
     # ticks every 2 s): 20 s, of which 2 are the reserve
     timeout_seconds: float = 540.0
     arrivals: dict | None = None  # delivery index -> virtual time it arrives (default: at the start)
+    free_ticks: bool = False  # time passing while a job could complete is no preemption (slow BigQuery)
     heartbeat: bool = True  # a control switches the heartbeat thread off
 
 
@@ -102,6 +103,9 @@ SCENARIOS = {
     # a holder and a duplicate delivery of its own event: the heartbeat against the twin's wait
     # needs 2 clock delays while the holder waits on BigQuery, so this one runs at a higher bound
     "twin": Spec("twin", files=1, deliveries=(0, 0)),
+    # the same while BigQuery is slow: the clock passes freely while the holder waits, so its twin
+    # waits a whole heartbeat period and must see the holder's beats (else it would reclaim it)
+    "twin_slow": Spec("twin_slow", files=1, deliveries=(0, 0), free_ticks=True),
     "crash": Spec("crash", files=2, deliveries=(0, 1), crash=True),
     "lease": Spec("lease", files=2, deliveries=(0, 1), lease_pass=True),
     # two takers of one stale lock: the lease passes while e1 waits on its MERGE, then two more
@@ -356,7 +360,7 @@ def run_one(spec: Spec, dfs: DFS, payload: bytes, bound_steps: int = 3000, every
     files = {object_name(i): payload for i in range(spec.files)}
     generations = {object_name(i): 1000 + i for i in range(spec.files)}
     sched = Scheduler(dfs.choose, Scenario(crash=spec.crash, crashes=spec.crashes, lease_pass=spec.lease_pass,
-                                            deadline=spec.deadline),
+                                            deadline=spec.deadline, free_ticks=spec.free_ticks),
                       lease_seconds=settings.lease_seconds, max_steps=bound_steps, every_call=every_call)
     world = World(spec, sched, settings, files)
     counts: dict[int, int] = {}
@@ -496,8 +500,7 @@ def silent_heartbeat(source: str) -> str:
 
 def record_without_settling(source: str) -> str:
     """MergeFence.record writes the new job id without settling the one recorded before."""
-    return _replace_once(source, "            self.settle(self._job_id)\n", "            pass\n",
-                         "MergeFence.record")
+    return _replace_once(source, "self.settle(self._job_id)", "pass", "MergeFence.record")
 
 
 def merge_without_record(source: str) -> str:

@@ -122,6 +122,7 @@ class Scenario:
     crashes: int = 1
     lease_pass: bool = False  # the lease may pass once, while a holder waits on BigQuery
     deadline: bool = False  # a deadline may come once, while an invocation waits on a BigQuery job
+    free_ticks: bool = False  # letting time pass costs no preemption (BigQuery slower than the clock)
     max_retries: int = 3  # Eventarc retries of one event that raised (transient errors)
 
 
@@ -294,7 +295,7 @@ class Scheduler:
             timers = [t.wake_at for t in self.tasks if t.state in ("new", "live") and t.wake_at is not None
                       and t.wake_at > now]
             if timers and self.ticks < self.max_ticks:
-                opts.append((("tick",), 1 if opts else 0))
+                opts.append((("tick",), 1 if opts and not self.scenario.free_ticks else 0))
             if self.leases_left and any(not j.done for j in self.jobs):
                 opts.append((("lease",), 0))
             if self.deadlines_left and self._job_timeouts():
