@@ -147,7 +147,8 @@ def test_ready_follows_the_bucket_the_lock_and_the_queue(stack, capsys, monkeypa
 
     def wait_for_it():
         # --wait longer than the guard: the wait running out can never decide this test
-        answer["code"] = cli.main(["ready", "--date", DAY, "--endpoint", "game-lines", "--wait", str(GUARD_SECONDS * 5)])
+        wait = str(GUARD_SECONDS * 5)
+        answer["code"] = cli.main(["ready", "--date", DAY, "--endpoint", "game-lines", "--wait", wait])
 
     with monkeypatch.context() as recording:
         recording.setattr(readiness, "check_key", recorded_check)
