@@ -12,6 +12,11 @@ Unset (production), every hook is a dictionary lookup that does nothing.
 - ODDSBATCH_FAULT_ONCE_DIR: when set, each point crashes at most once across all
   processes (the first to create `{dir}/{point}` crashes), so a test knows the retry wins.
 - ODDSBATCH_FAULT_SLEEP_AT / ODDSBATCH_FAULT_SLEEP_SECONDS: sleep at a point (a slow batch).
+- ODDSBATCH_FAULT_PAUSE_AT / ODDSBATCH_FAULT_PAUSE_DIR: the first process to reach an armed point
+  (the one that creates `{dir}/{point}.paused`) stays there until `{dir}/{point}.resume` exists
+  (at most ODDSBATCH_FAULT_PAUSE_SECONDS, default 600, so a failed test hangs nothing); later
+  arrivals go on. A test waits for the `.paused` file, not for the clock, to know the process
+  is there, and decides when it goes on.
 - ODDSBATCH_FAULT_FAIL_AT: comma-separated services (bigquery, firestore) whose next call
   fails with 503 ServiceUnavailable (a transient fault: the event must be retried). With
   ODDSBATCH_FAULT_ONCE_DIR each fails once across processes, else every time.
@@ -27,6 +32,7 @@ import sys
 import time
 
 CRASH_POINTS = ("after_load", "during_merge", "after_merge", "before_release")
+PAUSE_POLL_SECONDS = 0.02
 _rng: random.Random | None = None
 
 
@@ -45,6 +51,8 @@ def point(name: str) -> None:
     """A named place in the batch where a test may crash or slow the process."""
     if name in _points("ODDSBATCH_FAULT_SLEEP_AT"):
         time.sleep(float(os.environ.get("ODDSBATCH_FAULT_SLEEP_SECONDS", "1")))
+    if name in _points("ODDSBATCH_FAULT_PAUSE_AT"):
+        _pause(name)
     if name in _points("ODDSBATCH_FAULT_CRASH_AT"):
         if _draw() < crash_rate(name) and _first_time(name):
             sys.stdout.write(f'{{"severity": "WARNING", "message": "fault_crash", "point": "{name}"}}\n')
@@ -73,6 +81,23 @@ def _first_time(name: str) -> bool:
         return True
     except FileExistsError:
         return False
+
+
+def _pause(name: str) -> None:
+    """Stay at point `name` until the test resumes it (the first arrival only)."""
+    pause_dir = os.environ.get("ODDSBATCH_FAULT_PAUSE_DIR")
+    if not pause_dir:
+        return
+    try:
+        os.close(os.open(os.path.join(pause_dir, f"{name}.paused"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return  # another arrival is (or was) the paused one
+    sys.stdout.write(f'{{"severity": "WARNING", "message": "fault_paused", "point": "{name}"}}\n')
+    sys.stdout.flush()
+    resume = os.path.join(pause_dir, f"{name}.resume")
+    give_up = time.monotonic() + float(os.environ.get("ODDSBATCH_FAULT_PAUSE_SECONDS", "600"))
+    while not os.path.exists(resume) and time.monotonic() < give_up:
+        time.sleep(PAUSE_POLL_SECONDS)  # a signal (SIGTERM, Ctrl-C) interrupts it like any sleep
 
 
 def fail_point(service: str) -> None:

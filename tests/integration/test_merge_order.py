@@ -5,20 +5,20 @@
   name, the last-named wins; and merging the two in two rounds, in either order, ends the same.
 - Two generations of one object in one round, through the functions: the bucket keeps only the
   newest, the older marker is `gone`, the table holds the newer generation's rows only.
-- A live holder whose lease runs out (it sleeps past ODDSBATCH_LEASE_SECONDS inside its round):
-  the next event of its key takes the lock over (stale_takeover); the first holder, waking,
-  fails its fence (the renew right before its MERGE) and never runs its MERGE; the taker merges
-  both files; exactly one MERGE, nothing lost or duplicated, and the logs show no two holders of
-  the key at once except by that takeover.
+- A live holder whose lease runs out (it is held at the after_load pause point, past
+  ODDSBATCH_LEASE_SECONDS): the next event of its key takes the lock over (stale_takeover) and
+  merges both files; the first holder, let go then, fails its fence (the renew right before its
+  MERGE) and never runs its MERGE; exactly one MERGE, nothing lost or duplicated, and the logs
+  show no two holders of the key at once except by that takeover. Every step waits on the event
+  before it (a file, a log line, the lease passing), so a loaded machine cannot reorder them.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections import Counter
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import pytest
 from google.cloud import bigquery
@@ -26,10 +26,12 @@ from google.cloud import bigquery
 from oddsbatch import staging, synth
 from oddsbatch.config import Settings
 from oddsbatch.local.stack import Stack
+from oddsbatch.paths import batch_key
 from oddsbatch.tables import table_for_endpoint
 from oddsbatch.warehouse import Warehouse
 from tests.chaos.test_chaos import holder_violations, records_since
 from tests.integration.test_end_to_end import comparable, expected_rows, merge_jobs, table_rows, upload_all
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 DAY = date(2025, 2, 11)
@@ -139,42 +141,48 @@ def test_two_generations_of_one_object_in_one_round(stack):
 LEASE = 3.0
 
 
-def _settled_at(stack, key_day: str, timeout: float = 20.0) -> float:
-    """Wall time of the first holder's `settled` line (its lease was renewed right after it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for r in records_since(stack, "game_lines", 0):
-            if r.get("message") == "settled" and key_day in (r.get("batch_key") or ""):
-                return datetime.fromisoformat(r["time"].replace("Z", "+00:00")).timestamp()
-        time.sleep(0.05)
-    raise AssertionError("the first holder never settled")
-
-
 @pytest.fixture(scope="module")
 def short_lease_stack(tmp_path_factory):
-    """Leases of 3 s, and every holder sleeps 4 s right after its load: a live holder outlives its lease."""
+    """Leases of 3 s, and the first holder to finish its load stays there (the pause point) until
+    the test lets it go: a live holder outlives its lease, for as long as the test needs."""
+    pause = tmp_path_factory.mktemp("pause")
     st = Stack(tmp_path_factory.mktemp("short-lease"), settle_seconds=0.5, extra_env={
         "ODDSBATCH_LEASE_SECONDS": str(LEASE),
-        "ODDSBATCH_FAULT_SLEEP_AT": "after_load",
-        "ODDSBATCH_FAULT_SLEEP_SECONDS": "4",
+        "ODDSBATCH_FAULT_PAUSE_AT": "after_load",
+        "ODDSBATCH_FAULT_PAUSE_DIR": str(pause),
     })
     st.start()
     try:
-        yield st
+        yield st, pause
     finally:
+        (pause / "after_load.resume").touch()  # never leave a holder paused
         st.stop()
 
 
+def _logged(stack, message: str, **fields) -> list[dict]:
+    return [r for r in records_since(stack, "game_lines", 0)
+            if r.get("message") == message and all(r.get(k) == v for k, v in fields.items())]
+
+
 def test_a_live_holder_whose_lease_runs_out(short_lease_stack):
-    stack = short_lease_stack
+    stack, pause = short_lease_stack
     day = "2025-02-14"
     files = [f for f in synth.synthesize_day(date.fromisoformat(day), games=1, snapshots=2, seed=8)
              if f[0].startswith("odds-api/game-lines/")]
     assert len(files) == 2
-    generations = upload_all(stack, files[:1])  # its holder settles, loads, then sleeps past its lease
-    # Its lease ends LEASE s after it settled (renewed then); it wakes >= 4 s after: take over in between.
-    time.sleep(max(0.0, _settled_at(stack, day) + LEASE + 0.2 - time.time()))
+    generations = upload_all(stack, files[:1])  # its holder settles, loads, then stays at after_load
+    wait_for((pause / "after_load.paused").exists, "the first holder at after_load")
+    # Its lease was last pushed out before its round; paused, it only beats. Once the lease has
+    # passed, the next event of the key finds it stale.
+    key = batch_key("game-lines", day)
+    lock = stack.firestore().collection("oddsbatch_locks").document(key).get()
+    lease_until = lock.to_dict()["lease_until"]
+    wait_for(lambda: datetime.now(timezone.utc) > lease_until, f"the lease of {key} to pass", poll=0.1)
     generations.update(upload_all(stack, files[1:]))  # this event finds the lease passed: takeover
+    # The taker merges both files while the first holder is still paused; then the first holder goes on.
+    wait_for(lambda: _logged(stack, "merged", batch_key=key), "the taker's MERGE")
+    (pause / "after_load.resume").touch()
+    wait_for(lambda: _logged(stack, "lock_lost", batch_key=key), "the first holder learning it lost the lock")
     stack.wait_idle(expected_events=2, timeout=60)
     spec = table_for_endpoint("game-lines")
     got = Counter(comparable(r, spec) for r in table_rows(stack, "game-lines", day))
@@ -183,7 +191,7 @@ def test_a_live_holder_whose_lease_runs_out(short_lease_stack):
     acquired = [r for r in records if r.get("message") == "lock_acquired"]
     assert [r["how"] for r in acquired] == ["created", "stale_takeover"], acquired
     lost = [r for r in records if r.get("message") == "lock_write_lost"]
-    assert [r["nonce"] for r in lost] == [acquired[0]["nonce"]]  # the first holder learned it at its fence
+    assert [r["nonce"] for r in lost] == [acquired[0]["nonce"]]  # the first holder learned it at a write
     assert any(r.get("message") == "lock_lost" for r in records)
     violations, takeovers, abnormal = holder_violations(records)
     assert violations == [] and takeovers == 1 and abnormal == {acquired[0]["nonce"]}

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import date
 
@@ -17,6 +16,8 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from oddsbatch import sql, synth
 from oddsbatch.tables import table_for_endpoint
+
+from tests.waiting import wait_for
 
 from .test_end_to_end import comparable, expected_rows, table_rows, upload_all
 
@@ -48,18 +49,31 @@ def test_an_interrupted_reconcile_releases_its_lock_and_a_later_event_merges(cle
     stack.wait_idle(expected_events=len(files), timeout=120)
     _forget_merged(stack, day)
     key = f"{ENDPOINT}_{day}"
-    env = {**os.environ, "ODDSBATCH_FAULT_SLEEP_AT": "after_load", "ODDSBATCH_FAULT_SLEEP_SECONDS": "120"}
-    proc = subprocess.Popen([*CLI, "reconcile", "--date", day, "--endpoint", ENDPOINT, "--bucket", stack.bucket,
-                             "--state-dir", str(tmp_path / "no-stack")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    lock = stack.firestore().collection("oddsbatch_locks").document(key)
-    deadline = time.monotonic() + 60
-    while not lock.get().exists and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    assert lock.get().exists, "reconcile never took the lock"
-    time.sleep(1.0)  # inside the holder, in its (slowed) round
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    # reconcile's holder stays at after_load (inside its round, the lock held) until the signal
+    env = {**os.environ, "ODDSBATCH_FAULT_PAUSE_AT": "after_load", "ODDSBATCH_FAULT_PAUSE_DIR": str(pause)}
+    # Ctrl-C reaches a command started from a terminal, whose SIGINT is the default; a suite run in
+    # the background (CI, `make test &`) ignores SIGINT, and a child would inherit that
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([*CLI, "reconcile", "--date", day, "--endpoint", ENDPOINT, "--bucket", stack.bucket,
+                                 "--state-dir", str(tmp_path / "no-stack")], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        wait_for(lambda: (pause / "after_load.paused").exists() or proc.poll() is not None, "reconcile's round")
+        if proc.poll() is not None:
+            pytest.fail(f"reconcile ended before its round: {proc.communicate()[1][-2000:]}")
+        lock = stack.firestore().collection("oddsbatch_locks").document(key)
+        assert lock.get().exists, "reconcile is in its round without the lock"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a failed test leaves no paused reconcile holding the lock
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == status, (out[-2000:], err)
     lines = err.strip().splitlines()
     assert lines[0] == f"oddsbatch reconcile: project {stack.project} on emulators named by STORAGE_EMULATOR_HOST, " \

@@ -9,7 +9,6 @@ test computes from the uploaded files and the quarantine they caused.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -17,10 +16,14 @@ from google.cloud import bigquery
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from oddsbatch import cli, sql, synth, transform
+from oddsbatch import ready as readiness
 from oddsbatch.config import ENDPOINTS
 from oddsbatch.errors import BadInputError
 from oddsbatch.pending import PendingWork
 from oddsbatch.paths import batch_key
+from oddsbatch.ready import check_key
+
+from tests.waiting import GUARD_SECONDS, wait_for
 
 from .test_end_to_end import upload_all
 
@@ -67,15 +70,20 @@ def expected_status(files, generations) -> dict[str, dict]:
     return out
 
 
-def _wait_for_markers(db, key: str, n: int, timeout: float = 30.0) -> None:
+def _wait_for_markers(db, key: str, n: int) -> None:
     pending = PendingWork(db, "oddsbatch_pending", key, timedelta(days=1))
-    end = time.monotonic() + timeout
-    while pending.count() < n:
-        assert time.monotonic() < end, f"{key}: fewer than {n} markers after {timeout}s"
-        time.sleep(0.1)
+    wait_for(lambda: pending.count() >= n, f"{n} markers of {key}", poll=0.1)
 
 
-def test_ready_follows_the_bucket_the_lock_and_the_queue(stack, capsys):
+class StillClock:
+    """A clock that stands still."""
+
+    @staticmethod
+    def monotonic() -> float:
+        return 0.0
+
+
+def test_ready_follows_the_bucket_the_lock_and_the_queue(stack, capsys, monkeypatch):
     files = [*synth.synthesize_day(date.fromisoformat(DAY), games=2, snapshots=2, seed=11), BAD]
     generations = upload_all(stack, files)
     stack.wait_idle(expected_events=len(files))
@@ -103,8 +111,12 @@ def test_ready_follows_the_bucket_the_lock_and_the_queue(stack, capsys):
     lock.create({"owner": "test-holder", "batch_key": key, "acquired_at": now, "heartbeat_at": now,
                  "lease_until": now + timedelta(minutes=5), "expireAt": now + timedelta(days=1)})
     try:
-        # A held lock: a holder may be between its MERGE and its release.
-        code, line = ready(capsys, "--endpoint", "game-lines")
+        # A held lock: a holder may be between its MERGE and its release. The line's "after Ns" is
+        # the time the command took; without --wait that is its queries' time, which a loaded
+        # machine stretches: measured on a clock that stands still, it must say 0s.
+        with monkeypatch.context() as still:
+            still.setattr(readiness, "time", StillClock)
+            code, line = ready(capsys, "--endpoint", "game-lines")
         assert code == 1 and line.startswith(f"not ready {DAY} after 0s: game-lines: 0 pending, 0 missing of "), line
         assert line.endswith("lock held by test-holder")
 
@@ -121,21 +133,35 @@ def test_ready_follows_the_bucket_the_lock_and_the_queue(stack, capsys):
 
     # The lock goes, a holder takes the queue (reconcile here, as the sweep would): a `ready --wait`
     # started before sees it (reconcile takes signals: it runs in the main thread, ready beside it).
+    # The waiter's checks are recorded: the test goes on once one said "not ready", not after a sleep.
+    checks, not_ready_seen = [], threading.Event()
+
+    def recorded_check(endpoint, game_date, sources, full=False, now=None):
+        state = check_key(endpoint, game_date, sources, full, now)
+        checks.append((full, state.ready, state.pending))
+        if not state.ready:
+            not_ready_seen.set()
+        return state
+
     answer = {}
 
     def wait_for_it():
-        started = time.monotonic()
-        answer["code"] = cli.main(["ready", "--date", DAY, "--endpoint", "game-lines", "--wait", "60"])
-        answer["waited"] = time.monotonic() - started
+        # --wait longer than the guard: the wait running out can never decide this test
+        wait = str(GUARD_SECONDS * 5)
+        answer["code"] = cli.main(["ready", "--date", DAY, "--endpoint", "game-lines", "--wait", wait])
 
-    waiter = threading.Thread(target=wait_for_it)
-    waiter.start()
-    time.sleep(1.5)
-    assert "code" not in answer  # still waiting: the marker is queued
-    assert cli.main(["reconcile", "--date", DAY, "--endpoint", "game-lines"]) == 0
-    waiter.join(timeout=90)
+    with monkeypatch.context() as recording:
+        recording.setattr(readiness, "check_key", recorded_check)
+        waiter = threading.Thread(target=wait_for_it, daemon=True)
+        waiter.start()
+        assert not_ready_seen.wait(GUARD_SECONDS), "ready --wait never checked the key"
+        assert "code" not in answer and checks[0] == (False, False, 1)  # still waiting: the marker is queued
+        assert cli.main(["reconcile", "--date", DAY, "--endpoint", "game-lines"]) == 0
+        waiter.join(timeout=GUARD_SECONDS)
     captured = capsys.readouterr()
-    assert answer["code"] == 0 and 1.5 <= answer["waited"] < 60, (captured.out, captured.err[-2000:], answer)
+    assert not waiter.is_alive() and answer["code"] == 0, (captured.out, captured.err[-2000:], answer, checks)
+    # it answered from a poll that found the key ready, not from the last check when --wait ran out
+    assert checks[-1] == (False, True, 0) and not any(full for full, _, _ in checks), checks
     stack.wait_idle(expected_events=1)
 
     # A lost event: the object is in the bucket, but neither its rows nor its ledger entry exist.

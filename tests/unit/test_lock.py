@@ -4,7 +4,7 @@ The fake honours Firestore's write preconditions (firestore_fake.py); the same c
 against the patched emulator in tests/integration/test_firestore_preconditions.py.
 """
 
-import time
+import threading
 from datetime import timedelta
 
 import pytest
@@ -13,6 +13,8 @@ from freezegun import freeze_time
 from oddsbatch.documents import EXPIRE_AT_FIELD
 from oddsbatch.lock import DEFAULT_HEARTBEAT, BatchLock, LockLost, NotAcquired
 from oddsbatch.pending import PendingWork, marker_id
+
+from tests.waiting import GUARD_SECONDS
 
 from . import firestore_fake
 from .firestore_fake import FakeFirestore
@@ -261,13 +263,28 @@ def test_acquire_retries_create_when_holder_released_in_between():
     assert lock.how == "created"
 
 
+def counted_beats(lock) -> threading.Semaphore:
+    """A semaphore released after each beat of `lock` lands: the test waits on beats, not on time."""
+    landed = threading.Semaphore(0)
+    beat = lock.beat
+
+    def counted():
+        beat()
+        landed.release()
+
+    lock.beat = counted  # the heartbeat thread calls self.beat()
+    return landed
+
+
 def test_heartbeat_thread_keeps_the_lock_written_and_stops_on_release():
     db = FakeFirestore()
     lock = BatchLock(db.collection("locks"), "game-lines_2025-01-21", "event-1", LEASE, TTL,
                      heartbeat=timedelta(seconds=0.2))
+    beats = counted_beats(lock)
     assert lock.acquire()
     first = db.docs[DOC]["heartbeat_at"]
-    time.sleep(0.35)  # a beat every 0.05 s
+    for n in range(2):  # the thread's beats, however late a loaded machine runs it
+        assert beats.acquire(timeout=GUARD_SECONDS), f"beat {n + 1} never came"
     assert db.docs[DOC]["heartbeat_at"] > first
     lock.renew()  # the beats did not break the holder's own compare-and-set chain
     beater = lock._beater
@@ -282,10 +299,10 @@ def test_heartbeat_thread_finds_a_takeover_and_the_next_renew_raises():
     lock = BatchLock(db.collection("locks"), "game-lines_2025-01-21", "event-1", LEASE, TTL,
                      heartbeat=timedelta(seconds=0.2))
     assert lock.acquire()
+    beater = lock._beater
     db.docs[DOC] = {**db.docs[DOC], "owner": "event-9", "nonce": "other"}  # taken over
-    deadline = time.monotonic() + 2
-    while lock.held and time.monotonic() < deadline:
-        time.sleep(0.02)
+    beater.join(timeout=GUARD_SECONDS)  # the thread ends only when a beat finds the lock lost
+    assert not beater.is_alive(), "the heartbeat thread never found the takeover"
     assert lock.held is False  # the beat learned it
     with pytest.raises(LockLost):
         lock.renew()
