@@ -3,16 +3,18 @@ bridge delivers events twice; the tables must equal what the files say. Nothing 
 nothing duplicated, no lock or pending work left behind.
 
 `make test` runs 3 seeds; `make chaos` (ODDSBATCH_CHAOS_SEEDS=20) the long mode. The BigQuery
-emulator runs with its snapshot-isolation model on (bigquery_emulator.py): two MERGEs of one
-partition running at once fail one of them with BigQuery's serialization error, which the holder
-retries (warehouse.py, a `bigquery_retry` line with reason serializationConflict). The lock lets one
-holder of a key MERGE at a time, so the conflicts come from another writer: a Janitor thread
-runs identity UPDATEs on the run's partitions throughout, as an operator's DML would, and the
-suite asserts that MERGEs met conflicts and retried them.
+emulator follows the DML page (bigquery_emulator.py): an insert-only MERGE never conflicts, so two
+MERGEs of one key in flight store its rows twice. Every MERGE runs seconds before it commits
+(--dml-latency-ms), and holders die right after inserting their MERGE (during_merge), so the retry
+that reclaims the key meets the dead holder's MERGE still running: the MERGE fence (fence.py) makes
+it wait. Each seed asserts, from the jobs the emulator kept, that no two MERGEs of one (table, game
+date) ran at once, and counts rows per natural key. A Janitor thread per table runs identity
+UPDATEs on the run's partitions throughout, as an operator's DML would (they take DML slots; under
+BigQuery's rules they make no insert-only MERGE fail).
 Each run prints:
-chaos: seed=<int> files=<int> events=<int> duplicates=<int> crashes=<int> merges=<int> lost=<int> duplicated=<int>
+chaos: seed=<int> files=<int> events=<int> duplicates=<int> crashes=<int> crashes_during_merge=<int> merges=<int> lost=<int> duplicated=<int> keys_stored_twice=<int> merges_in_flight_together=<int>
 and, from the functions' and the emulator's logs:
-chaos: seed=<int> merges=<int> bound=<int> conflicts=<int> emulator_conflicts=<int> takeovers=<int> keys=<int> janitor_updates=<int> janitor_refused=<int>
+chaos: seed=<int> merges=<int> bound=<int> conflicts=<int> emulator_conflicts=<int> takeovers=<int> keys=<int> janitor_updates=<int> janitor_refused=<int> fence_waits=<int> fence_burned=<int> fenced=<int>
 
 Every run also asserts, from the functions' logs, that
 - no key had two holders at once, except by a takeover (a lock whose lease passed, or whose
@@ -361,8 +363,11 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
     assert totals["in_merge"] > 0, totals
     # the concurrency model was on, with BigQuery-like statement latency
     assert f"conflicts=on latency_ms={DML_LATENCY_MS}" in stack.log_text("bigquery")
-    # the MERGEs met real serialization conflicts (the janitor's overlapping UPDATEs) and retried them
-    assert totals["conflicts"] > 0, totals
+    # No conflict is required of the MERGEs: under BigQuery's rules (DML page, "DML statement
+    # conflicts") an insert-only MERGE never conflicts, and an identity UPDATE never makes one fail.
+    # What can write rows twice is two MERGEs of one key in flight, asserted per seed above; the
+    # resubmission of a conflicting MERGE is shown where conflicts are certain (test_dml_models.py,
+    # tests/unit/test_warehouse.py).
     # Every statement the holders sent under chaos (retried MERGEs included) is valid GoogleSQL.
     seen = analyze_emulator(googlesql(stack.project, stack.dataset), stack.bigquery())
     assert seen.get("MERGE", 0) >= 2, seen
