@@ -34,6 +34,7 @@ scenarios, so a read commutes with every other step and is not a switch point.
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -77,15 +78,48 @@ def _shared(op: str, path: str) -> bool:
     return op != "count" and path.startswith(SHARED_COLLECTIONS)
 
 
+def unavailable(service: str, lost: bool = False):
+    from google.api_core.exceptions import ServiceUnavailable
+
+    return ServiceUnavailable(f"{service} unavailable (explored fault{': the call took effect' if lost else ''})")
+
+
+class _LosingLock:
+    """The store's lock: a call applies its effect inside it; when the controller chose to lose
+    the call's answer, leaving the outermost block raises the 503 after the effect."""
+
+    def __init__(self, store: "ExploredFirestore"):
+        self.store, self.inner, self.depth = store, threading.RLock(), 0
+
+    def __enter__(self):
+        self.inner.acquire()
+        self.depth += 1
+        return self
+
+    def __exit__(self, kind, value, tb):
+        self.depth -= 1
+        self.inner.release()
+        if self.depth == 0 and kind is None and self.store.lose_answer:
+            self.store.lose_answer = False
+            raise unavailable("firestore", lost=True)
+        return False
+
+
 class ExploredFirestore(FakeFirestore):
     def __init__(self, sched: Scheduler):
         super().__init__()
         self.sched = sched
         self.on_call = self._on_call
+        self.lock = _LosingLock(self)
+        self.lose_answer = False
 
     def _on_call(self, op: str, path: str) -> None:
         shared = _shared(op, path)
         self.sched.point("firestore", f"{op} {_short(path)}", shared=shared)
+        fault = self.sched.take_fault()
+        if fault == "fail":
+            raise unavailable("firestore")
+        self.lose_answer = fault == "lose"
         if shared:  # what this call reads: its answer is a function of it (see Scheduler.note)
             self.sched.note((op, path, self._read(path)))
 
@@ -210,6 +244,8 @@ class FakeBigQuery:
 
     def get_job(self, job_id, project=None, location=None, retry=None, timeout=None):
         self._point("jobs.get", shared=True)  # a job another invocation may have inserted
+        if self.sched.take_fault():
+            raise unavailable("bigquery")
         job = self.jobs.get(job_id)
         self.sched.note(("jobs.get", job_id, job.state if job else None))
         if job is None:
@@ -258,12 +294,20 @@ class FakeBigQuery:
 
         if statement == PLACEHOLDER_SQL or PLACEHOLDER.match(statement):  # a job that only takes its id
             self._point("placeholder job insert", shared=True)
+            fault = self.sched.take_fault()
+            if fault == "fail":
+                raise unavailable("bigquery")
             job = self._new_job(job_id, "placeholder", lambda: None)
             job.query = statement
             job.state, job.server.done = "DONE", True
             self.sched.jobs.remove(job.server)
+            if fault == "lose":
+                raise unavailable("bigquery", lost=True)
             return job
         self._point("MERGE job insert", shared=True)  # reads the target partition's snapshot
+        fault = self.sched.take_fault()
+        if fault == "fail":
+            raise unavailable("bigquery")
         if job_id in self.jobs:  # jobs.insert of an id that exists: 409, nothing runs (no record below)
             raise Conflict(f"Already Exists: Job {self.sched_project()}:{job_id}")
         found = re.search(r"\bFROM (`(?:[^`\\]|\\.)+`) AS M,", statement)
@@ -328,6 +372,8 @@ class FakeBigQuery:
         else:
             start()
             self.started.append(job)
+        if fault == "lose":  # jobs.insert created the job, the answer never came back
+            raise unavailable("bigquery", lost=True)
         return job
 
     def _end(self, job: FakeJob, record: dict, ok: bool) -> None:

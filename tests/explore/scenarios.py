@@ -95,6 +95,7 @@ class Spec:
     timeout_seconds: float = 540.0
     arrivals: dict | None = None  # delivery index -> virtual time it arrives (default: at the start)
     free_ticks: bool = False  # time passing while a job could complete is no preemption (slow BigQuery)
+    faults: int = 0  # transient faults per schedule: a service call fails (503) or its answer is lost
     heartbeat: bool = True  # a control switches the heartbeat thread off
 
 
@@ -114,6 +115,8 @@ SCENARIOS = {
     "takers": Spec("takers", files=1, deliveries=(0, 0, 0), lease_pass=True, arrivals={1: 601.0, 2: 601.0}),
     # the deadline fires while a holder waits on BigQuery: it releases with its MERGE in flight
     "deadline": Spec("deadline", files=2, deliveries=(0, 1), deadline=True, timeout_seconds=20.0),
+    # a transient fault at any shared call: a 503 before the call, or after it took effect
+    "faults": Spec("faults", files=2, deliveries=(0, 1), faults=1),
     # two crashes, retries crashable too: a retry that dies while settling or merging
     "crash2": Spec("crash2", files=1, deliveries=(0,), crash=True, crashes=2, crashable_retries=True),
 }
@@ -360,7 +363,8 @@ def run_one(spec: Spec, dfs: DFS, payload: bytes, bound_steps: int = 3000, every
     files = {object_name(i): payload for i in range(spec.files)}
     generations = {object_name(i): 1000 + i for i in range(spec.files)}
     sched = Scheduler(dfs.choose, Scenario(crash=spec.crash, crashes=spec.crashes, lease_pass=spec.lease_pass,
-                                            deadline=spec.deadline, free_ticks=spec.free_ticks),
+                                            deadline=spec.deadline, free_ticks=spec.free_ticks,
+                                            faults=spec.faults),
                       lease_seconds=settings.lease_seconds, max_steps=bound_steps, every_call=every_call)
     world = World(spec, sched, settings, files)
     counts: dict[int, int] = {}

@@ -15,6 +15,10 @@ state:
 - ("tick",): virtual time passes up to the next timer (a sleeping task wakes, a retry
   arrives); allowed only when no started task is enabled, i.e. every live invocation waits
   on BigQuery, sleeps or is blocked (Firestore calls take no virtual time);
+- ("fail", task) / ("lose", task): the service call the running task stands at fails with a
+  503 (when the scenario allows transient faults): "fail" before it has any effect, "lose"
+  after it took effect (the answer is lost on the way back: a write that happened, reported as
+  an error);
 - ("crash", task): the invocation dies at this point as with os._exit (once per schedule,
   when the scenario asks for it): it never runs again, no finally block of it runs during
   the schedule, its heartbeat thread dies with it, its BigQuery jobs go on, and Eventarc's
@@ -40,6 +44,9 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
+
+# Calls whose effect can happen while their answer is lost (the first word of a switch point's label).
+LOSABLE = ("create", "update", "delete", "set", "commit", "MERGE", "placeholder")
 
 # Eventarc redelivers a failed event after at least 10 s (exponential backoff, 10 s to 600 s):
 # https://cloud.google.com/eventarc/docs/retry-events
@@ -123,6 +130,7 @@ class Scenario:
     lease_pass: bool = False  # the lease may pass once, while a holder waits on BigQuery
     deadline: bool = False  # a deadline may come once, while an invocation waits on a BigQuery job
     free_ticks: bool = False  # letting time pass costs no preemption (BigQuery slower than the clock)
+    faults: int = 0  # transient faults of service calls per schedule (a 503, or an answer lost)
     max_retries: int = 3  # Eventarc retries of one event that raised (transient errors)
 
 
@@ -145,6 +153,7 @@ class Scheduler:
         self.crashes_left = scenario.crashes if scenario.crash else 0
         self.leases_left = 1 if scenario.lease_pass else 0
         self.deadlines_left = 1 if scenario.deadline else 0
+        self.faults_left = scenario.faults
         self.lease_steps: list[tuple[int, bool]] = []  # (step, a MERGE was in flight)
         self.crashed: list[tuple[int, str, bool]] = []  # (step, task, it waited on a MERGE)
         self.crash_points: list[tuple[str, str]] = []
@@ -162,6 +171,14 @@ class Scheduler:
     def me(self) -> Task:
         return self._by_thread[threading.get_ident()]
 
+    def take_fault(self) -> str | None:
+        """The fault the controller chose for the call the running task is making (once)."""
+        task = self._by_thread.get(threading.get_ident())
+        fault = getattr(task, "fault", None) if task is not None else None
+        if fault:
+            task.fault = None
+        return fault
+
     def note(self, entry: tuple) -> None:
         """Record what a call of the running task saw (the service state it read, the clock).
         The code is deterministic, so a process's local state (both its threads) is a function of
@@ -178,7 +195,7 @@ class Scheduler:
                       for t in self.tasks)
         jobs = tuple((j.name, j.done) for j in self.jobs)
         return (self.current.name if self.current else None, self.now, self.ticks, self.crashes_left,
-                self.leases_left, self.deadlines_left, self.lease_in_merge, self.crash_in_merge, tasks, jobs,
+                self.leases_left, self.deadlines_left, self.faults_left, self.lease_in_merge, self.crash_in_merge, tasks, jobs,
                 tuple(sorted(self.histories.items())), self.world_state() if self.world_state else None)
 
     def _handoff(self, task: Task) -> None:
@@ -284,6 +301,10 @@ class Scheduler:
             opts.append((("run", cur.name), 0))
         opts += [(("run", t.name), preempt) for t in enabled if t is not cur]
         opts += [(("complete", j.name), preempt) for j in self.jobs if not j.done]
+        if self.faults_left and cur_on and cur.started and cur.pending.startswith(("firestore:", "bigquery:")):
+            opts.append((("fail", cur.name), 0))
+            if cur.pending.split(":", 1)[1].split(" ")[0] in LOSABLE:
+                opts.append((("lose", cur.name), 0))
         if self.crashes_left:  # before the call it stands at, woken before its next call, or waiting on BigQuery
             if cur_on and cur.crashable and cur.started:
                 opts.append((("crash", cur.name), 0))
@@ -332,6 +353,13 @@ class Scheduler:
             self.lease_in_merge = self.lease_in_merge or in_flight
             self.now += self.lease_seconds + 1
             self.trace.append(f"{self.step}: the lease passes (t={self.now:g}s) while a holder waits on BigQuery")
+        elif kind in ("fail", "lose"):
+            task = self._task(action[1])
+            self.faults_left -= 1
+            task.fault = kind
+            before = task.pending
+            self._run(task)
+            self.trace.append(f"{self.step}: {task.name}'s call {'FAILS (503)' if kind == 'fail' else 'takes effect, its ANSWER IS LOST (503)'} [{before}]")
         elif kind == "deadline":
             self.deadlines_left -= 1
             self.now = min(self._job_timeouts())

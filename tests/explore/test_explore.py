@@ -41,6 +41,7 @@ BOUNDS = {
     "twin_slow": (0, True) if PROVE else None,
     "deadline": (2, True) if PROVE else (1, False),
     "crash2": (2, True) if PROVE else (1, False),
+    "faults": (2, True) if PROVE else (1, False),
 }
 
 
