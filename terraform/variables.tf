@@ -57,8 +57,12 @@ variable "bigquery" {
   default  = {}
   nullable = false
   validation {
-    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery.dataset_id))
-    error_message = "bigquery.dataset_id may hold only letters, digits and underscores."
+    # RE2 allows repeat counts up to 1000 only ({1,1024} does not compile and can() turns that
+    # into false for every value), so the length is checked apart. A dataset id: letters,
+    # digits and underscores, at most 1,024 characters
+    # (https://cloud.google.com/bigquery/docs/datasets#dataset-naming).
+    condition     = length(var.bigquery.dataset_id) <= 1024 && can(regex("^[A-Za-z0-9_]+$", var.bigquery.dataset_id))
+    error_message = "bigquery.dataset_id may hold only letters, digits and underscores (at most 1024)."
   }
   validation {
     condition     = var.bigquery.kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", coalesce(var.bigquery.kms_key_name, "-")))
@@ -157,8 +161,8 @@ variable "firestore" {
     error_message = "firestore.database_id must be (default) or 4-63 lowercase letters, digits and '-', starting with a letter."
   }
   validation {
-    condition     = length(distinct(values(var.firestore.collections))) == 4 && alltrue([for c in values(var.firestore.collections) : can(regex("^[A-Za-z0-9_-]+$", c))])
-    error_message = "firestore.collections must be four distinct collection ids (letters, digits, '_' or '-')."
+    condition     = length(distinct(values(var.firestore.collections))) == length(values(var.firestore.collections)) && alltrue([for c in values(var.firestore.collections) : can(regex("^[A-Za-z0-9_-]+$", c))])
+    error_message = "firestore.collections must be distinct collection ids (letters, digits, '_' or '-')."
   }
 }
 
