@@ -50,6 +50,11 @@ output "project_id" {
   value       = var.project_id
 }
 
+output "quarantine_bucket" {
+  description = "Bucket of the quarantined copies: the landing bucket itself (ODDSBATCH_QUARANTINE_BUCKET)."
+  value       = google_storage_bucket.landing.name
+}
+
 output "quarantine_prefix" {
   description = "Object prefix of quarantined copies in the landing bucket (ODDSBATCH_QUARANTINE_PREFIX)."
   value       = var.bucket.quarantine_prefix

@@ -15,7 +15,8 @@ import shlex
 import pytest
 
 from .test_deploy_sh import (  # noqa: F401  (fake_gcloud is a fixture)
-    DEAD_LETTER_LINES, PROJECT_NUMBER, deploy, deploys, env_vars, fake_gcloud, flags, one_line_error)
+    DEAD_LETTER_LINES, PROJECT_NUMBER, deploy, deploys, env_vars, fake_gcloud, flags, one_line_error,
+    terraform_outputs)
 
 BASE = ["--project", "my-proj", "--bucket", "my-landing"]
 
@@ -38,12 +39,15 @@ def test_trigger_location_is_the_buckets(tmp_path, fake_gcloud, bucket_location,
 
 
 def test_bucket_location_comes_from_terraform_when_it_has_a_state(tmp_path, fake_gcloud):
-    proc, calls = deploy(BASE, tmp_path, fake_gcloud, extra_env={"FAKE_TF_BUCKET_LOCATION": "EU"})
+    outputs = {"FAKE_TF_OUTPUTS_JSON": terraform_outputs(bucket_location="EU")}
+    proc, calls = deploy(BASE, tmp_path, fake_gcloud, extra_env=outputs)
     assert proc.returncode == 0, proc.stderr
     assert {flags(c)["trigger-location"][0] for c in deploys(calls)} == {"eu"}
-    # an explicit --bucket-location wins over the state
-    proc, calls = deploy([*BASE, "--bucket-location", "ASIA"], tmp_path, fake_gcloud, extra_env={"FAKE_TF_BUCKET_LOCATION": "EU"})
-    assert {flags(c)["trigger-location"][0] for c in deploys(calls)[-2:]} == {"asia"}
+    # an explicit --bucket-location that contradicts the state is refused, one that agrees is fine
+    proc, calls = deploy([*BASE, "--bucket-location", "ASIA"], tmp_path, fake_gcloud, extra_env=outputs)
+    assert "contradicts Terraform's output bucket_location = EU" in one_line_error(proc)
+    proc, _ = deploy([*BASE, "--bucket-location", "eu"], tmp_path, fake_gcloud, extra_env=outputs)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_without_a_state_the_modules_default_us_is_used(tmp_path, fake_gcloud):

@@ -50,18 +50,19 @@ DESCRIBE_OUTPUTS = {
 }
 PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
-# terraform stand-in: `output -raw bucket_location` prints $FAKE_TF_BUCKET_LOCATION and
-# `output -raw dead_letter_topic` $FAKE_TF_DEAD_LETTER_TOPIC, or it acts like a directory without
-# state (terraform's warning on stdout, status 0).
+# terraform stand-in: `output -json` prints $FAKE_TF_OUTPUTS_JSON (what `terraform output -json`
+# prints after an apply), or it acts like a directory without state (terraform's warning on
+# stdout, status 0).
 TERRAFORM_STAND_IN = """#!/usr/bin/env bash
-case "${@: -1}" in
-  bucket_location) value="${FAKE_TF_BUCKET_LOCATION:-}" ;;
-  dead_letter_topic) value="${FAKE_TF_DEAD_LETTER_TOPIC:-}" ;;
-  *) value="" ;;
-esac
-if [[ -n "$value" ]]; then printf '%s' "$value"; exit 0; fi
+if [[ " $* " == *" -json "* && -n "${FAKE_TF_OUTPUTS_JSON:-}" ]]; then printf '%s' "$FAKE_TF_OUTPUTS_JSON"; exit 0; fi
 echo 'Warning: No outputs found'
 """
+
+
+def terraform_outputs(**values) -> str:
+    """The JSON `terraform output -json` prints for these output values."""
+    return json.dumps({k: {"sensitive": False, "type": "string", "value": v} for k, v in values.items()})
+
 
 # Variables the deployed functions read besides oddsbatch's own settings: THREADS is read by
 # functions-framework; ODDSBATCH_TIMEOUT_SECONDS is the holder's deadline (the function timeout).
@@ -172,6 +173,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
         assert f["trigger-service-account"] == ["oddsbatch-trigger@my-proj.iam.gserviceaccount.com"]
         assert f["build-service-account"] == [
             "projects/my-proj/serviceAccounts/oddsbatch-build@my-proj.iam.gserviceaccount.com"]
+        # Without Terraform's outputs: the module's defaults, every one passed explicitly.
         assert env_vars(argv) == {
             "ODDSBATCH_PROJECT": "my-proj",
             "ODDSBATCH_DATASET": "odds_api",
@@ -179,6 +181,14 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
             "ODDSBATCH_LEASE_SECONDS": "600",
             "ODDSBATCH_BUCKET": "my-landing",  # the handler ignores other buckets' events
             "ODDSBATCH_BIGQUERY_LOCATION": "US",
+            "ODDSBATCH_FIRESTORE_DATABASE": "(default)",
+            "ODDSBATCH_LEDGER_COLLECTION": "oddsbatch_merged",
+            "ODDSBATCH_LOCK_COLLECTION": "oddsbatch_locks",
+            "ODDSBATCH_PENDING_COLLECTION": "oddsbatch_pending",
+            "ODDSBATCH_RUNS_COLLECTION": "oddsbatch_runs",
+            "ODDSBATCH_SWEEP_COLLECTION": "oddsbatch_sweeps",
+            "ODDSBATCH_QUARANTINE_BUCKET": "my-landing",
+            "ODDSBATCH_QUARANTINE_PREFIX": "quarantine/",
             "ODDSBATCH_TIMEOUT_SECONDS": "540",
             "THREADS": "8",
         }
@@ -206,7 +216,10 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
     assert f["trigger-location"] == ["us"]
     assert f["trigger-service-account"] == ["trg@x.iam.gserviceaccount.com"]
     assert (f["memory"], f["timeout"], f["max-instances"], f["concurrency"]) == (["1Gi"], ["300s"], ["3"], ["4"])
-    assert env_vars(calls[0]) == {
+    env = env_vars(calls[0])
+    assert {k: env[k] for k in ("ODDSBATCH_PROJECT", "ODDSBATCH_DATASET", "ODDSBATCH_SETTLE_SECONDS",
+                                "ODDSBATCH_LEASE_SECONDS", "ODDSBATCH_BUCKET", "ODDSBATCH_BIGQUERY_LOCATION",
+                                "ODDSBATCH_TIMEOUT_SECONDS", "THREADS")} == {
         "ODDSBATCH_PROJECT": "env-proj", "ODDSBATCH_DATASET": "odds_dev",
         "ODDSBATCH_SETTLE_SECONDS": "0.5", "ODDSBATCH_LEASE_SECONDS": "400", "ODDSBATCH_BUCKET": "env-bucket",
         "ODDSBATCH_BIGQUERY_LOCATION": "EU", "ODDSBATCH_TIMEOUT_SECONDS": "300", "THREADS": "4",
@@ -350,17 +363,24 @@ def test_topic_and_attempts_options(tmp_path, fake_gcloud):
 
 def test_dead_letter_topic_comes_from_terraform_when_it_has_a_state(tmp_path, fake_gcloud):
     tf_topic = "projects/my-proj/topics/tf-dead-letters"
+    outputs = terraform_outputs(dead_letter_topic=tf_topic, bucket_location="US")
     proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines"], tmp_path, fake_gcloud,
-                         extra_env={"FAKE_TF_DEAD_LETTER_TOPIC": tf_topic, "FAKE_TF_BUCKET_LOCATION": "US"})
+                         extra_env={"FAKE_TF_OUTPUTS_JSON": outputs})
     assert proc.returncode == 0, proc.stderr
     assert flags(calls[3])["dead-letter-topic"] == [tf_topic]
-    # an explicit --dead-letter-topic wins over the state; a state printing no topic name is ignored
-    explicit = "projects/my-proj/topics/mine"
-    _, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines", "--dead-letter-topic", explicit],
-                      tmp_path, fake_gcloud, extra_env={"FAKE_TF_DEAD_LETTER_TOPIC": tf_topic})
-    assert flags(calls[-3])["dead-letter-topic"] == [explicit]
+    # the same topic as a flag is accepted; another one contradicts Terraform and is refused
+    proc, _ = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines", "--dead-letter-topic", tf_topic],
+                     tmp_path, fake_gcloud, extra_env={"FAKE_TF_OUTPUTS_JSON": outputs})
+    assert proc.returncode == 0, proc.stderr
+    proc, _ = deploy(["--project", "my-proj", "--bucket", "b1", "--dead-letter-topic", "projects/my-proj/topics/mine"],
+                     tmp_path, fake_gcloud, extra_env={"FAKE_TF_OUTPUTS_JSON": outputs})
+    assert "contradicts Terraform's output dead_letter_topic" in one_line_error(proc)
+    # none still skips the step; a state printing no JSON is ignored
+    proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines", "--dead-letter-topic", "none"],
+                         tmp_path, fake_gcloud, extra_env={"FAKE_TF_OUTPUTS_JSON": outputs})
+    assert proc.returncode == 0 and calls[-1][:2] == ["functions", "deploy"], proc.stderr
     _, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines"], tmp_path, fake_gcloud,
-                      extra_env={"FAKE_TF_DEAD_LETTER_TOPIC": "Warning: No outputs found"})
+                      extra_env={"FAKE_TF_OUTPUTS_JSON": "Warning: No outputs found"})
     assert flags(calls[-3])["dead-letter-topic"] == ["projects/my-proj/topics/oddsbatch-dead-letters"]
 
 

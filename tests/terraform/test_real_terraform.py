@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import shlex
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -212,3 +213,120 @@ def test_a_reference_typo_fails_validate(runs):
     text = _diagnostics(report)
     assert not report["ok"] and report["failed_step"] == "validate", text
     assert "Unsupported attribute" in text and '"locaton"' in text, text
+
+
+# --- one source of settings: deploy.sh after an apply of the non-default set (item 3) ---------
+
+DEPLOY = TERRAFORM_DIR.parent / "deploy.sh"
+EU = {"project": "odds-eu-project", "bucket": "odds-eu-landing"}
+
+# Function environment variable -> (Terraform output, the eu_named set's value).
+ENVIRONMENT_FROM_TERRAFORM = {
+    "ODDSBATCH_PROJECT": ("project_id", "odds-eu-project"),
+    "ODDSBATCH_BUCKET": ("bucket_name", "odds-eu-landing"),
+    "ODDSBATCH_DATASET": ("dataset_id", "odds_eu"),
+    "ODDSBATCH_BIGQUERY_LOCATION": ("bigquery_location", "EU"),
+    "ODDSBATCH_FIRESTORE_DATABASE": ("firestore_database", "odds-eu-db"),
+    "ODDSBATCH_LEDGER_COLLECTION": ("firestore_collections.ledger", "eu_merged"),
+    "ODDSBATCH_LOCK_COLLECTION": ("firestore_collections.locks", "eu_locks"),
+    "ODDSBATCH_PENDING_COLLECTION": ("firestore_collections.pending", "eu_pending"),
+    "ODDSBATCH_RUNS_COLLECTION": ("firestore_collections.runs", "eu_runs"),
+    "ODDSBATCH_SWEEP_COLLECTION": ("firestore_collections.sweeps", "eu_sweeps"),
+    "ODDSBATCH_QUARANTINE_BUCKET": ("quarantine_bucket", "odds-eu-landing"),
+    "ODDSBATCH_QUARANTINE_PREFIX": ("quarantine_prefix", "bad-files/"),
+}
+
+
+def _output(outputs: dict, path: str):
+    name, _, key = path.partition(".")
+    value = outputs[name]["value"]
+    return value[key] if key else value
+
+
+@pytest.fixture(scope="session")
+def eu_outputs_file(runs, tmp_path_factory) -> pathlib.Path:
+    report = runs["eu_named"]
+    assert report["outputs"], _explain(report)
+    path = tmp_path_factory.mktemp("eu-outputs") / "outputs.json"
+    path.write_text(json.dumps(report["outputs"]))
+    return path
+
+
+def _dry_run(outputs_file: pathlib.Path, build_dir: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
+    # The acceptance command: --project and --bucket as a user types them, no GCP account.
+    return subprocess.run(["bash", str(DEPLOY), "--dry-run", "--outputs-json", str(outputs_file), "--build-dir", str(build_dir),
+                           "--project", EU["project"], "--bucket", EU["bucket"], *extra],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def eu_deploy(eu_outputs_file, tmp_path_factory) -> dict[str, dict]:
+    """function -> {"flags": {name: [values]}, "env": {VAR: value}, "lines": [...]} of the dry run."""
+    proc = _dry_run(eu_outputs_file, tmp_path_factory.mktemp("eu-build"))
+    assert proc.returncode == 0, proc.stderr
+    out: dict[str, dict] = {}
+    current = None
+    for line in proc.stdout.splitlines():
+        argv = shlex.split(line)
+        if argv[:3] == ["gcloud", "functions", "deploy"]:
+            current = argv[3]
+            flags: dict[str, list[str]] = {}
+            for word in argv:
+                if word.startswith("--"):
+                    name, _, value = word[2:].partition("=")
+                    flags.setdefault(name, []).append(value)
+            (spec,) = flags["set-env-vars"]
+            out[current] = {"flags": flags, "env": dict(p.split("=", 1) for p in spec.split(",")), "lines": []}
+        elif current:
+            out[current]["lines"].append(line)
+    assert sorted(out) == ["game_lines", "player_props"], proc.stdout
+    return out
+
+
+@pytest.mark.parametrize("variable", sorted(ENVIRONMENT_FROM_TERRAFORM))
+def test_the_functions_environment_follows_terraform(runs, eu_deploy, variable):
+    output, expected = ENVIRONMENT_FROM_TERRAFORM[variable]
+    assert _output(runs["eu_named"]["outputs"], output) == expected  # the set is not the default
+    for fn in eu_deploy.values():
+        assert fn["env"][variable] == expected
+
+
+@pytest.mark.parametrize("flag, output, expected", [
+    ("region", "region", "europe-west1"),
+    ("trigger-location", "bucket_location", "eu"),  # the trigger sits in the bucket's location
+    ("trigger-service-account", "trigger_service_account", "oddsbatch-trigger@odds-eu-project.iam.gserviceaccount.com"),
+    ("build-service-account", "build_service_account",
+     "projects/odds-eu-project/serviceAccounts/oddsbatch-build@odds-eu-project.iam.gserviceaccount.com"),
+])
+def test_the_deploy_flags_follow_terraform(runs, eu_deploy, flag, output, expected):
+    assert expected.endswith(_output(runs["eu_named"]["outputs"], output).lower())
+    for fn in eu_deploy.values():
+        assert fn["flags"][flag] == [expected]
+
+
+def test_each_function_runs_as_its_terraform_service_account(runs, eu_deploy):
+    accounts = runs["eu_named"]["outputs"]["service_accounts"]["value"]
+    for name, fn in eu_deploy.items():
+        assert fn["flags"]["service-account"] == [accounts[name]]
+
+
+def test_the_dead_letter_topic_follows_terraform(runs, eu_deploy):
+    topic = runs["eu_named"]["outputs"]["dead_letter_topic"]["value"]
+    assert topic == "projects/odds-eu-project/topics/oddsbatch-dead-letters"
+    for fn in eu_deploy.values():
+        assert any(f"--dead-letter-topic={topic}" in line for line in fn["lines"]), fn["lines"]
+
+
+@pytest.mark.parametrize("flag, value, output", [
+    ("--dataset", "odds_api", "dataset_id"),
+    ("--bigquery-location", "US", "bigquery_location"),
+    ("--firestore-database", "(default)", "firestore_database"),
+    ("--quarantine-prefix", "quarantine/", "quarantine_prefix"),
+    ("--region", "us-central1", "region"),
+    ("--bucket-location", "US", "bucket_location"),
+])
+def test_a_flag_that_contradicts_terraform_is_refused(eu_outputs_file, tmp_path, flag, value, output):
+    proc = _dry_run(eu_outputs_file, tmp_path / "build", flag, value)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and proc.stdout == "" and len(lines) == 1, proc.stderr
+    assert f"{flag} {value} contradicts Terraform's output {output} = " in lines[0]
