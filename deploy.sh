@@ -13,6 +13,12 @@ set -euo pipefail
 
 readonly FUNCTIONS=(game_lines player_props)
 readonly EVENT_TYPE="google.cloud.storage.object.v1.finalized"
+readonly SWEEP_EVENT_TYPE="google.cloud.pubsub.topic.v1.messagePublished"
+# The ack deadline of every Eventarc subscription deploy.sh touches: Pub/Sub's maximum, 600 s
+# (https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions, ackDeadlineSeconds:
+# "The maximum custom deadline you can specify is 600 seconds"). Eventarc creates them with
+# 10 s, so a sweep or batch that runs longer is redelivered while it runs.
+readonly ACK_DEADLINE=600
 readonly RUNTIME="python312"
 readonly MAX_EVENT_TIMEOUT=540 # seconds: the ceiling of event-driven functions
 # A dead-letter policy allows 5 to 100 delivery attempts:
@@ -35,7 +41,10 @@ Builds build/<function>/ for game_lines and player_props, then runs
 function's Eventarc subscription: finds the trigger (gcloud functions describe) and its
 subscription (gcloud eventarc triggers describe), runs gcloud pubsub subscriptions update
 --dead-letter-topic --max-delivery-attempts, and grants roles/pubsub.subscriber on it to the
-project's Pub/Sub service agent (Terraform grants it publisher on the topic).
+project's Pub/Sub service agent (Terraform grants it publisher on the topic). Then it makes
+the function's sweep trigger (gcloud eventarc triggers create oddsbatch-sweep-SERVICE on the
+sweep topic, unless it exists), and sets --ack-deadline=600 on the Eventarc subscriptions of
+both triggers.
 
 Every setting Terraform decides is read from `terraform output -json` (--outputs-json FILE,
 else terraform/'s state when terraform is on PATH): project, bucket and its location, region,
@@ -80,6 +89,8 @@ below are the module's defaults.
   --dead-letter-topic T          projects/P/topics/TOPIC where undeliverable events go, or
                                  none to skip the dead-letter step [output dead_letter_topic,
                                  else projects/P/topics/oddsbatch-dead-letters]
+  --sweep-topic T                topic of the sweep's scheduler job, which a trigger per function
+                                 delivers [output sweep_topic, else projects/P/topics/oddsbatch-sweep]
   --max-delivery-attempts N      deliveries before an event is dead-lettered, 5..100 [50: 50
                                  attempts end within Eventarc's 24 h retention]
   --only game_lines|player_props deploy one function
@@ -180,6 +191,7 @@ sa_trigger=""
 bigquery_location=""
 firestore_database=""
 quarantine_prefix=""
+sweep_topic=""
 outputs_json=""
 memory="512Mi"
 timeout="540s"
@@ -211,7 +223,7 @@ while (($# > 0)); do
     --project | --region | --trigger-location | --bucket-location | --bucket | --dataset | --service-account-game-lines | \
       --service-account-player-props | --trigger-service-account | --build-service-account | --bigquery-location | --memory | \
       --timeout | --max-instances | --concurrency | --settle-seconds | --lease-seconds | --only | --build-dir | \
-      --dead-letter-topic | --max-delivery-attempts | --firestore-database | --quarantine-prefix | --outputs-json)
+      --dead-letter-topic | --max-delivery-attempts | --firestore-database | --quarantine-prefix | --outputs-json | --sweep-topic)
       (($# > 0)) || die "$arg needs a value"
       value="$1"
       shift
@@ -240,6 +252,7 @@ while (($# > 0)); do
         --firestore-database) firestore_database="$value" ;;
         --quarantine-prefix) quarantine_prefix="$value" ;;
         --outputs-json) outputs_json="$value" ;;
+        --sweep-topic) sweep_topic="$value" ;;
       esac
       ;;
     *) die "unknown option: $arg (see --help)" ;;
@@ -271,6 +284,7 @@ if [[ "$mode" != "build-only" ]]; then
   # Compared by email; a given projects/P/serviceAccounts/EMAIL keeps its form.
   build_email="$(setting --build-service-account "${sa_build#projects/*/serviceAccounts/}" build_service_account "")" || exit $?
   sa_build="${sa_build:-$build_email}"
+  sweep_topic="$(setting --sweep-topic "$sweep_topic" sweep_topic "")" || exit $?
   if [[ "$dead_letter_topic" != "none" ]]; then
     dead_letter_topic="$(setting --dead-letter-topic "$dead_letter_topic" dead_letter_topic "")" || exit $?
   fi
@@ -329,6 +343,8 @@ if [[ "$mode" != "build-only" ]]; then
     ((max_delivery_attempts >= MIN_DELIVERY_ATTEMPTS && max_delivery_attempts <= MAX_DELIVERY_ATTEMPTS)) ||
     die "--max-delivery-attempts must be a whole number from $MIN_DELIVERY_ATTEMPTS to $MAX_DELIVERY_ATTEMPTS (Pub/Sub's bounds), got '$max_delivery_attempts'"
   dead_letter_topic="${dead_letter_topic:-projects/${project}/topics/oddsbatch-dead-letters}"
+  sweep_topic="${sweep_topic:-projects/${project}/topics/oddsbatch-sweep}"
+  [[ "$sweep_topic" =~ $TOPIC_RE ]] || die "--sweep-topic must be projects/P/topics/TOPIC, got '$sweep_topic'"
   # A dead-letter topic is named projects/{project}/topics/{topic}:
   # https://cloud.google.com/python/docs/reference/pubsub/2.15.1/google.cloud.pubsub_v1.types.DeadLetterPolicy
   [[ "$dead_letter_topic" == "none" || "$dead_letter_topic" =~ $TOPIC_RE ]] ||
@@ -488,7 +504,7 @@ describe_trigger_command() {
 }
 update_subscription_command() {
   cmd=(gcloud pubsub subscriptions update "$1" "--dead-letter-topic=$dead_letter_topic"
-    "--max-delivery-attempts=$max_delivery_attempts")
+    "--max-delivery-attempts=$max_delivery_attempts" "--ack-deadline=$ACK_DEADLINE")
 }
 describe_project_command() {
   cmd=(gcloud projects describe "$project" "--format=value(projectNumber)")
@@ -500,7 +516,7 @@ grant_subscriber_command() {
 
 # What to run by hand when a step fails: the dry run's lines for that function.
 by_hand() {
-  echo "$1 is deployed without its dead-letter policy; run the lines of ./deploy.sh --dry-run --only $1 (same flags) after its deploy line by hand (README \"Dead letters\")"
+  echo "$1 is deployed without its dead-letter policy or sweep trigger; run the lines of ./deploy.sh --dry-run --only $1 (same flags) after its deploy line by hand (README \"Dead letters\")"
 }
 
 # Runs cmd and prints its output, which must match $1; else one line naming the command.
@@ -543,6 +559,61 @@ print_dead_letter_lines() {
   echo "$(shell_words "${cmd[@]:0:4}") \"\$SUB\" $(shell_words "${cmd[5]}") \"--member=serviceAccount:service-\${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com\""
 }
 
+# --- the sweep trigger ------------------------------------------------------------------
+# One Eventarc trigger per function on the sweep topic (Terraform's sweep_topic), to the
+# function's Cloud Run service (a gen2 function's service is its name with '-' for '_'), as the
+# trigger account, which holds run.invoker on the project from the first apply. Eventarc
+# refuses a trigger whose Cloud Run service does not exist, hence here, after the deploy:
+# https://cloud.google.com/sdk/gcloud/reference/eventarc/triggers/create (--destination-run-service,
+# --destination-run-region, --event-filters=type=google.cloud.pubsub.topic.v1.messagePublished,
+# --transport-topic: an existing topic, --service-account). Made once: an existing trigger is kept.
+sweep_trigger_name() { echo "oddsbatch-sweep-${1//_/-}"; }
+list_sweep_trigger_command() {
+  cmd=(gcloud eventarc triggers list "--location=$region" "--project=$project"
+    "--filter=name:$(sweep_trigger_name "$1")" "--format=value(name)")
+}
+create_sweep_trigger_command() {
+  cmd=(gcloud eventarc triggers create "$(sweep_trigger_name "$1")" "--location=$region" "--project=$project"
+    "--destination-run-service=${1//_/-}" "--destination-run-region=$region"
+    "--event-filters=type=$SWEEP_EVENT_TYPE" "--transport-topic=$sweep_topic"
+    "--service-account=${sa_trigger:-oddsbatch-trigger@${project}.iam.gserviceaccount.com}")
+}
+describe_sweep_trigger_command() {
+  cmd=(gcloud eventarc triggers describe "$(sweep_trigger_name "$1")" "--location=$region" "--project=$project"
+    "--format=value(transport.pubsub.subscription)")
+}
+ack_deadline_command() {
+  cmd=(gcloud pubsub subscriptions update "$1" "--ack-deadline=$ACK_DEADLINE")
+}
+
+set_sweep_trigger() {
+  local fn="$1" existing subscription
+  list_sweep_trigger_command "$fn"
+  existing="$("${cmd[@]}")" || fail "$(shell_words "${cmd[@]}") failed; $(by_hand "$fn")"
+  if [[ -z "$existing" ]]; then
+    create_sweep_trigger_command "$fn"
+    "${cmd[@]}" || fail "$(shell_words "${cmd[@]}") failed; $(by_hand "$fn")"
+  fi
+  describe_sweep_trigger_command "$fn"
+  subscription="$(capture "$SUBSCRIPTION_RE" "subscription" "$fn")" || exit $?
+  ack_deadline_command "$subscription"
+  "${cmd[@]}" || fail "$(shell_words "${cmd[@]}") failed; $(by_hand "$fn")"
+  echo "sweep trigger of $fn: $(sweep_trigger_name "$fn") on $sweep_topic, $subscription acks within ${ACK_DEADLINE}s"
+}
+
+print_sweep_trigger_lines() {
+  local fn="$1"
+  list_sweep_trigger_command "$fn"
+  local list_line
+  list_line="$(shell_words "${cmd[@]}")"
+  create_sweep_trigger_command "$fn"
+  echo "if [ -z \"\$($list_line)\" ]; then $(shell_words "${cmd[@]}"); fi"
+  describe_sweep_trigger_command "$fn"
+  echo "SWEEP_SUB=\"\$($(shell_words "${cmd[@]}"))\""
+  ack_deadline_command '"$SWEEP_SUB"'
+  echo "$(shell_words "${cmd[@]:0:4}") \"\$SWEEP_SUB\" $(shell_words "${cmd[@]:5}")"
+}
+
 for fn in "${selected[@]}"; do
   build_bundle "$fn"
 done
@@ -556,9 +627,11 @@ for fn in "${selected[@]}"; do
   if [[ "$mode" == "dry-run" ]]; then
     shell_words "${cmd[@]}"
     if [[ "$dead_letter_topic" != "none" ]]; then print_dead_letter_lines "$fn"; fi
+    print_sweep_trigger_lines "$fn"
   else
     echo "deploying $fn to $project/$region (bucket $bucket)"
     "${cmd[@]}"
     if [[ "$dead_letter_topic" != "none" ]]; then set_dead_letter_policy "$fn"; fi
+    set_sweep_trigger "$fn"
   fi
 done

