@@ -563,7 +563,8 @@ print_dead_letter_lines() {
 # One Eventarc trigger per function on the sweep topic (Terraform's sweep_topic), to the
 # function's Cloud Run service (a gen2 function's service is its name with '-' for '_'), as the
 # trigger account, which holds run.invoker on the project from the first apply. Eventarc
-# refuses a trigger whose Cloud Run service does not exist, hence here, after the deploy:
+# refuses a trigger whose Cloud Run service does not exist (a wrong --destination-run-service
+# fails the create: googlecodelabs/feedback issue 1619), hence here, after the deploy:
 # https://cloud.google.com/sdk/gcloud/reference/eventarc/triggers/create (--destination-run-service,
 # --destination-run-region, --event-filters=type=google.cloud.pubsub.topic.v1.messagePublished,
 # --transport-topic: an existing topic, --service-account). Made once: an existing trigger is kept.

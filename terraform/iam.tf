@@ -97,10 +97,9 @@ resource "google_project_iam_member" "trigger_event_receiver" {
 # The triggers' account invokes the functions' Cloud Run services. Granted on the project, so it
 # holds from the first apply, before deploy.sh creates the services and their triggers: no
 # event can meet a 403, and no second apply is needed. The trigger identity needs Cloud Run
-# Invoker to call an authenticated function
-# (https://cloud.google.com/eventarc/standard/docs/functions/roles-permissions, "Grant the
-# Cloud Run functions invocation permission to the trigger service account"); this account
-# does nothing else, so the project scope adds no reach beyond the Cloud Run services.
+# Invoker to call an authenticated function (https://cloud.google.com/eventarc/standard/docs/functions/roles-permissions:
+# the trigger service account gets the Cloud Run functions invocation permission); this
+# account does nothing else, so the project scope adds no reach beyond the Cloud Run services.
 resource "google_project_iam_member" "trigger_invoker" {
   project    = var.project_id
   role       = "roles/run.invoker"

@@ -48,9 +48,9 @@ resource "google_storage_bucket" "landing" {
 # Usage logs (https://cloud.google.com/storage/docs/access-logs) are written by the group
 # cloud-storage-analytics@google.com, a member outside the customer's domain: an organization
 # that enforces domain-restricted sharing (iam.allowedPolicyMemberDomains, on by default for
-# organizations created on or after 2024-05-03:
-# https://cloud.google.com/resource-manager/docs/secure-by-default-organizations) refuses the
-# writer binding ("One or more users named in the policy do not belong to a permitted
+# organizations created on or after 2024-05-03, as measured in issue 18; Google's
+# "secure by default" organization page was not in the offline documentation to cite) refuses
+# the writer binding ("One or more users named in the policy do not belong to a permitted
 # customer"), which fails the apply. Hence off by default; Cloud Audit Logs, which that page
 # recommends in most cases, need no binding. To turn them on, allow the group first
 # (terraform/README.md, Access logs).
