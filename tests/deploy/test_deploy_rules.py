@@ -246,3 +246,30 @@ def test_an_existing_sweep_trigger_is_kept(tmp_path, fake_gcloud):
     assert proc.returncode == 0, proc.stderr
     assert not [c for c in calls if c[:3] == ["eventarc", "triggers", "create"]]
     assert calls[-1][:3] == ["pubsub", "subscriptions", "update"] and "--ack-deadline=600" in calls[-1]
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("Warning: No outputs found", "is not the JSON of terraform output -json"),
+    ('["a list"]', "is not the JSON of terraform output -json"),
+    (None, "no such readable file"),
+])
+def test_an_outputs_file_that_is_not_terraforms_json_is_refused(tmp_path, fake_gcloud, content, needle):
+    path = tmp_path / "outputs.json"
+    if content is not None:
+        path.write_text(content)
+    proc, calls = deploy([*BASE, "--outputs-json", str(path)], tmp_path, fake_gcloud)
+    assert needle in one_line_error(proc)
+    assert calls == []
+
+
+def test_an_outputs_file_gives_every_setting(tmp_path, fake_gcloud):
+    path = tmp_path / "outputs.json"
+    path.write_text(terraform_outputs(project_id="my-proj", bucket_name="my-landing", region="europe-west1",
+                                      firestore_database="odds-db", quarantine_prefix="bad/"))
+    proc, calls = deploy(["--outputs-json", str(path)], tmp_path, fake_gcloud)  # no --project, no --bucket
+    assert proc.returncode == 0, proc.stderr
+    (first, second) = deploys(calls)
+    assert flags(first)["region"] == ["europe-west1"] and flags(first)["project"] == ["my-proj"]
+    env = env_vars(first)
+    assert (env["ODDSBATCH_FIRESTORE_DATABASE"], env["ODDSBATCH_QUARANTINE_PREFIX"], env["ODDSBATCH_BUCKET"]) == (
+        "odds-db", "bad/", "my-landing")
