@@ -13,6 +13,12 @@ set -euo pipefail
 
 readonly FUNCTIONS=(game_lines player_props)
 readonly EVENT_TYPE="google.cloud.storage.object.v1.finalized"
+readonly SWEEP_EVENT_TYPE="google.cloud.pubsub.topic.v1.messagePublished"
+# The ack deadline of every Eventarc subscription deploy.sh touches: Pub/Sub's maximum, 600 s
+# (https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions, ackDeadlineSeconds:
+# "The maximum custom deadline you can specify is 600 seconds"). Eventarc creates them with
+# 10 s, so a sweep or batch that runs longer is redelivered while it runs.
+readonly ACK_DEADLINE=600
 readonly RUNTIME="python312"
 readonly MAX_EVENT_TIMEOUT=540 # seconds: the ceiling of event-driven functions
 # A dead-letter policy allows 5 to 100 delivery attempts:
@@ -35,30 +41,45 @@ Builds build/<function>/ for game_lines and player_props, then runs
 function's Eventarc subscription: finds the trigger (gcloud functions describe) and its
 subscription (gcloud eventarc triggers describe), runs gcloud pubsub subscriptions update
 --dead-letter-topic --max-delivery-attempts, and grants roles/pubsub.subscriber on it to the
-project's Pub/Sub service agent (Terraform grants it publisher on the topic).
+project's Pub/Sub service agent (Terraform grants it publisher on the topic). Then it makes
+the function's sweep trigger (gcloud eventarc triggers create oddsbatch-sweep-SERVICE on the
+sweep topic, unless it exists), and sets --ack-deadline=600 on the Eventarc subscriptions of
+both triggers.
 
-  --project P                    GCP project (or $ODDSBATCH_DEPLOY_PROJECT); required
+Every setting Terraform decides is read from `terraform output -json` (--outputs-json FILE,
+else terraform/'s state when terraform is on PATH): project, bucket and its location, region,
+dataset and its location, Firestore database and collections, quarantine bucket and prefix,
+service accounts, dead-letter topic. A flag for one of them is used when Terraform has no
+value; a flag that contradicts Terraform's value is refused. Without Terraform, the defaults
+below are the module's defaults.
+
+  --outputs-json FILE            the JSON of `terraform output -json` [terraform/'s state]
+  --project P                    GCP project (or $ODDSBATCH_DEPLOY_PROJECT) [output project_id]
   --bucket B                     landing bucket whose finalize events trigger the functions
-                                 (or $ODDSBATCH_DEPLOY_BUCKET); required
-  --region R                     region (or $ODDSBATCH_DEPLOY_REGION) [us-central1]
+                                 (or $ODDSBATCH_DEPLOY_BUCKET) [output bucket_name]
+  --region R                     region (or $ODDSBATCH_DEPLOY_REGION) [output region, else us-central1]
   --bucket-location L            location of the bucket: US, EU, ASIA (multi-regions), a
                                  dual-region such as NAM4, or a region such as US-CENTRAL1
-                                 [Terraform's output bucket_location when terraform/ has a
-                                 state, else US, the module's default]
+                                 [output bucket_location, else US]
   --trigger-location L           Eventarc trigger location; must be the bucket's location
                                  [derived: US -> us, EU -> eu, NAM4 -> nam4, US-CENTRAL1 ->
                                  us-central1]
-  --dataset D                    BigQuery dataset, ODDSBATCH_DATASET [odds_api]
+  --dataset D                    BigQuery dataset, ODDSBATCH_DATASET [output dataset_id, else odds_api]
+  --bigquery-location L          location of the dataset, ODDSBATCH_BIGQUERY_LOCATION
+                                 [output bigquery_location, else US]
+  --firestore-database D         ODDSBATCH_FIRESTORE_DATABASE [output firestore_database, else (default)]
+  --quarantine-prefix P          ODDSBATCH_QUARANTINE_PREFIX [output quarantine_prefix, else quarantine/]
   --service-account-game-lines SA
-                                 [oddsbatch-game-lines@P.iam.gserviceaccount.com]
+                                 [output service_accounts, else oddsbatch-game-lines@P.iam.gserviceaccount.com]
   --service-account-player-props SA
-                                 [oddsbatch-player-props@P.iam.gserviceaccount.com]
-  --trigger-service-account SA   identity of the Eventarc triggers (Terraform output
-                                 trigger_service_account) [oddsbatch-trigger@P.iam.gserviceaccount.com]
-  --build-service-account SA     account Cloud Build builds the functions as (Terraform output
-                                 build_service_account; an email or projects/P/serviceAccounts/EMAIL)
-                                 [oddsbatch-build@P.iam.gserviceaccount.com]
-  --bigquery-location L          location of the dataset, ODDSBATCH_BIGQUERY_LOCATION [US]
+                                 [output service_accounts, else oddsbatch-player-props@P.iam.gserviceaccount.com]
+  --trigger-service-account SA   identity of the Eventarc triggers [output
+                                 trigger_service_account, else oddsbatch-trigger@P.iam.gserviceaccount.com]
+  --build-service-account SA     account Cloud Build builds the functions as (an email or
+                                 projects/P/serviceAccounts/EMAIL) [output build_service_account,
+                                 else oddsbatch-build@P.iam.gserviceaccount.com]
+  The collections (ODDSBATCH_*_COLLECTION) and the quarantine bucket (ODDSBATCH_QUARANTINE_BUCKET)
+  have no flag: output firestore_collections and quarantine_bucket, else the module's defaults.
   --memory M                     memory per instance [512Mi]
   --timeout T                    seconds, at most 540, e.g. 540 or 540s [540s]
   --max-instances N              [10]
@@ -66,9 +87,10 @@ project's Pub/Sub service agent (Terraform grants it publisher on the topic).
   --settle-seconds S             ODDSBATCH_SETTLE_SECONDS, longest wait for a burst [5]
   --lease-seconds L              ODDSBATCH_LEASE_SECONDS, must exceed the timeout [600]
   --dead-letter-topic T          projects/P/topics/TOPIC where undeliverable events go, or
-                                 none to skip the dead-letter step [Terraform's output
-                                 dead_letter_topic when terraform/ has a state, else
-                                 projects/P/topics/oddsbatch-dead-letters]
+                                 none to skip the dead-letter step [output dead_letter_topic,
+                                 else projects/P/topics/oddsbatch-dead-letters]
+  --sweep-topic T                topic of the sweep's scheduler job, which a trigger per function
+                                 delivers [output sweep_topic, else projects/P/topics/oddsbatch-sweep]
   --max-delivery-attempts N      deliveries before an event is dead-lettered, 5..100 [50: 50
                                  attempts end within Eventarc's 24 h retention]
   --only game_lines|player_props deploy one function
@@ -96,39 +118,81 @@ fail() {
 
 readonly BUCKET_LOCATION_RE='^[A-Za-z]+[0-9]*(-[A-Za-z]+[0-9]+)?$'
 
-# The landing bucket's location from Terraform's state (output bucket_location), or nothing
-# when terraform is missing or terraform/ holds no applied state (terraform then prints a
-# "No outputs found" warning, on stdout and with status 0: only a location is taken).
-terraform_bucket_location() {
-  local out
-  command -v terraform >/dev/null 2>&1 || return 0
-  out="$(terraform -chdir="$ROOT/terraform" output -no-color -raw bucket_location 2>/dev/null)" || return 0
-  if [[ "$out" =~ $BUCKET_LOCATION_RE ]]; then echo "$out"; fi
+# --- Terraform's outputs: the one source of the settings Terraform decides ---------------
+# `terraform output -json` (from --outputs-json FILE, else from terraform/ when terraform is on
+# PATH) flattened to "name<TAB>value" lines, maps as name.key: only non-empty one-line strings.
+# Terraform without a state prints {} or a warning: no settings then, the flags and defaults
+# apply. A file that is not Terraform's JSON is refused.
+declare -A tf=()
+read_terraform_outputs() {
+  local source="$1" json key value
+  if [[ -n "$source" ]]; then
+    [[ -r "$source" ]] || die "--outputs-json $source: no such readable file"
+    json="$(<"$source")"
+  elif command -v terraform >/dev/null 2>&1; then
+    json="$(terraform -chdir="$ROOT/terraform" output -json -no-color 2>/dev/null)" || return 0
+  else
+    return 0
+  fi
+  command -v python3 >/dev/null 2>&1 || die "python3 is needed to read Terraform's outputs (gcloud needs it too)"
+  local lines
+  lines="$(
+    python3 -c '
+import json, sys
+strict = sys.argv[1] == "file"
+try:
+    data = json.loads(sys.stdin.read())
+except ValueError:
+    sys.exit(3 if strict else 0)
+if not isinstance(data, dict):
+    sys.exit(3 if strict else 0)
+flat = {}
+for name, out in data.items():
+    value = out.get("value") if isinstance(out, dict) else None
+    if isinstance(value, dict):
+        flat.update({f"{name}.{k}": v for k, v in value.items()})
+    else:
+        flat[name] = value
+for key, value in sorted(flat.items()):
+    if isinstance(value, str) and value and not any(c in value for c in "\t\r\n"):
+        print(f"{key}\t{value}")
+' "$([[ -n "$source" ]] && echo file || echo state)" <<<"$json"
+  )" || die "--outputs-json $source is not the JSON of terraform output -json"
+  while IFS=$'\t' read -r key value; do
+    [[ -n "$key" ]] && tf["$key"]="$value"
+  done <<<"$lines"
   return 0
 }
 
-# The dead-letter topic from Terraform's state (output dead_letter_topic, terraform/sweep.tf),
-# or nothing, as for bucket_location: only a topic name is taken.
-terraform_dead_letter_topic() {
-  local out
-  command -v terraform >/dev/null 2>&1 || return 0
-  out="$(terraform -chdir="$ROOT/terraform" output -no-color -raw dead_letter_topic 2>/dev/null)" || return 0
-  if [[ "$out" =~ $TOPIC_RE ]]; then echo "$out"; fi
-  return 0
+# The value of a setting Terraform decides: the flag's when Terraform has none, Terraform's when
+# no flag was given, else (they differ) a one-line refusal; the default when neither has one.
+#   setting FLAG GIVEN OUTPUT DEFAULT [NORMALIZE]   (NORMALIZE: upper, for locations)
+setting() {
+  local flag="$1" given="$2" key="$3" default="$4" from_tf="${tf[$3]:-}" a b
+  a="$given" b="$from_tf"
+  if [[ "${5:-}" == "upper" ]]; then a="${a^^}" b="${b^^}"; fi
+  if [[ -n "$given" && -n "$from_tf" && "$a" != "$b" ]]; then
+    die "$flag $given contradicts Terraform's output $key = $from_tf (terraform/): drop the flag or apply Terraform with it"
+  fi
+  if [[ -n "$given" ]]; then echo "$given"; elif [[ -n "$from_tf" ]]; then echo "$from_tf"; else echo "$default"; fi
 }
 
 # --- options --------------------------------------------------------------------------
 project="${ODDSBATCH_DEPLOY_PROJECT:-}"
-region="${ODDSBATCH_DEPLOY_REGION:-us-central1}"
+region="${ODDSBATCH_DEPLOY_REGION:-}"
 bucket="${ODDSBATCH_DEPLOY_BUCKET:-}"
 trigger_location=""
 bucket_location=""
 sa_build=""
-dataset="odds_api"
+dataset=""
 sa_game_lines=""
 sa_player_props=""
 sa_trigger=""
-bigquery_location="US"
+bigquery_location=""
+firestore_database=""
+quarantine_prefix=""
+sweep_topic=""
+outputs_json=""
 memory="512Mi"
 timeout="540s"
 max_instances="10"
@@ -159,7 +223,7 @@ while (($# > 0)); do
     --project | --region | --trigger-location | --bucket-location | --bucket | --dataset | --service-account-game-lines | \
       --service-account-player-props | --trigger-service-account | --build-service-account | --bigquery-location | --memory | \
       --timeout | --max-instances | --concurrency | --settle-seconds | --lease-seconds | --only | --build-dir | \
-      --dead-letter-topic | --max-delivery-attempts)
+      --dead-letter-topic | --max-delivery-attempts | --firestore-database | --quarantine-prefix | --outputs-json | --sweep-topic)
       (($# > 0)) || die "$arg needs a value"
       value="$1"
       shift
@@ -185,6 +249,10 @@ while (($# > 0)); do
         --build-dir) build_dir="$value" ;;
         --dead-letter-topic) dead_letter_topic="$value" ;;
         --max-delivery-attempts) max_delivery_attempts="$value" ;;
+        --firestore-database) firestore_database="$value" ;;
+        --quarantine-prefix) quarantine_prefix="$value" ;;
+        --outputs-json) outputs_json="$value" ;;
+        --sweep-topic) sweep_topic="$value" ;;
       esac
       ;;
     *) die "unknown option: $arg (see --help)" ;;
@@ -201,6 +269,32 @@ esac
 [[ -n "$build_dir" ]] || die "--build-dir must not be empty"
 
 if [[ "$mode" != "build-only" ]]; then
+  read_terraform_outputs "$outputs_json"
+  project="$(setting --project "$project" project_id "")" || exit $?
+  bucket="$(setting --bucket "$bucket" bucket_name "")" || exit $?
+  region="$(setting --region "$region" region us-central1)" || exit $?
+  bucket_location="$(setting --bucket-location "$bucket_location" bucket_location US upper)" || exit $?
+  dataset="$(setting --dataset "$dataset" dataset_id odds_api)" || exit $?
+  bigquery_location="$(setting --bigquery-location "$bigquery_location" bigquery_location US upper)" || exit $?
+  firestore_database="$(setting --firestore-database "$firestore_database" firestore_database "(default)")" || exit $?
+  quarantine_prefix="$(setting --quarantine-prefix "$quarantine_prefix" quarantine_prefix quarantine/)" || exit $?
+  sa_game_lines="$(setting --service-account-game-lines "$sa_game_lines" service_accounts.game_lines "")" || exit $?
+  sa_player_props="$(setting --service-account-player-props "$sa_player_props" service_accounts.player_props "")" || exit $?
+  sa_trigger="$(setting --trigger-service-account "$sa_trigger" trigger_service_account "")" || exit $?
+  # Compared by email; a given projects/P/serviceAccounts/EMAIL keeps its form.
+  build_email="$(setting --build-service-account "${sa_build#projects/*/serviceAccounts/}" build_service_account "")" || exit $?
+  sa_build="${sa_build:-$build_email}"
+  sweep_topic="$(setting --sweep-topic "$sweep_topic" sweep_topic "")" || exit $?
+  if [[ "$dead_letter_topic" != "none" ]]; then
+    dead_letter_topic="$(setting --dead-letter-topic "$dead_letter_topic" dead_letter_topic "")" || exit $?
+  fi
+  # The quarantine bucket and the collections have no flag: Terraform's or the functions' defaults.
+  quarantine_bucket="${tf[quarantine_bucket]:-$bucket}"
+  collection_ledger="${tf[firestore_collections.ledger]:-oddsbatch_merged}"
+  collection_locks="${tf[firestore_collections.locks]:-oddsbatch_locks}"
+  collection_pending="${tf[firestore_collections.pending]:-oddsbatch_pending}"
+  collection_runs="${tf[firestore_collections.runs]:-oddsbatch_runs}"
+  collection_sweeps="${tf[firestore_collections.sweeps]:-oddsbatch_sweeps}"
   [[ -n "$project" ]] || die "missing --project (or ODDSBATCH_DEPLOY_PROJECT)"
   [[ -n "$bucket" ]] || die "missing --bucket (or ODDSBATCH_DEPLOY_BUCKET)"
   [[ -n "$region" ]] || die "missing --region (or ODDSBATCH_DEPLOY_REGION)"
@@ -211,10 +305,6 @@ if [[ "$mode" != "build-only" ]]; then
   [[ "$region" =~ ^[a-z]+-[a-z]+[0-9]+$ ]] || die "--region is not a region: '$region'"
   [[ -z "$trigger_location" || "$trigger_location" =~ ^[a-z][-a-z0-9]*[a-z0-9]$ ]] ||
     die "--trigger-location is not a location: '$trigger_location'"
-  if [[ -z "$bucket_location" ]]; then
-    bucket_location="$(terraform_bucket_location)"
-    bucket_location="${bucket_location:-US}"
-  fi
   # Bucket locations: multi-regions (US, EU, ASIA), dual-regions (NAM4, EUR4, ...), regions
   # (US-CENTRAL1, ...): https://cloud.google.com/storage/docs/locations
   [[ "$bucket_location" =~ $BUCKET_LOCATION_RE ]] ||
@@ -234,6 +324,10 @@ if [[ "$mode" != "build-only" ]]; then
   fi
   [[ "$dataset" =~ ^[A-Za-z0-9_]+$ ]] || die "--dataset must be letters, digits and underscores, got '$dataset'"
   [[ "$bigquery_location" =~ ^[A-Za-z0-9-]+$ ]] || die "--bigquery-location must be letters, digits and dashes, got '$bigquery_location'"
+  [[ "$firestore_database" == "(default)" || "$firestore_database" =~ ^[a-z][a-z0-9-]{2,61}[a-z0-9]$ ]] ||
+    die "--firestore-database must be (default) or a database id (4-63 lowercase letters, digits and -), got '$firestore_database'"
+  [[ "$quarantine_prefix" =~ ^[A-Za-z0-9_.-]+/$ ]] ||
+    die "--quarantine-prefix must be one folder name ending in /, got '$quarantine_prefix'"
   [[ "$memory" =~ ^[0-9]+(Mi|Gi|M|G|MB|GB)$ ]] || die "--memory must look like 512Mi or 1Gi, got '$memory'"
   [[ "$timeout" =~ ^([0-9]+)s?$ ]] || die "--timeout must be whole seconds (540 or 540s), got '$timeout'"
   timeout_seconds=$((10#${BASH_REMATCH[1]}))
@@ -248,10 +342,9 @@ if [[ "$mode" != "build-only" ]]; then
   [[ "$max_delivery_attempts" =~ ^[1-9][0-9]{0,2}$ ]] &&
     ((max_delivery_attempts >= MIN_DELIVERY_ATTEMPTS && max_delivery_attempts <= MAX_DELIVERY_ATTEMPTS)) ||
     die "--max-delivery-attempts must be a whole number from $MIN_DELIVERY_ATTEMPTS to $MAX_DELIVERY_ATTEMPTS (Pub/Sub's bounds), got '$max_delivery_attempts'"
-  if [[ -z "$dead_letter_topic" ]]; then
-    dead_letter_topic="$(terraform_dead_letter_topic)"
-    dead_letter_topic="${dead_letter_topic:-projects/${project}/topics/oddsbatch-dead-letters}"
-  fi
+  dead_letter_topic="${dead_letter_topic:-projects/${project}/topics/oddsbatch-dead-letters}"
+  sweep_topic="${sweep_topic:-projects/${project}/topics/oddsbatch-sweep}"
+  [[ "$sweep_topic" =~ $TOPIC_RE ]] || die "--sweep-topic must be projects/P/topics/TOPIC, got '$sweep_topic'"
   # A dead-letter topic is named projects/{project}/topics/{topic}:
   # https://cloud.google.com/python/docs/reference/pubsub/2.15.1/google.cloud.pubsub_v1.types.DeadLetterPolicy
   [[ "$dead_letter_topic" == "none" || "$dead_letter_topic" =~ $TOPIC_RE ]] ||
@@ -313,6 +406,30 @@ service_account_for() {
   esac
 }
 
+# What the functions read (shared/oddsbatch/config.py), Terraform's decisions included.
+function_environment() {
+  local -a pairs=(
+    "ODDSBATCH_PROJECT=$project"
+    "ODDSBATCH_BUCKET=$bucket"
+    "ODDSBATCH_DATASET=$dataset"
+    "ODDSBATCH_BIGQUERY_LOCATION=$bigquery_location"
+    "ODDSBATCH_FIRESTORE_DATABASE=$firestore_database"
+    "ODDSBATCH_LEDGER_COLLECTION=$collection_ledger"
+    "ODDSBATCH_LOCK_COLLECTION=$collection_locks"
+    "ODDSBATCH_PENDING_COLLECTION=$collection_pending"
+    "ODDSBATCH_RUNS_COLLECTION=$collection_runs"
+    "ODDSBATCH_SWEEP_COLLECTION=$collection_sweeps"
+    "ODDSBATCH_QUARANTINE_BUCKET=$quarantine_bucket"
+    "ODDSBATCH_QUARANTINE_PREFIX=$quarantine_prefix"
+    "ODDSBATCH_SETTLE_SECONDS=$settle_seconds"
+    "ODDSBATCH_LEASE_SECONDS=$lease_seconds"
+    "ODDSBATCH_TIMEOUT_SECONDS=$timeout_seconds"
+    "THREADS=$concurrency"
+  )
+  local IFS=,
+  echo "${pairs[*]}"
+}
+
 # THREADS: functions-framework 3.10.2 runs gunicorn with threads = $THREADS, else 4 per CPU
 # (functions_framework/_http/gunicorn.py; PR 259 of functions-framework-python), so with
 # --cpu=1 an instance would serve 4 requests at once however high --concurrency is: set it to
@@ -340,7 +457,7 @@ deploy_command() {
     "--max-instances=$max_instances"
     "--concurrency=$concurrency"
     --cpu=1
-    "--set-env-vars=ODDSBATCH_PROJECT=$project,ODDSBATCH_DATASET=$dataset,ODDSBATCH_SETTLE_SECONDS=$settle_seconds,ODDSBATCH_LEASE_SECONDS=$lease_seconds,ODDSBATCH_BUCKET=$bucket,ODDSBATCH_BIGQUERY_LOCATION=$bigquery_location,ODDSBATCH_TIMEOUT_SECONDS=$timeout_seconds,THREADS=$concurrency"
+    "--set-env-vars=$(function_environment)"
     --no-allow-unauthenticated
   )
 }
@@ -387,7 +504,7 @@ describe_trigger_command() {
 }
 update_subscription_command() {
   cmd=(gcloud pubsub subscriptions update "$1" "--dead-letter-topic=$dead_letter_topic"
-    "--max-delivery-attempts=$max_delivery_attempts")
+    "--max-delivery-attempts=$max_delivery_attempts" "--ack-deadline=$ACK_DEADLINE")
 }
 describe_project_command() {
   cmd=(gcloud projects describe "$project" "--format=value(projectNumber)")
@@ -399,7 +516,7 @@ grant_subscriber_command() {
 
 # What to run by hand when a step fails: the dry run's lines for that function.
 by_hand() {
-  echo "$1 is deployed without its dead-letter policy; run the lines of ./deploy.sh --dry-run --only $1 (same flags) after its deploy line by hand (README \"Dead letters\")"
+  echo "$1 is deployed without its dead-letter policy or sweep trigger; run the lines of ./deploy.sh --dry-run --only $1 (same flags) after its deploy line by hand (README \"Dead letters\")"
 }
 
 # Runs cmd and prints its output, which must match $1; else one line naming the command.
@@ -442,6 +559,62 @@ print_dead_letter_lines() {
   echo "$(shell_words "${cmd[@]:0:4}") \"\$SUB\" $(shell_words "${cmd[5]}") \"--member=serviceAccount:service-\${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com\""
 }
 
+# --- the sweep trigger ------------------------------------------------------------------
+# One Eventarc trigger per function on the sweep topic (Terraform's sweep_topic), to the
+# function's Cloud Run service (a gen2 function's service is its name with '-' for '_'), as the
+# trigger account, which holds run.invoker on the project from the first apply. Eventarc
+# refuses a trigger whose Cloud Run service does not exist (a wrong --destination-run-service
+# fails the create: googlecodelabs/feedback issue 1619), hence here, after the deploy:
+# https://cloud.google.com/sdk/gcloud/reference/eventarc/triggers/create (--destination-run-service,
+# --destination-run-region, --event-filters=type=google.cloud.pubsub.topic.v1.messagePublished,
+# --transport-topic: an existing topic, --service-account). Made once: an existing trigger is kept.
+sweep_trigger_name() { echo "oddsbatch-sweep-${1//_/-}"; }
+list_sweep_trigger_command() {
+  cmd=(gcloud eventarc triggers list "--location=$region" "--project=$project"
+    "--filter=name:$(sweep_trigger_name "$1")" "--format=value(name)")
+}
+create_sweep_trigger_command() {
+  cmd=(gcloud eventarc triggers create "$(sweep_trigger_name "$1")" "--location=$region" "--project=$project"
+    "--destination-run-service=${1//_/-}" "--destination-run-region=$region"
+    "--event-filters=type=$SWEEP_EVENT_TYPE" "--transport-topic=$sweep_topic"
+    "--service-account=${sa_trigger:-oddsbatch-trigger@${project}.iam.gserviceaccount.com}")
+}
+describe_sweep_trigger_command() {
+  cmd=(gcloud eventarc triggers describe "$(sweep_trigger_name "$1")" "--location=$region" "--project=$project"
+    "--format=value(transport.pubsub.subscription)")
+}
+ack_deadline_command() {
+  cmd=(gcloud pubsub subscriptions update "$1" "--ack-deadline=$ACK_DEADLINE")
+}
+
+set_sweep_trigger() {
+  local fn="$1" existing subscription
+  list_sweep_trigger_command "$fn"
+  existing="$("${cmd[@]}")" || fail "$(shell_words "${cmd[@]}") failed; $(by_hand "$fn")"
+  if [[ -z "$existing" ]]; then
+    create_sweep_trigger_command "$fn"
+    "${cmd[@]}" || fail "$(shell_words "${cmd[@]}") failed; $(by_hand "$fn")"
+  fi
+  describe_sweep_trigger_command "$fn"
+  subscription="$(capture "$SUBSCRIPTION_RE" "subscription" "$fn")" || exit $?
+  ack_deadline_command "$subscription"
+  "${cmd[@]}" || fail "$(shell_words "${cmd[@]}") failed; $(by_hand "$fn")"
+  echo "sweep trigger of $fn: $(sweep_trigger_name "$fn") on $sweep_topic, $subscription acks within ${ACK_DEADLINE}s"
+}
+
+print_sweep_trigger_lines() {
+  local fn="$1"
+  list_sweep_trigger_command "$fn"
+  local list_line
+  list_line="$(shell_words "${cmd[@]}")"
+  create_sweep_trigger_command "$fn"
+  echo "if [ -z \"\$($list_line)\" ]; then $(shell_words "${cmd[@]}"); fi"
+  describe_sweep_trigger_command "$fn"
+  echo "SWEEP_SUB=\"\$($(shell_words "${cmd[@]}"))\""
+  ack_deadline_command '"$SWEEP_SUB"'
+  echo "$(shell_words "${cmd[@]:0:4}") \"\$SWEEP_SUB\" $(shell_words "${cmd[@]:5}")"
+}
+
 for fn in "${selected[@]}"; do
   build_bundle "$fn"
 done
@@ -455,9 +628,11 @@ for fn in "${selected[@]}"; do
   if [[ "$mode" == "dry-run" ]]; then
     shell_words "${cmd[@]}"
     if [[ "$dead_letter_topic" != "none" ]]; then print_dead_letter_lines "$fn"; fi
+    print_sweep_trigger_lines "$fn"
   else
     echo "deploying $fn to $project/$region (bucket $bucket)"
     "${cmd[@]}"
     if [[ "$dead_letter_topic" != "none" ]]; then set_dead_letter_policy "$fn"; fi
+    set_sweep_trigger "$fn"
   fi
 done

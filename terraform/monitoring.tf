@@ -16,13 +16,26 @@ locals {
       severity  = "ERROR"
       runbook   = "Authentication or permission errors: check the functions' service accounts, the trigger's run.invoker binding and any recent IAM change."
     }
+    # The "failed" line carries transient = true|false (oddsbatch.holder): a transient failure
+    # is retried by Eventarc and heals itself, so only terminal ones page at once; transient
+    # ones page when they pile up (their own, higher threshold). Boolean fields compare with
+    # true/false in the Logging query language
+    # (https://cloud.google.com/logging/docs/view/logging-query-language).
     failed_batches = {
-      description = "Batches that failed (message \"failed\"): the event is retried by Eventarc, the markers stay queued."
-      filter      = "${local.function_logs} AND jsonPayload.message=\"failed\" AND severity=ERROR"
+      description = "Batches that failed terminally (message \"failed\", transient=false): the same input fails again until fixed."
+      filter      = "${local.function_logs} AND jsonPayload.message=\"failed\" AND jsonPayload.transient=false AND severity=ERROR"
       threshold   = var.alerts.failed_batches_threshold
       window      = var.alerts.window_seconds
       severity    = "ERROR"
-      runbook     = "A batch failed: read jsonPayload.error of the \"failed\" lines; transient errors retry by themselves, persistent ones block that (endpoint, date) until fixed."
+      runbook     = "A batch failed terminally: read jsonPayload.error of the \"failed\" lines with transient=false; that (endpoint, date) stays blocked until the cause is fixed, then `oddsbatch reconcile` or the sweep merges it."
+    }
+    transient_failures = {
+      description = "Batches that failed with a transient error (message \"failed\", transient=true): Eventarc retries them."
+      filter      = "${local.function_logs} AND jsonPayload.message=\"failed\" AND jsonPayload.transient=true AND severity=ERROR"
+      threshold   = var.alerts.transient_failures_threshold
+      window      = var.alerts.window_seconds
+      severity    = "WARNING"
+      runbook     = "Many transient failures in one window: they retry by themselves, but this many means a quota, a rate limit or a backend outage; read jsonPayload.error."
     }
     stale_locks = {
       description = "Locks held past their lease and taken over (batch_started with how=stale_takeover): a holder died or overran."
@@ -187,4 +200,43 @@ resource "google_monitoring_alert_policy" "oldest_pending" {
     time_sleep.metrics_propagation,
     google_project_service.services["monitoring.googleapis.com"],
   ]
+}
+
+# --- dead letters older than one sweep period -------------------------------------------
+# An event dead-lettered after its attempts waits in the dead-letter subscription until the
+# sweep drains it; one older than a sweep period means nothing drains it. Pub/Sub's built-in
+# metric, no log-based metric (so no wait): subscription/oldest_unacked_message_age, in
+# seconds, on resource pubsub_subscription with label subscription_id
+# (https://cloud.google.com/monitoring/api/metrics_gcp_p_z, pubsub).
+resource "google_monitoring_alert_policy" "dead_letter_age" {
+  project               = var.project_id
+  display_name          = "oddsbatch: dead letter older than a sweep period"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.alert_notification_channels
+  user_labels           = var.labels
+  documentation {
+    content   = "A dead-lettered event has waited more than ${var.alerts.dead_letter_age_seconds} s in ${google_pubsub_subscription.dead_letters.name}: the sweep did not drain it. Read the sweep's lines, then `oddsbatch reconcile --from-dead-letters`."
+    mime_type = "text/markdown"
+  }
+  conditions {
+    display_name = "oldest dead letter > ${var.alerts.dead_letter_age_seconds}s"
+    condition_threshold {
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"${google_pubsub_subscription.dead_letters.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alerts.dead_letter_age_seconds
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "${var.alerts.window_seconds}s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+      trigger {
+        count = 1
+      }
+    }
+  }
+  alert_strategy {
+    auto_close = "1800s"
+  }
+  depends_on = [google_project_service.services["monitoring.googleapis.com"]]
 }

@@ -50,6 +50,11 @@ output "project_id" {
   value       = var.project_id
 }
 
+output "quarantine_bucket" {
+  description = "Bucket of the quarantined copies: the landing bucket itself (ODDSBATCH_QUARANTINE_BUCKET)."
+  value       = google_storage_bucket.landing.name
+}
+
 output "quarantine_prefix" {
   description = "Object prefix of quarantined copies in the landing bucket (ODDSBATCH_QUARANTINE_PREFIX)."
   value       = var.bucket.quarantine_prefix
@@ -74,7 +79,7 @@ output "tables" {
   description = "Target tables and the table functions over them, as dataset.name."
   value = merge(
     { for k, t in google_bigquery_table.tables : k => "${t.dataset_id}.${t.table_id}" },
-    { for k, r in merge(google_bigquery_routine.stage0, google_bigquery_routine.stage1) : k => "${r.dataset_id}.${r.routine_id}" },
+    { for k, r in merge(google_bigquery_routine.stage0, google_bigquery_routine.stage1, google_bigquery_routine.stage2) : k => "${r.dataset_id}.${r.routine_id}" },
   )
 }
 

@@ -6,10 +6,12 @@
 # No third function: the sweep is the same package, the same lock and holder, the same
 # service accounts and the same deployed code, so it can never drift from the batch it repairs.
 #
-# A gen2 function takes ONE trigger (its storage trigger, made by deploy.sh), so the sweep
-# triggers are standalone Eventarc triggers targeting the functions' Cloud Run services. Those
-# services exist only after deploy.sh ran: the triggers are created behind functions_deployed,
-# like the invoker binding (iam.tf).
+# A gen2 function takes ONE trigger (its storage trigger), so the sweep triggers are standalone
+# Eventarc triggers targeting the functions' Cloud Run services. Eventarc refuses a trigger
+# whose Cloud Run destination does not exist yet, and those services exist only once
+# deploy.sh deployed the functions: deploy.sh creates the sweep triggers right after each
+# deploy (gcloud eventarc triggers create --transport-topic=<output sweep_topic>), as the
+# trigger account, which holds run.invoker from the first apply (iam.tf).
 
 # Scheduler job with a Pub/Sub target (topic_name = projects/P/topics/T, data base64):
 # https://cloud.google.com/ruby/docs/reference/google-cloud-scheduler-v1/latest/Google-Cloud-Scheduler-V1-PubsubTarget
@@ -34,39 +36,6 @@ resource "google_cloud_scheduler_job" "sweep" {
     data       = base64encode("sweep")
   }
   depends_on = [google_project_service.services["cloudscheduler.googleapis.com"]]
-}
-
-# A Pub/Sub-transport trigger to a Cloud Run service, type messagePublished, on an existing topic
-# (transport.pubsub.topic: "You can set an existing topic for triggers of the type
-# google.cloud.pubsub.topic.v1.messagePublished"):
-# https://cloud.google.com/python/docs/reference/eventarc/latest/google.cloud.eventarc_v1.types.Pubsub
-# and https://cloud.google.com/eventarc/docs/reference/rest/v1/projects.locations.triggers
-resource "google_eventarc_trigger" "sweep" {
-  for_each        = var.functions_deployed ? var.functions : {}
-  project         = var.project_id
-  location        = var.region
-  name            = "oddsbatch-sweep-${each.value.service_name}"
-  service_account = google_service_account.trigger.email
-  labels          = var.labels
-  matching_criteria {
-    attribute = "type"
-    value     = "google.cloud.pubsub.topic.v1.messagePublished"
-  }
-  destination {
-    cloud_run_service {
-      service = each.value.service_name
-      region  = var.region
-    }
-  }
-  transport {
-    pubsub {
-      topic = google_pubsub_topic.sweep.id
-    }
-  }
-  depends_on = [
-    google_project_service.services["eventarc.googleapis.com"],
-    google_cloud_run_v2_service_iam_member.trigger_invoker,
-  ]
 }
 
 # --- dead letters of the object triggers ------------------------------------------------
@@ -105,15 +74,22 @@ resource "google_pubsub_subscription" "dead_letters" {
   depends_on = [google_project_service.services["pubsub.googleapis.com"]]
 }
 
-data "google_project" "project" {
-  project_id = var.project_id
-  depends_on = [google_project_service.services["cloudresourcemanager.googleapis.com"]]
+# The Pub/Sub service agent forwards dead letters. On a fresh project it may not exist yet
+# when the publisher binding is made, and a binding to a missing account fails: create it
+# first and take the member from it. google_project_service_identity is in the beta provider
+# only (https://registry.terraform.io/providers/hashicorp/google-beta/latest/docs/resources/project_service_identity;
+# gcloud beta services identity create: https://cloud.google.com/sdk/gcloud/reference/beta/services/identity/create).
+resource "google_project_service_identity" "pubsub" {
+  provider   = google-beta
+  project    = var.project_id
+  service    = "pubsub.googleapis.com"
+  depends_on = [google_project_service.services["pubsub.googleapis.com"]]
 }
 
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   project    = var.project_id
   topic      = google_pubsub_topic.dead_letters.name
   role       = "roles/pubsub.publisher"
-  member     = "serviceAccount:service-${data.google_project.project.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  member     = google_project_service_identity.pubsub.member
   depends_on = [google_project_service.services["pubsub.googleapis.com"]]
 }

@@ -12,22 +12,24 @@ variable "alert_notification_channels" {
 }
 
 variable "alerts" {
-  description = "Alert thresholds: an alert fires when the count in its window exceeds its threshold. The auth-error alert keeps the old runbook's > 10 in 5 minutes. metric_wait_seconds: how long new log-based metrics settle before their alert policies are created (up to 10 minutes, provider issue 11102). oldest_pending_minutes: the oldest-pending alert fires when a sweep reports a pending file older than this."
+  description = "Alert thresholds: an alert fires when the count in its window exceeds its threshold. The auth-error alert keeps the old runbook's > 10 in 5 minutes. failed_batches_threshold: terminal failures (0: each pages); transient_failures_threshold: transient ones, which retry by themselves. dead_letter_age_seconds: the dead-letter alert fires when a dead letter is older than this (one sweep period, 900 s with the default schedule). metric_wait_seconds: how long new log-based metrics settle before their alert policies are created (up to 10 minutes, provider issue 11102). oldest_pending_minutes: the oldest-pending alert fires when a sweep reports a pending file older than this."
   type = object({
-    auth_errors_threshold       = optional(number, 10)
-    auth_errors_window_seconds  = optional(number, 300)
-    failed_batches_threshold    = optional(number, 0)
-    metric_wait_seconds         = optional(number, 600)
-    oldest_pending_minutes      = optional(number, 30)
-    quarantined_files_threshold = optional(number, 0)
-    stale_locks_threshold       = optional(number, 0)
-    window_seconds              = optional(number, 300)
+    auth_errors_threshold        = optional(number, 10)
+    auth_errors_window_seconds   = optional(number, 300)
+    dead_letter_age_seconds      = optional(number, 900)
+    failed_batches_threshold     = optional(number, 0)
+    transient_failures_threshold = optional(number, 20)
+    metric_wait_seconds          = optional(number, 600)
+    oldest_pending_minutes       = optional(number, 30)
+    quarantined_files_threshold  = optional(number, 0)
+    stale_locks_threshold        = optional(number, 0)
+    window_seconds               = optional(number, 300)
   })
   default  = {}
   nullable = false
   validation {
     condition = alltrue([
-      for v in [var.alerts.auth_errors_threshold, var.alerts.failed_batches_threshold, var.alerts.quarantined_files_threshold, var.alerts.stale_locks_threshold] : v >= 0
+      for v in [var.alerts.auth_errors_threshold, var.alerts.failed_batches_threshold, var.alerts.quarantined_files_threshold, var.alerts.stale_locks_threshold, var.alerts.transient_failures_threshold] : v >= 0
     ])
     error_message = "Alert thresholds must be >= 0."
   }
@@ -40,6 +42,10 @@ variable "alerts" {
   validation {
     condition     = var.alerts.metric_wait_seconds >= 0 && var.alerts.metric_wait_seconds <= 3600 && floor(var.alerts.metric_wait_seconds) == var.alerts.metric_wait_seconds
     error_message = "alerts.metric_wait_seconds must be whole seconds between 0 and 3600."
+  }
+  validation {
+    condition     = var.alerts.dead_letter_age_seconds >= 60
+    error_message = "alerts.dead_letter_age_seconds must be at least 60 (one sweep period)."
   }
   validation {
     condition     = var.alerts.oldest_pending_minutes >= 1
@@ -57,8 +63,12 @@ variable "bigquery" {
   default  = {}
   nullable = false
   validation {
-    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery.dataset_id))
-    error_message = "bigquery.dataset_id may hold only letters, digits and underscores."
+    # RE2 allows repeat counts up to 1000 only ({1,1024} does not compile and can() turns that
+    # into false for every value), so the length is checked apart. A dataset id: letters,
+    # digits and underscores, at most 1,024 characters
+    # (https://cloud.google.com/bigquery/docs/datasets#dataset-naming).
+    condition     = length(var.bigquery.dataset_id) <= 1024 && can(regex("^[A-Za-z0-9_]+$", var.bigquery.dataset_id))
+    error_message = "bigquery.dataset_id may hold only letters, digits and underscores (at most 1024)."
   }
   validation {
     condition     = var.bigquery.kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", coalesce(var.bigquery.kms_key_name, "-")))
@@ -71,9 +81,10 @@ variable "bigquery" {
 }
 
 variable "bucket" {
-  description = "Landing bucket (ODDSBATCH_BUCKET). Quarantined copies go under quarantine_prefix of this same bucket (ODDSBATCH_QUARANTINE_PREFIX); access logs go to NAME-access-logs."
+  description = "Landing bucket (ODDSBATCH_BUCKET). Quarantined copies go under quarantine_prefix of this same bucket (ODDSBATCH_QUARANTINE_PREFIX). access_logs (off by default): Cloud Storage usage logs to NAME-access-logs, written by group:cloud-storage-analytics@google.com, which domain-restricted sharing refuses unless allowed (terraform/README.md, Access logs)."
   type = object({
     name                              = string
+    access_logs                       = optional(bool, false)
     access_log_retention_days         = optional(number, 365)
     force_destroy                     = optional(bool, false)
     location                          = optional(string, "US")
@@ -157,8 +168,8 @@ variable "firestore" {
     error_message = "firestore.database_id must be (default) or 4-63 lowercase letters, digits and '-', starting with a letter."
   }
   validation {
-    condition     = length(distinct(values(var.firestore.collections))) == 4 && alltrue([for c in values(var.firestore.collections) : can(regex("^[A-Za-z0-9_-]+$", c))])
-    error_message = "firestore.collections must be four distinct collection ids (letters, digits, '_' or '-')."
+    condition     = length(distinct(values(var.firestore.collections))) == length(values(var.firestore.collections)) && alltrue([for c in values(var.firestore.collections) : can(regex("^[A-Za-z0-9_-]+$", c))])
+    error_message = "firestore.collections must be distinct collection ids (letters, digits, '_' or '-')."
   }
 }
 
@@ -187,13 +198,6 @@ variable "functions" {
     condition     = alltrue([for f in values(var.functions) : can(regex("^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$", f.service_name))])
     error_message = "Each functions[*].service_name must be a Cloud Run service name (lowercase letters, digits, '-')."
   }
-}
-
-variable "functions_deployed" {
-  description = "Set to true once deploy.sh created the functions: binds run.invoker for the trigger service account on their Cloud Run services."
-  type        = bool
-  default     = false
-  nullable    = false
 }
 
 variable "labels" {

@@ -7,6 +7,11 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 6.50.0, < 8.0.0"
     }
+    # google_project_service_identity exists only in the beta provider (sweep.tf).
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = ">= 6.50.0, < 8.0.0"
+    }
     # time_sleep: the wait between the log-based metrics and their alert policies (monitoring.tf).
     time = {
       source  = "hashicorp/time"

@@ -37,13 +37,19 @@ import zipfile
 PROVIDERS = {
     "google": ("cdktf-cdktf-provider-google", "16.12.1"),
     "time": ("cdktf-cdktf-provider-time", "11.0.1"),
+    # google-beta 6.50.0: only for resources that exist in beta alone (google_project_service_identity).
+    "google-beta": ("cdktf-cdktf-provider-google-beta", "16.12.1"),
 }
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Resource types terraform/ takes from google-beta (provider = google-beta): they exist in no
+# other provider. Every other google_* type is the google provider's.
+BETA_TYPES = ("google_project_service_identity",)
 
 _BLOCK_HEADER = re.compile(r'^\s*(?P<kind>resource|data)\s+"(?P<type>[A-Za-z0-9_]+)"', re.M)
 
 # Set by select() for the provider being extracted.
 PROVIDER = "google"
+TYPE_PREFIX = "google"  # resource types of google-beta start with google_ as well
 PACKAGE, VERSION = PROVIDERS[PROVIDER]
 ASSEMBLY = ""
 _DOC_LINK = re.compile("")
@@ -51,8 +57,9 @@ _DOC_LINK = re.compile("")
 
 def select(provider: str) -> None:
     """Point the module-level package, assembly path and doc-link pattern at one provider."""
-    global PROVIDER, PACKAGE, VERSION, ASSEMBLY, _DOC_LINK
+    global PROVIDER, TYPE_PREFIX, PACKAGE, VERSION, ASSEMBLY, _DOC_LINK
     PROVIDER = provider
+    TYPE_PREFIX = provider.split("-")[0]
     PACKAGE, VERSION = PROVIDERS[provider]
     module = PACKAGE.replace("-", "_")
     ASSEMBLY = f"{module}/_jsii/provider-{provider}@{VERSION}.jsii.tgz"
@@ -67,7 +74,7 @@ def used_types(terraform_dir: pathlib.Path) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {"resource": set(), "data": set()}
     for tf in sorted(terraform_dir.glob("*.tf")):
         for m in _BLOCK_HEADER.finditer(tf.read_text()):
-            if m["type"].startswith(f"{PROVIDER}_"):
+            if m["type"].startswith(f"{TYPE_PREFIX}_") and (m["type"] in BETA_TYPES) == (PROVIDER == "google-beta"):
                 found[m["kind"]].add(m["type"])
     return found
 
@@ -132,7 +139,9 @@ def config_interfaces(assembly: dict) -> dict[tuple[str, str], str]:
             link = _DOC_LINK.search(_docs(prop))
             if link:
                 kind = "resource" if link["kind"] == "resources" else "data"
-                index[(kind, f"{PROVIDER}_{link['name']}")] = fqn
+                # A few pages carry the full type name (google-beta's google_project_service_identity).
+                name = link["name"] if link["name"].startswith(f"{TYPE_PREFIX}_") else f"{TYPE_PREFIX}_{link['name']}"
+                index[(kind, name)] = fqn
                 break
     return index
 

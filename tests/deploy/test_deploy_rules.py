@@ -15,7 +15,8 @@ import shlex
 import pytest
 
 from .test_deploy_sh import (  # noqa: F401  (fake_gcloud is a fixture)
-    DEAD_LETTER_LINES, PROJECT_NUMBER, deploy, deploys, env_vars, fake_gcloud, flags, one_line_error)
+    PER_FUNCTION, PROJECT_NUMBER, deploy, deploys, env_vars, fake_gcloud, flags, one_line_error,
+    terraform_outputs)
 
 BASE = ["--project", "my-proj", "--bucket", "my-landing"]
 
@@ -38,12 +39,15 @@ def test_trigger_location_is_the_buckets(tmp_path, fake_gcloud, bucket_location,
 
 
 def test_bucket_location_comes_from_terraform_when_it_has_a_state(tmp_path, fake_gcloud):
-    proc, calls = deploy(BASE, tmp_path, fake_gcloud, extra_env={"FAKE_TF_BUCKET_LOCATION": "EU"})
+    outputs = {"FAKE_TF_OUTPUTS_JSON": terraform_outputs(bucket_location="EU")}
+    proc, calls = deploy(BASE, tmp_path, fake_gcloud, extra_env=outputs)
     assert proc.returncode == 0, proc.stderr
     assert {flags(c)["trigger-location"][0] for c in deploys(calls)} == {"eu"}
-    # an explicit --bucket-location wins over the state
-    proc, calls = deploy([*BASE, "--bucket-location", "ASIA"], tmp_path, fake_gcloud, extra_env={"FAKE_TF_BUCKET_LOCATION": "EU"})
-    assert {flags(c)["trigger-location"][0] for c in deploys(calls)[-2:]} == {"asia"}
+    # an explicit --bucket-location that contradicts the state is refused, one that agrees is fine
+    proc, calls = deploy([*BASE, "--bucket-location", "ASIA"], tmp_path, fake_gcloud, extra_env=outputs)
+    assert "contradicts Terraform's output bucket_location = EU" in one_line_error(proc)
+    proc, _ = deploy([*BASE, "--bucket-location", "eu"], tmp_path, fake_gcloud, extra_env=outputs)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_without_a_state_the_modules_default_us_is_used(tmp_path, fake_gcloud):
@@ -134,8 +138,8 @@ def test_acceptance_dry_run(tmp_path, fake_gcloud):
     assert proc.returncode == 0, proc.stderr
     assert calls == []
     lines = proc.stdout.splitlines()
-    assert len(lines) == 2 * (1 + DEAD_LETTER_LINES)
-    for line in lines[:: 1 + DEAD_LETTER_LINES]:
+    assert len(lines) == 2 * PER_FUNCTION
+    for line in lines[::PER_FUNCTION]:
         argv = shlex.split(line)
         assert "--trigger-location=us" in argv
         assert "--build-service-account=projects/p/serviceAccounts/oddsbatch-build@p.iam.gserviceaccount.com" in argv
@@ -149,7 +153,7 @@ def test_acceptance_dry_run(tmp_path, fake_gcloud):
 def test_delivery_attempts_within_pubsubs_bounds_are_passed(tmp_path, fake_gcloud, attempts):
     proc, calls = deploy([*BASE, "--max-delivery-attempts", attempts], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    updates = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"]]
+    updates = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"] and any(w.startswith("--dead-letter-topic=") for w in c)]
     assert [flags(c)["max-delivery-attempts"] for c in updates] == [[attempts], [attempts]]
 
 
@@ -171,7 +175,7 @@ def test_default_attempts_end_within_eventarcs_retention(tmp_path, fake_gcloud):
     # be used up, and the event dead-lettered, before Eventarc discards it.
     proc, calls = deploy([*BASE, "--only", "game_lines"], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    (update,) = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"]]
+    (update,) = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"] and "max-delivery-attempts" in flags(c)]
     (attempts,) = flags(update)["max-delivery-attempts"]
     assert _worst_case_seconds(int(attempts)) < 24 * 3600
     # negative control: Pub/Sub's maximum, 100, can outlast the retention (hence not the default)
@@ -186,7 +190,7 @@ def test_the_pubsub_service_agent_is_made_subscriber_on_each_trigger_subscriptio
     proc, calls = deploy(BASE, tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
     grants = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "add-iam-policy-binding"]]
-    updates = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"]]
+    updates = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"] and any(w.startswith("--dead-letter-topic=") for w in c)]
     assert [g[3] for g in grants] == [u[3] for u in updates]  # the subscription that got the policy
     assert len({g[3] for g in grants}) == 2                   # one per function
     for g in grants:
@@ -200,3 +204,72 @@ def test_a_project_number_that_is_not_a_number_is_refused(tmp_path, fake_gcloud)
     assert proc.returncode == 1
     assert "not a project number" in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert not [c for c in calls if "add-iam-policy-binding" in c]
+
+
+# Every Eventarc subscription deploy.sh touches acks within Pub/Sub's maximum, 600 s
+# (ackDeadlineSeconds: "The maximum custom deadline you can specify is 600 seconds",
+# https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions): Eventarc makes
+# them with 10 s, and a push answered after the deadline is redelivered while it still runs.
+def test_every_eventarc_subscription_gets_the_600_s_ack_deadline(tmp_path, fake_gcloud):
+    proc, calls = deploy(BASE, tmp_path, fake_gcloud)
+    assert proc.returncode == 0, proc.stderr
+    updates = [c for c in calls if c[:3] == ["pubsub", "subscriptions", "update"]]
+    storage = {c[3] for c in updates if "max-delivery-attempts" in flags(c)}
+    sweep = {c[3] for c in updates if "max-delivery-attempts" not in flags(c)}
+    assert len(storage) == 2 and len(sweep) == 2 and not storage & sweep  # both triggers of both functions
+    assert all(flags(c)["ack-deadline"] == ["600"] for c in updates)
+
+
+def test_the_sweep_trigger_delivers_the_sweep_topic_to_the_functions_service(tmp_path, fake_gcloud):
+    topic = "projects/my-proj/topics/tf-sweep"
+    outputs = {"FAKE_TF_OUTPUTS_JSON": terraform_outputs(sweep_topic=topic, region="europe-west1", bucket_location="EU")}
+    proc, calls = deploy(BASE, tmp_path, fake_gcloud, extra_env=outputs)
+    assert proc.returncode == 0, proc.stderr
+    creates = [c for c in calls if c[:3] == ["eventarc", "triggers", "create"]]
+    assert [c[3] for c in creates] == ["oddsbatch-sweep-game-lines", "oddsbatch-sweep-player-props"]
+    for c, service in zip(creates, ("game-lines", "player-props")):
+        f = flags(c)
+        assert f["destination-run-service"] == [service] and f["destination-run-region"] == ["europe-west1"]
+        assert f["location"] == ["europe-west1"] and f["transport-topic"] == [topic]
+        assert f["event-filters"] == ["type=google.cloud.pubsub.topic.v1.messagePublished"]
+        assert f["service-account"] == ["oddsbatch-trigger@my-proj.iam.gserviceaccount.com"]
+    # each trigger is created after its function's deploy (Eventarc needs the Cloud Run service)
+    order = [c[2] if c[:2] == ["functions", "deploy"] else c[3] for c in calls
+             if c[:2] == ["functions", "deploy"] or c[:3] == ["eventarc", "triggers", "create"]]
+    assert order == ["game_lines", "oddsbatch-sweep-game-lines", "player_props", "oddsbatch-sweep-player-props"]
+
+
+def test_an_existing_sweep_trigger_is_kept(tmp_path, fake_gcloud):
+    # `triggers list` prints the trigger's name: no create, the ack deadline is still set.
+    proc, calls = deploy([*BASE, "--only", "game_lines"], tmp_path, fake_gcloud,
+                         extra_env={"GCLOUD_OUT_eventarc_triggers_list": "projects/my-proj/locations/us-central1/triggers/x"})
+    assert proc.returncode == 0, proc.stderr
+    assert not [c for c in calls if c[:3] == ["eventarc", "triggers", "create"]]
+    assert calls[-1][:3] == ["pubsub", "subscriptions", "update"] and "--ack-deadline=600" in calls[-1]
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("Warning: No outputs found", "is not the JSON of terraform output -json"),
+    ('["a list"]', "is not the JSON of terraform output -json"),
+    (None, "no such readable file"),
+])
+def test_an_outputs_file_that_is_not_terraforms_json_is_refused(tmp_path, fake_gcloud, content, needle):
+    path = tmp_path / "outputs.json"
+    if content is not None:
+        path.write_text(content)
+    proc, calls = deploy([*BASE, "--outputs-json", str(path)], tmp_path, fake_gcloud)
+    assert needle in one_line_error(proc)
+    assert calls == []
+
+
+def test_an_outputs_file_gives_every_setting(tmp_path, fake_gcloud):
+    path = tmp_path / "outputs.json"
+    path.write_text(terraform_outputs(project_id="my-proj", bucket_name="my-landing", region="europe-west1",
+                                      firestore_database="odds-db", quarantine_prefix="bad/"))
+    proc, calls = deploy(["--outputs-json", str(path)], tmp_path, fake_gcloud)  # no --project, no --bucket
+    assert proc.returncode == 0, proc.stderr
+    (first, second) = deploys(calls)
+    assert flags(first)["region"] == ["europe-west1"] and flags(first)["project"] == ["my-proj"]
+    env = env_vars(first)
+    assert (env["ODDSBATCH_FIRESTORE_DATABASE"], env["ODDSBATCH_QUARANTINE_PREFIX"], env["ODDSBATCH_BUCKET"]) == (
+        "odds-db", "bad/", "my-landing")

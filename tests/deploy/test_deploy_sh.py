@@ -24,7 +24,7 @@ BASH = shutil.which("bash") or "/bin/bash"
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 
 STAND_IN = """#!/usr/bin/env python3
-# gcloud stand-in: one JSON array of argv per call. A describe call prints
+# gcloud stand-in: one JSON array of argv per call. A describe (or list) call prints
 # $GCLOUD_OUT_<words up to describe, joined by _> when it is set ({id}: the last path segment of
 # the described resource), as `--format=value(...)` prints one field.
 import json, os, sys
@@ -32,8 +32,9 @@ import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["GCLOUD_CALLS"], "a") as calls:
     calls.write(json.dumps(args) + "\\n")
-if "describe" in args:
-    i = args.index("describe")
+verb = next((v for v in ("describe", "list") if v in args), None)
+if verb:
+    i = args.index(verb)
     out = os.environ.get("GCLOUD_OUT_" + "_".join(args[: i + 1]))
     if out:
         resource = args[i + 1] if i + 1 < len(args) else ""
@@ -50,18 +51,19 @@ DESCRIBE_OUTPUTS = {
 }
 PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
-# terraform stand-in: `output -raw bucket_location` prints $FAKE_TF_BUCKET_LOCATION and
-# `output -raw dead_letter_topic` $FAKE_TF_DEAD_LETTER_TOPIC, or it acts like a directory without
-# state (terraform's warning on stdout, status 0).
+# terraform stand-in: `output -json` prints $FAKE_TF_OUTPUTS_JSON (what `terraform output -json`
+# prints after an apply), or it acts like a directory without state (terraform's warning on
+# stdout, status 0).
 TERRAFORM_STAND_IN = """#!/usr/bin/env bash
-case "${@: -1}" in
-  bucket_location) value="${FAKE_TF_BUCKET_LOCATION:-}" ;;
-  dead_letter_topic) value="${FAKE_TF_DEAD_LETTER_TOPIC:-}" ;;
-  *) value="" ;;
-esac
-if [[ -n "$value" ]]; then printf '%s' "$value"; exit 0; fi
+if [[ " $* " == *" -json "* && -n "${FAKE_TF_OUTPUTS_JSON:-}" ]]; then printf '%s' "$FAKE_TF_OUTPUTS_JSON"; exit 0; fi
 echo 'Warning: No outputs found'
 """
+
+
+def terraform_outputs(**values) -> str:
+    """The JSON `terraform output -json` prints for these output values."""
+    return json.dumps({k: {"sensitive": False, "type": "string", "value": v} for k, v in values.items()})
+
 
 # Variables the deployed functions read besides oddsbatch's own settings: THREADS is read by
 # functions-framework; ODDSBATCH_TIMEOUT_SECONDS is the holder's deadline (the function timeout).
@@ -119,10 +121,29 @@ def dead_letter_calls(fn: str, project: str = "my-proj", topic: str | None = Non
         ["eventarc", "triggers", "describe", trigger, "--format=value(transport.pubsub.subscription)"],
         ["pubsub", "subscriptions", "update", sub,
          f"--dead-letter-topic={topic or f'projects/{project}/topics/oddsbatch-dead-letters'}",
-         f"--max-delivery-attempts={attempts}"],
+         f"--max-delivery-attempts={attempts}", "--ack-deadline=600"],
         ["projects", "describe", project, "--format=value(projectNumber)"],
         ["pubsub", "subscriptions", "add-iam-policy-binding", sub, "--role=roles/pubsub.subscriber",
          f"--member={PUBSUB_AGENT}"],
+    ]
+
+
+def sweep_calls(fn: str, project: str = "my-proj", region: str = "us-central1",
+                topic: str | None = None) -> list[list[str]]:
+    """What the sweep-trigger step runs after `fn`'s dead-letter step when the trigger is new
+    (the stand-in's list prints nothing), with the default describe outputs."""
+    name = f"oddsbatch-sweep-{fn.replace('_', '-')}"
+    return [
+        ["eventarc", "triggers", "list", f"--location={region}", f"--project={project}", f"--filter=name:{name}",
+         "--format=value(name)"],
+        ["eventarc", "triggers", "create", name, f"--location={region}", f"--project={project}",
+         f"--destination-run-service={fn.replace('_', '-')}", f"--destination-run-region={region}",
+         "--event-filters=type=google.cloud.pubsub.topic.v1.messagePublished",
+         f"--transport-topic={topic or f'projects/{project}/topics/oddsbatch-sweep'}",
+         f"--service-account=oddsbatch-trigger@{project}.iam.gserviceaccount.com"],
+        ["eventarc", "triggers", "describe", name, f"--location={region}", f"--project={project}",
+         "--format=value(transport.pubsub.subscription)"],
+        ["pubsub", "subscriptions", "update", f"projects/my-proj/subscriptions/eventarc-us-{name}-sub-7", "--ack-deadline=600"],
     ]
 
 
@@ -172,6 +193,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
         assert f["trigger-service-account"] == ["oddsbatch-trigger@my-proj.iam.gserviceaccount.com"]
         assert f["build-service-account"] == [
             "projects/my-proj/serviceAccounts/oddsbatch-build@my-proj.iam.gserviceaccount.com"]
+        # Without Terraform's outputs: the module's defaults, every one passed explicitly.
         assert env_vars(argv) == {
             "ODDSBATCH_PROJECT": "my-proj",
             "ODDSBATCH_DATASET": "odds_api",
@@ -179,6 +201,14 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
             "ODDSBATCH_LEASE_SECONDS": "600",
             "ODDSBATCH_BUCKET": "my-landing",  # the handler ignores other buckets' events
             "ODDSBATCH_BIGQUERY_LOCATION": "US",
+            "ODDSBATCH_FIRESTORE_DATABASE": "(default)",
+            "ODDSBATCH_LEDGER_COLLECTION": "oddsbatch_merged",
+            "ODDSBATCH_LOCK_COLLECTION": "oddsbatch_locks",
+            "ODDSBATCH_PENDING_COLLECTION": "oddsbatch_pending",
+            "ODDSBATCH_RUNS_COLLECTION": "oddsbatch_runs",
+            "ODDSBATCH_SWEEP_COLLECTION": "oddsbatch_sweeps",
+            "ODDSBATCH_QUARANTINE_BUCKET": "my-landing",
+            "ODDSBATCH_QUARANTINE_PREFIX": "quarantine/",
             "ODDSBATCH_TIMEOUT_SECONDS": "540",
             "THREADS": "8",
         }
@@ -206,7 +236,10 @@ def test_options_and_env_defaults(tmp_path, fake_gcloud):
     assert f["trigger-location"] == ["us"]
     assert f["trigger-service-account"] == ["trg@x.iam.gserviceaccount.com"]
     assert (f["memory"], f["timeout"], f["max-instances"], f["concurrency"]) == (["1Gi"], ["300s"], ["3"], ["4"])
-    assert env_vars(calls[0]) == {
+    env = env_vars(calls[0])
+    assert {k: env[k] for k in ("ODDSBATCH_PROJECT", "ODDSBATCH_DATASET", "ODDSBATCH_SETTLE_SECONDS",
+                                "ODDSBATCH_LEASE_SECONDS", "ODDSBATCH_BUCKET", "ODDSBATCH_BIGQUERY_LOCATION",
+                                "ODDSBATCH_TIMEOUT_SECONDS", "THREADS")} == {
         "ODDSBATCH_PROJECT": "env-proj", "ODDSBATCH_DATASET": "odds_dev",
         "ODDSBATCH_SETTLE_SECONDS": "0.5", "ODDSBATCH_LEASE_SECONDS": "400", "ODDSBATCH_BUCKET": "env-bucket",
         "ODDSBATCH_BIGQUERY_LOCATION": "EU", "ODDSBATCH_TIMEOUT_SECONDS": "300", "THREADS": "4",
@@ -218,10 +251,12 @@ def test_only_deploys_one(tmp_path, fake_gcloud):
     proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines"], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
     assert [c[2] for c in deploys(calls)] == ["game_lines"]
-    assert calls[1:] == dead_letter_calls("game_lines")
+    assert calls[1:] == dead_letter_calls("game_lines") + sweep_calls("game_lines")
 
 
 DEAD_LETTER_LINES = 5  # per function after its deploy line in a dry run
+SWEEP_LINES = 3  # per function after its dead-letter lines
+PER_FUNCTION = 1 + DEAD_LETTER_LINES + SWEEP_LINES
 
 
 def test_dry_run_prints_the_commands_and_calls_nothing(tmp_path, fake_gcloud):
@@ -229,10 +264,10 @@ def test_dry_run_prints_the_commands_and_calls_nothing(tmp_path, fake_gcloud):
     assert proc.returncode == 0, proc.stderr
     assert calls == []
     lines = proc.stdout.splitlines()
-    assert len(lines) == 2 * (1 + DEAD_LETTER_LINES)
+    assert len(lines) == 2 * PER_FUNCTION
     for line in lines:
         shlex.split(line)  # each line is shell
-    for line, name in zip(lines[:: 1 + DEAD_LETTER_LINES], ("game_lines", "player_props")):
+    for line, name in zip(lines[::PER_FUNCTION], ("game_lines", "player_props")):
         argv = shlex.split(line)  # each line is one runnable shell command
         assert argv[:4] == ["gcloud", "functions", "deploy", name]
         assert flags(argv)["entry-point"] == [name]
@@ -244,7 +279,7 @@ def test_dry_run_prints_the_commands_and_calls_nothing(tmp_path, fake_gcloud):
 def test_dry_run_needs_no_gcloud(tmp_path):
     proc = run(["--dry-run", "--project", "my-proj", "--bucket", "b1"], tmp_path, tool_path(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.splitlines()) == 2 * (1 + DEAD_LETTER_LINES)
+    assert len(proc.stdout.splitlines()) == 2 * PER_FUNCTION
 
 
 def test_build_only_needs_no_project(tmp_path, fake_gcloud):
@@ -323,10 +358,11 @@ def test_each_deploy_is_followed_by_its_dead_letter_policy(tmp_path, fake_gcloud
     proc, calls = deploy(["--project", "my-proj", "--bucket", "my-landing"], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
     assert calls[0][:3] == ["functions", "deploy", "game_lines"]
-    assert calls[6][:3] == ["functions", "deploy", "player_props"]
-    # deploy, describe, triggers describe, subscriptions update, projects describe, grant: in order
-    assert calls[1:6] == dead_letter_calls("game_lines")
-    assert calls[7:] == dead_letter_calls("player_props")
+    assert calls[10][:3] == ["functions", "deploy", "player_props"]
+    # deploy, describe, triggers describe, subscriptions update, projects describe, grant: in
+    # order, then the sweep trigger: list, create, describe, ack deadline
+    assert calls[1:10] == dead_letter_calls("game_lines") + sweep_calls("game_lines")
+    assert calls[11:] == dead_letter_calls("player_props") + sweep_calls("player_props")
     assert ("dead letters of game_lines: projects/my-proj/subscriptions/eventarc-us-game_lines-412-sub-7 -> "
             "projects/my-proj/topics/oddsbatch-dead-letters after 50 attempts") in proc.stdout.splitlines()
 
@@ -334,10 +370,13 @@ def test_each_deploy_is_followed_by_its_dead_letter_policy(tmp_path, fake_gcloud
 def test_dead_letter_topic_none_skips_the_step(tmp_path, fake_gcloud):
     proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--dead-letter-topic", "none"], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    assert [c[:2] for c in calls] == [["functions", "deploy"], ["functions", "deploy"]]
+    assert calls == [calls[0], *sweep_calls("game_lines"), calls[5], *sweep_calls("player_props")]
+    assert [c[:2] for c in (calls[0], calls[5])] == [["functions", "deploy"], ["functions", "deploy"]]
     proc, _ = deploy(["--dry-run", "--project", "my-proj", "--bucket", "b1", "--dead-letter-topic=none"],
                      tmp_path, fake_gcloud)
-    assert [line.split()[:3] for line in proc.stdout.splitlines()] == [["gcloud", "functions", "deploy"]] * 2
+    lines = proc.stdout.splitlines()
+    assert [line.split()[:3] for line in lines[:: 1 + SWEEP_LINES]] == [["gcloud", "functions", "deploy"]] * 2
+    assert len(lines) == 2 * (1 + SWEEP_LINES)
 
 
 def test_topic_and_attempts_options(tmp_path, fake_gcloud):
@@ -345,23 +384,31 @@ def test_topic_and_attempts_options(tmp_path, fake_gcloud):
     proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines",
                           "--dead-letter-topic", topic, "--max-delivery-attempts", "7"], tmp_path, fake_gcloud)
     assert proc.returncode == 0, proc.stderr
-    assert calls[1:] == dead_letter_calls("game_lines", topic=topic, attempts="7")
+    assert calls[1:] == dead_letter_calls("game_lines", topic=topic, attempts="7") + sweep_calls("game_lines")
 
 
 def test_dead_letter_topic_comes_from_terraform_when_it_has_a_state(tmp_path, fake_gcloud):
     tf_topic = "projects/my-proj/topics/tf-dead-letters"
+    outputs = terraform_outputs(dead_letter_topic=tf_topic, bucket_location="US")
     proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines"], tmp_path, fake_gcloud,
-                         extra_env={"FAKE_TF_DEAD_LETTER_TOPIC": tf_topic, "FAKE_TF_BUCKET_LOCATION": "US"})
+                         extra_env={"FAKE_TF_OUTPUTS_JSON": outputs})
     assert proc.returncode == 0, proc.stderr
     assert flags(calls[3])["dead-letter-topic"] == [tf_topic]
-    # an explicit --dead-letter-topic wins over the state; a state printing no topic name is ignored
-    explicit = "projects/my-proj/topics/mine"
-    _, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines", "--dead-letter-topic", explicit],
-                      tmp_path, fake_gcloud, extra_env={"FAKE_TF_DEAD_LETTER_TOPIC": tf_topic})
-    assert flags(calls[-3])["dead-letter-topic"] == [explicit]
+    # the same topic as a flag is accepted; another one contradicts Terraform and is refused
+    proc, _ = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines", "--dead-letter-topic", tf_topic],
+                     tmp_path, fake_gcloud, extra_env={"FAKE_TF_OUTPUTS_JSON": outputs})
+    assert proc.returncode == 0, proc.stderr
+    proc, _ = deploy(["--project", "my-proj", "--bucket", "b1", "--dead-letter-topic", "projects/my-proj/topics/mine"],
+                     tmp_path, fake_gcloud, extra_env={"FAKE_TF_OUTPUTS_JSON": outputs})
+    assert "contradicts Terraform's output dead_letter_topic" in one_line_error(proc)
+    # none still skips the step; a state printing no JSON is ignored
+    proc, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines", "--dead-letter-topic", "none"],
+                         tmp_path, fake_gcloud, extra_env={"FAKE_TF_OUTPUTS_JSON": outputs})
+    assert proc.returncode == 0 and calls[-5][:2] == ["functions", "deploy"], proc.stderr
+    assert not [c for c in calls[-5:] if any(w.startswith("--dead-letter-topic") for w in c)]
     _, calls = deploy(["--project", "my-proj", "--bucket", "b1", "--only", "game_lines"], tmp_path, fake_gcloud,
-                      extra_env={"FAKE_TF_DEAD_LETTER_TOPIC": "Warning: No outputs found"})
-    assert flags(calls[-3])["dead-letter-topic"] == ["projects/my-proj/topics/oddsbatch-dead-letters"]
+                      extra_env={"FAKE_TF_OUTPUTS_JSON": "Warning: No outputs found"})
+    assert flags(calls[-7])["dead-letter-topic"] == ["projects/my-proj/topics/oddsbatch-dead-letters"]
 
 
 @pytest.mark.parametrize("value", ["my-dlq", "topics/my-dlq", "projects/my-proj/subscriptions/x", "projects//topics/x", ""])
@@ -415,6 +462,11 @@ def test_dry_run_lines_run_the_same_commands_as_a_deploy(tmp_path, fake_gcloud):
         ["gcloud", "pubsub", "subscriptions"],
         ['PROJECT_NUMBER="$(gcloud', "projects", "describe"],
         ["gcloud", "pubsub", "subscriptions"],
+    ]
+    assert [line.split()[:4] for line in lines[1 + DEAD_LETTER_LINES:PER_FUNCTION]] == [
+        ["if", "[", "-z", '"$(gcloud'],
+        ['SWEEP_SUB="$(gcloud', "eventarc", "triggers", "describe"],
+        ["gcloud", "pubsub", "subscriptions", "update"],
     ]
     # Piped to a shell with the stand-in first on PATH, the lines make exactly the real run's calls.
     calls_file, bin_dir = fake_gcloud

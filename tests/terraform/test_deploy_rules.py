@@ -3,7 +3,7 @@
 Rules (the page each one follows is cited beside its check):
 - every resource waits for the API it calls (depends_on google_project_service.services["API"]);
 - alert policies wait for their log-based metrics, plus the propagation sleep;
-- the example tfvars is right for the first apply (no run.invoker on services not yet deployed);
+- the trigger account may invoke the functions from the first apply (run.invoker on the project);
 - a least-privilege build service account exists, and its email is an output for deploy.sh.
 """
 
@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from .conftest import TERRAFORM_DIR, TFVARS, hcl, one, resources, tfparse
+from .conftest import TERRAFORM_DIR, TFVARS, hcl, one, raw_resource, resources, tfparse
 
 # Resource type -> the API its calls go to. Project IAM bindings are Resource Manager calls
 # (https://cloud.google.com/iam/docs/write-policy-client-libraries); the others are each
@@ -36,6 +36,8 @@ API_OF = {
     "google_project_iam_custom_role": "iam.googleapis.com",
     "google_project": "cloudresourcemanager.googleapis.com",
     "google_project_iam_member": "cloudresourcemanager.googleapis.com",
+    # The identity of a service is made once that service is enabled.
+    "google_project_service_identity": "pubsub.googleapis.com",
     "google_pubsub_subscription": "pubsub.googleapis.com",
     "google_pubsub_topic": "pubsub.googleapis.com",
     "google_pubsub_topic_iam_member": "pubsub.googleapis.com",
@@ -153,7 +155,7 @@ def test_alert_policies_wait_for_their_metrics(raw, tf):
     assert metric_wait_problems(raw, tf) == []
     sleep = one(tf, "time_sleep.metrics_propagation")
     assert sorted(sleep["triggers"]) == ["auth_errors", "failed_batches", "oldest_pending", "quarantined_files",
-                                         "stale_locks"]
+                                         "stale_locks", "transient_failures"]
 
 
 def test_alert_policies_without_the_wait_fail(tmp_path):
@@ -169,21 +171,45 @@ def test_alert_policies_without_the_wait_fail(tmp_path):
     assert any("waits 30s" in p for p in problems), problems
 
 
-# --- the example tfvars is right for the first apply -----------------------------------
+# --- the trigger account may invoke the functions from the first apply ----------------------
+# The trigger identity needs Cloud Run Invoker to call an authenticated function
+# (https://cloud.google.com/eventarc/standard/docs/functions/roles-permissions). Bound on the
+# project by Terraform, it exists before deploy.sh creates the services and their triggers: no
+# 403 window and no second apply.
 
-def test_example_tfvars_binds_no_invoker_before_the_functions_exist():
-    # run.invoker on a Cloud Run service needs the service: deploy.sh creates it (README step 2).
-    example = tfparse(TERRAFORM_DIR, TERRAFORM_DIR / "terraform.tfvars.example")
-    assert resources(example, "google_cloud_run_v2_service_iam_member") == {}
-    assert "functions_deployed = false" in (TERRAFORM_DIR / "terraform.tfvars.example").read_text()
+def invoker_problems(tf: dict) -> list[str]:
+    problems = []
+    bindings = [b for b in resources(tf, "google_project_iam_member").values() if b["role"] == "roles/run.invoker"]
+    if [b["__tfmeta"]["path"] for b in bindings] != ["google_project_iam_member.trigger_invoker"]:
+        problems.append(f"run.invoker is not bound on the project for the trigger account: {bindings}")
+    if resources(tf, "google_cloud_run_v2_service_iam_member"):
+        problems.append("run.invoker on Cloud Run services that exist only after deploy.sh")
+    if any(v["__tfmeta"]["label"] == "functions_deployed" for v in tf.get("variable", [])):
+        problems.append("a variable still asks for a second apply (functions_deployed)")
+    return problems
 
 
-def test_tfvars_with_functions_deployed_binds_the_invoker(tmp_path):
-    # Negative control: the old example (functions_deployed = true) binds it on the first apply.
-    mutated = tmp_path / "first.tfvars"
-    mutated.write_text((TERRAFORM_DIR / "terraform.tfvars.example").read_text().replace(
-        "functions_deployed = false", "functions_deployed = true"))
-    assert len(resources(tfparse(TERRAFORM_DIR, mutated), "google_cloud_run_v2_service_iam_member")) == 2
+def test_the_invoker_binding_needs_no_deployed_function(raw):
+    for tfvars in (TFVARS, TERRAFORM_DIR / "terraform.tfvars.example"):
+        tf = tfparse(TERRAFORM_DIR, tfvars)
+        assert invoker_problems(tf) == []
+    assert raw_resource(raw, "google_project_iam_member", "trigger_invoker")["member"] == "${google_service_account.trigger.member}"
+
+
+def test_an_invoker_binding_on_the_services_fails(tmp_path):
+    # Negative control: the old per-service binding, behind a second apply.
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM_DIR, copy)
+    iam = copy / "iam.tf"
+    text = iam.read_text()
+    old = 'resource "google_project_iam_member" "trigger_invoker" {\n  project    = var.project_id\n'
+    assert old in text
+    iam.write_text(text.replace(old, 'resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {\n'
+                                     '  for_each   = var.functions\n  name       = each.value.service_name\n'
+                                     '  location   = var.region\n  project    = var.project_id\n'))
+    problems = invoker_problems(tfparse(copy, TFVARS))
+    assert any("not bound on the project" in p for p in problems), problems
+    assert "run.invoker on Cloud Run services that exist only after deploy.sh" in problems
 
 
 # --- least-privilege build service account ---------------------------------------------

@@ -15,7 +15,7 @@ from oddsbatch import documents
 from oddsbatch.config import Settings
 from oddsbatch.routines import all_routines
 
-from .conftest import one, raw_resource, resources
+from .conftest import TERRAFORM_DIR, TFVARS, one, raw_resource, resources, tfparse
 
 SCHEMAS = pkg_resources.files("oddsbatch") / "schemas"
 TABLES = json.loads((SCHEMAS / "tables.json").read_text())
@@ -30,15 +30,30 @@ def test_landing_bucket_is_locked_down(tf):
     assert bucket["public_access_prevention"] == "enforced"
     assert bucket["versioning"]["enabled"] is True
     assert bucket["force_destroy"] is False
-    assert bucket["logging"]["log_bucket"] == "oddsbatch-test-landing-access-logs"
+    # Access logs are off by default (their writer is outside the domain: storage.tf).
+    assert not bucket.get("logging")
     rules = bucket["lifecycle_rule"]
     assert {"days_since_noncurrent_time": 30} in [_plain(r["condition"]) for r in rules]
     assert {"age": 90, "matches_prefix": [DEFAULTS.quarantine_prefix]} in [_plain(r["condition"]) for r in rules]
     assert all(r["action"]["type"] == "Delete" for r in rules)
 
 
-def test_access_log_bucket_is_locked_down(tf):
-    logs = one(tf, "google_storage_bucket.access_logs")
+def test_access_logs_are_off_by_default(tf):
+    assert sorted(resources(tf, "google_storage_bucket")) == ["google_storage_bucket.landing"]
+    assert not [a for a in resources(tf, "google_storage_bucket_iam_member") if "access_logs" in a]
+
+
+def test_access_log_bucket_is_locked_down(tmp_path, raw):
+    tfvars = tmp_path / "logs.tfvars"
+    tfvars.write_text(TFVARS.read_text().replace('  name = "oddsbatch-test-landing"\n', '  name = "oddsbatch-test-landing"\n  access_logs = true\n'))
+    tf = tfparse(TERRAFORM_DIR, tfvars)
+    # The landing bucket logs into it (a dynamic block over the optional bucket; its values are
+    # applied by real Terraform in test_real_terraform.py, set access_logs_on).
+    (logging,) = [d['"logging"'] for d in raw_resource(raw, "google_storage_bucket", "landing")["dynamic"] if '"logging"' in d]
+    assert logging["for_each"] == "${google_storage_bucket.access_logs}"
+    logs = [b for b in resources(tf, "google_storage_bucket").values() if b["name"].endswith("-access-logs")]
+    assert len(logs) == 1
+    logs = logs[0]
     assert logs["uniform_bucket_level_access"] is True
     assert logs["public_access_prevention"] == "enforced"
     assert logs["versioning"]["enabled"] is True
@@ -174,7 +189,7 @@ def test_function_service_accounts_get_only_what_they_use(tf, raw):
     project_roles = sorted({r["role"] for r in resources(tf, "google_project_iam_member").values()})
     assert project_roles == ["roles/artifactregistry.writer", "roles/bigquery.jobUser", "roles/datastore.user",
                              "roles/eventarc.eventReceiver", "roles/logging.logWriter", "roles/pubsub.publisher",
-                             "roles/storage.objectViewer"]
+                             "roles/run.invoker", "roles/storage.objectViewer"]
     # The three build roles belong to the build account alone (tests/terraform/test_deploy_rules.py).
     for role in ("roles/artifactregistry.writer", "roles/logging.logWriter", "roles/storage.objectViewer"):
         holders = [a for a, r in resources(tf, "google_project_iam_member").items() if r["role"] == role]
@@ -184,11 +199,12 @@ def test_function_service_accounts_get_only_what_they_use(tf, raw):
 def test_trigger_account_receives_events_and_invokes_only_the_functions(tf, raw):
     assert one(tf, "google_service_account.trigger")["account_id"] == "oddsbatch-trigger"
     assert one(tf, "google_project_iam_member.trigger_event_receiver")["role"] == "roles/eventarc.eventReceiver"
-    invokers = resources(tf, "google_cloud_run_v2_service_iam_member")
-    assert sorted(i["name"] for i in invokers.values()) == ["game-lines", "player-props"]
-    for i in invokers.values():
-        assert (i["role"], i["location"], i["project"]) == ("roles/run.invoker", "us-central1", "oddsbatch-test")
-        assert i["member"]["__attribute__"] == "google_service_account.trigger.member"
+    # run.invoker on the project from the first apply (no per-service binding behind a second
+    # apply: tests/terraform/test_deploy_rules.py), for the trigger account only.
+    invokers = [b for b in resources(tf, "google_project_iam_member").values() if b["role"] == "roles/run.invoker"]
+    assert len(invokers) == 1 and invokers[0]["project"] == "oddsbatch-test"
+    assert invokers[0]["member"]["__attribute__"] == "google_service_account.trigger.member"
+    assert resources(tf, "google_cloud_run_v2_service_iam_member") == {}
     publisher = one(tf, "google_project_iam_member.gcs_pubsub_publisher")
     assert publisher["role"] == "roles/pubsub.publisher"
     assert publisher["member"]["__attribute__"] == "data.google_storage_project_service_account.gcs.member"
@@ -198,12 +214,16 @@ def test_alerts_have_the_runbook_thresholds_and_filters(tf):
     # The counters of local.log_metrics; the oldest-pending distribution: tests/terraform/test_sweep_terraform.py.
     metrics = {m["name"]: m for a, m in resources(tf, "google_logging_metric").items() if a.startswith("google_logging_metric.metrics[")}
     assert sorted(metrics) == ["oddsbatch/auth_errors", "oddsbatch/failed_batches",
-                               "oddsbatch/quarantined_files", "oddsbatch/stale_locks"]
+                               "oddsbatch/quarantined_files", "oddsbatch/stale_locks", "oddsbatch/transient_failures"]
     scope = 'resource.type="cloud_run_revision" AND resource.labels.service_name=("game-lines" OR "player-props")'
     for m in metrics.values():
         assert m["filter"].startswith(scope)
         assert (m["metric_descriptor"]["metric_kind"], m["metric_descriptor"]["value_type"]) == ("DELTA", "INT64")
-    assert 'jsonPayload.message="failed"' in metrics["oddsbatch/failed_batches"]["filter"]
+    # Terminal failures page at once, transient ones (which retry by themselves) past their own threshold.
+    terminal, transient = metrics["oddsbatch/failed_batches"]["filter"], metrics["oddsbatch/transient_failures"]["filter"]
+    assert 'jsonPayload.message="failed"' in terminal and "jsonPayload.transient=false" in terminal
+    assert 'jsonPayload.message="failed"' in transient and "jsonPayload.transient=true" in transient
+    assert "jsonPayload.transient=true" not in terminal
     assert 'jsonPayload.message="quarantined"' in metrics["oddsbatch/quarantined_files"]["filter"]
     stale = metrics["oddsbatch/stale_locks"]["filter"]
     assert 'jsonPayload.message="batch_started"' in stale and 'jsonPayload.how="stale_takeover"' in stale
@@ -212,7 +232,7 @@ def test_alerts_have_the_runbook_thresholds_and_filters(tf):
         assert needle in auth
     policies = {a: p for a, p in resources(tf, "google_monitoring_alert_policy").items()
                 if a.startswith("google_monitoring_alert_policy.alerts[")}
-    assert len(policies) == 4
+    assert len(policies) == 5
     for addr, p in policies.items():
         key = addr.split('"')[1]
         cond = p["conditions"]["condition_threshold"]
@@ -221,6 +241,8 @@ def test_alerts_have_the_runbook_thresholds_and_filters(tf):
         assert cond["aggregations"]["per_series_aligner"] == "ALIGN_SUM"
         assert cond["aggregations"]["cross_series_reducer"] == "REDUCE_SUM"
         assert p["notification_channels"] == ["projects/oddsbatch-test/notificationChannels/123"]
+    thresholds = {a.split('"')[1]: p["conditions"]["condition_threshold"]["threshold_value"] for a, p in policies.items()}
+    assert thresholds["failed_batches"] == 0 and thresholds["transient_failures"] == 20
     auth_cond = policies['google_monitoring_alert_policy.alerts["auth_errors"]']["conditions"]["condition_threshold"]
     assert auth_cond["threshold_value"] == 10
     assert auth_cond["aggregations"]["alignment_period"] == "300s"
@@ -237,3 +259,14 @@ def test_outputs_deploy_sh_needs(tf):
 
 def _plain(block: dict) -> dict:
     return {k: v for k, v in block.items() if k not in ("__tfmeta", "id")}
+
+
+def test_a_dead_letter_older_than_a_sweep_period_alerts(tf, raw):
+    policy = one(tf, "google_monitoring_alert_policy.dead_letter_age")
+    cond = policy["conditions"]["condition_threshold"]
+    assert cond["threshold_value"] == 900 and cond["comparison"] == "COMPARISON_GT"  # the default sweep: every 15 min
+    assert cond["aggregations"]["per_series_aligner"] == "ALIGN_MAX"
+    raw_filter = raw_resource(raw, "google_monitoring_alert_policy", "dead_letter_age")["conditions"][0]["condition_threshold"][0]["filter"]
+    assert "pubsub.googleapis.com/subscription/oldest_unacked_message_age" in raw_filter
+    assert "google_pubsub_subscription.dead_letters.name" in raw_filter
+    assert policy["notification_channels"] == ["projects/oddsbatch-test/notificationChannels/123"]

@@ -15,12 +15,13 @@ import shutil
 from .conftest import SCHEMA_JSON, TERRAFORM_DIR, hcl
 
 TIME_SCHEMA_JSON = SCHEMA_JSON.with_name("time_provider_schema.json")
+BETA_SCHEMA_JSON = SCHEMA_JSON.with_name("google-beta_provider_schema.json")
 
 
 def provider_schemas() -> dict:
-    """The google and time schemas merged: {"resource": {...}, "data": {...}}."""
+    """The google, google-beta (its beta-only types) and time schemas merged: {"resource": {...}, "data": {...}}."""
     merged: dict = {"resource": {}, "data": {}}
-    for path in (SCHEMA_JSON, TIME_SCHEMA_JSON):
+    for path in (SCHEMA_JSON, BETA_SCHEMA_JSON, TIME_SCHEMA_JSON):
         schema = json.loads(path.read_text())
         for kind in merged:
             merged[kind].update(schema[kind])
