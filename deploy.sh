@@ -290,6 +290,7 @@ if [[ "$mode" != "build-only" ]]; then
   fi
   # The quarantine bucket and the collections have no flag: Terraform's or the functions' defaults.
   quarantine_bucket="${tf[quarantine_bucket]:-$bucket}"
+  collection_fences="${tf[firestore_collections.fences]:-oddsbatch_fences}"
   collection_ledger="${tf[firestore_collections.ledger]:-oddsbatch_merged}"
   collection_locks="${tf[firestore_collections.locks]:-oddsbatch_locks}"
   collection_pending="${tf[firestore_collections.pending]:-oddsbatch_pending}"
@@ -414,6 +415,7 @@ function_environment() {
     "ODDSBATCH_DATASET=$dataset"
     "ODDSBATCH_BIGQUERY_LOCATION=$bigquery_location"
     "ODDSBATCH_FIRESTORE_DATABASE=$firestore_database"
+    "ODDSBATCH_FENCE_COLLECTION=$collection_fences"
     "ODDSBATCH_LEDGER_COLLECTION=$collection_ledger"
     "ODDSBATCH_LOCK_COLLECTION=$collection_locks"
     "ODDSBATCH_PENDING_COLLECTION=$collection_pending"

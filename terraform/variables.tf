@@ -151,6 +151,7 @@ variable "firestore" {
   description = "Firestore (Native mode) database and the collections the lock protocol writes (ODDSBATCH_FIRESTORE_DATABASE, ODDSBATCH_*_COLLECTION); each gets a TTL policy on expireAt."
   type = object({
     collections = optional(object({
+      fences  = optional(string, "oddsbatch_fences")
       ledger  = optional(string, "oddsbatch_merged")
       locks   = optional(string, "oddsbatch_locks")
       pending = optional(string, "oddsbatch_pending")

@@ -202,6 +202,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
             "ODDSBATCH_BUCKET": "my-landing",  # the handler ignores other buckets' events
             "ODDSBATCH_BIGQUERY_LOCATION": "US",
             "ODDSBATCH_FIRESTORE_DATABASE": "(default)",
+            "ODDSBATCH_FENCE_COLLECTION": "oddsbatch_fences",
             "ODDSBATCH_LEDGER_COLLECTION": "oddsbatch_merged",
             "ODDSBATCH_LOCK_COLLECTION": "oddsbatch_locks",
             "ODDSBATCH_PENDING_COLLECTION": "oddsbatch_pending",

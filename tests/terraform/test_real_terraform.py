@@ -196,8 +196,8 @@ def test_dataset_id_validation_refuses_a_dash(runs):
     assert "bigquery.dataset_id may hold only letters, digits and underscores" in _diagnostics(report)
 
 
-def test_collections_validation_accepts_five_distinct_collections(runs):
-    # The defaults (five collections since the sweep) and the EU set's own five.
+def test_collections_validation_accepts_six_distinct_collections(runs):
+    # The defaults (six collections since the MERGE fence) and the EU set's own six.
     for name in ("readme_minimal", "eu_named"):
         assert runs[name]["ok"], _explain(runs[name])
 
@@ -251,6 +251,7 @@ ENVIRONMENT_FROM_TERRAFORM = {
     "ODDSBATCH_DATASET": ("dataset_id", "odds_eu"),
     "ODDSBATCH_BIGQUERY_LOCATION": ("bigquery_location", "EU"),
     "ODDSBATCH_FIRESTORE_DATABASE": ("firestore_database", "odds-eu-db"),
+    "ODDSBATCH_FENCE_COLLECTION": ("firestore_collections.fences", "eu_fences"),
     "ODDSBATCH_LEDGER_COLLECTION": ("firestore_collections.ledger", "eu_merged"),
     "ODDSBATCH_LOCK_COLLECTION": ("firestore_collections.locks", "eu_locks"),
     "ODDSBATCH_PENDING_COLLECTION": ("firestore_collections.pending", "eu_pending"),

@@ -22,5 +22,6 @@ firestore = {
     pending = "eu_pending"
     runs    = "eu_runs"
     sweeps  = "eu_sweeps"
+    fences  = "eu_fences"
   }
 }
