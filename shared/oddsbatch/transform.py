@@ -342,9 +342,10 @@ def _snapshot(ref: ObjectRef, wrapper: dict | None, created: datetime | None) ->
     raise _bad(f"no snapshot time: no wrapper timestamp, no YYYYMMDD_HHMMSS in the name, no creation time: {ref.name}")
 
 
-def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tuple,
-             generation: int) -> tuple[list[tuple[dict, list[tuple]]], str]:
-    """Validate the payload once: [(market base row, [(name, description, point, price)])], format."""
+def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None,
+             snapshot: tuple) -> tuple[list[tuple[dict, list[tuple], str]], int, bool]:
+    """Validate the events once: ([(market base row, [(name, description, point, price)], head
+    text)], how many prices, whether every price reads as american)."""
     snap_at, snap_text, snap_source = snapshot
     previous = _timestamp(wrapper.get("previous_timestamp"), "wrapper previous_timestamp")[1] if wrapper else None
     following = _timestamp(wrapper.get("next_timestamp"), "wrapper next_timestamp")[1] if wrapper else None
@@ -426,7 +427,18 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot:
                     outcomes.append((name, description or None, point, price))
                 n_prices += len(outcomes)
                 markets.append((base, outcomes, head_text))
-    price_format = "american" if n_prices and all_american else "decimal"
+    return markets, n_prices, all_american
+
+
+def price_format_of(n_prices: int, all_american: bool) -> str:
+    """The file's price format (module docstring), from `_markets`' count and verdict."""
+    return "american" if n_prices and all_american else "decimal"
+
+
+def _heads(ref: ObjectRef, markets: list[tuple[dict, list[tuple], str]], price_format: str,
+           generation: int) -> list[tuple[dict, list[tuple]]]:
+    """[(market head, outcomes)]: the base rows with the file's columns added; BadInputError for a
+    price that is no decimal price in a decimal file."""
     tail = {"price_format": price_format, "source_object": ref.name, "source_generation": int(generation)}
     tail_text = "," + object_text(tail)[1:]
     heads = []
@@ -441,7 +453,7 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot:
                     raise _bad(f"price {price!r} of outcome {name!r} (market {base['market_key']}, bookmaker "
                                f"{base['bookmaker_key']}) is no decimal price (> 1), and not every price of the "
                                f"file is american (whole, |p| >= 100)")
-    return heads, price_format
+    return heads
 
 
 
@@ -483,10 +495,14 @@ class _Texts:
         return text
 
 
-def _game_line_markets(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[MarketRows]:
+_LINE_PRICE_COLUMNS = (("price_decimal", "price_american"),)
+
+
+def _game_line_markets(markets: list[tuple[dict, list[tuple]]], price_format: str,
+                       texts: _Texts | None = None) -> list[MarketRows]:
     groups: list[tuple[dict, list]] = []
     seen: dict[tuple, tuple[list, int]] = {}  # natural key -> (rows list, index) of its row
-    texts = _Texts(price_format, (("price_decimal", "price_american"),))
+    texts = texts or _Texts(price_format, _LINE_PRICE_COLUMNS)
     prices = texts.prices
     for head, outcomes in markets:
         prefix = (head["game_id"], head["bookmaker_key"], head["market_key"])
@@ -529,12 +545,14 @@ def _game_line_markets(markets: list[tuple[dict, list[tuple]]], price_format: st
 _SIDE_SLOT = {s: i for i, s in enumerate(SIDES, 2)}
 _SIDE_COLUMNS = {s: (f"{s}_price_decimal", f"{s}_price_american") for s in SIDES}
 _YES = _SIDE_SLOT["yes"]
+_PROP_PRICE_COLUMNS = tuple(_SIDE_COLUMNS.values())
 
 
-def _player_prop_markets(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[MarketRows]:
+def _player_prop_markets(markets: list[tuple[dict, list[tuple]]], price_format: str,
+                         texts: _Texts | None = None) -> list[MarketRows]:
     groups: list[tuple[dict, list]] = []
     by_market: dict[tuple, dict] = {}  # (event, bookmaker, market) -> {(player, line): pivoted row}
-    texts = _Texts(price_format, tuple(_SIDE_COLUMNS.values()))
+    texts = texts or _Texts(price_format, _PROP_PRICE_COLUMNS)
     prices = texts.prices
     slots: dict = {}  # outcome name -> slot of its side, or None
     for head, outcomes in markets:
@@ -625,11 +643,23 @@ def markets_from_payload(ref: ObjectRef, payload: Any, generation: int = 0,
     """Staged rows of an already parsed payload, grouped per market (see MarketRows)."""
     events, wrapper = split_payload(payload)
     snapshot = _snapshot(ref, wrapper, created)
-    markets, price_format = _markets(ref, events, wrapper, snapshot, generation)
+    markets, n_prices, all_american = _markets(ref, events, wrapper, snapshot)
+    price_format = price_format_of(n_prices, all_american)
+    return pivot(ref, _heads(ref, markets, price_format, generation), price_format)
+
+
+def price_texts(ref: ObjectRef, price_format: str) -> _Texts:
+    """The texts `pivot` writes rows from, to share between the pieces of one file."""
+    return _Texts(price_format, _PROP_PRICE_COLUMNS if ref.endpoint == "player-props" else _LINE_PRICE_COLUMNS)
+
+
+def pivot(ref: ObjectRef, heads: list[tuple[dict, list[tuple]]], price_format: str,
+          texts: _Texts | None = None) -> list[MarketRows]:
+    """The staged rows of validated markets (`_heads`), grouped per market."""
     if ref.endpoint == "game-lines":
-        return _game_line_markets(markets, price_format)
+        return _game_line_markets(heads, price_format, texts)
     if ref.endpoint == "player-props":
-        return _player_prop_markets(markets, price_format)
+        return _player_prop_markets(heads, price_format, texts)
     raise _bad(f"no table for endpoint {ref.endpoint!r}")
 
 
