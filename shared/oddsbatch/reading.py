@@ -159,7 +159,10 @@ def read_object(settings: Settings, name: str, generation: int, created: datetim
         data, encoding = download()
         if len(data) > limit:  # the event did not say its size: checked before any parsing
             raise BadInputError(f"object of {len(data)} bytes exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}")
-        gzipped = (encoding or "").strip().lower() == "gzip" or data[:2] == GZIP_MAGIC
+        # Downloaded as stored, a gzip object (Content-Encoding: gzip, or not) starts with the magic
+        # number, which no JSON text can start with; the header alone is not trusted (a server that
+        # transcodes anyway sends plain JSON under it).
+        gzipped = data[:2] == GZIP_MAGIC
         try:
             if not gzipped and (len(data) <= threshold or not data):
                 return _whole(name, data, generation, created)
