@@ -103,8 +103,13 @@ def run(r: Run) -> None:
         log(f"memory: uploading {len(files)} props files ({size / 1e6:.0f} MB) for {dates} dates at once")
         upload_seconds = _upload(b, files, 32)
         seconds = _wait_rows(b, want, timeout=3600)
-        b.stack.wait_idle(expected_events=len(files), timeout=600)
-        mem = b.memory()
+        mem = b.memory()  # before waiting for stragglers: a late retry must not lose the figure
+        try:
+            b.stack.wait_idle(expected_events=len(files), timeout=900)
+            mem = b.memory()
+        except Exception as exc:  # noqa: BLE001 - the figure stands; say what was still running
+            r.note(f"memory: the stack was not idle 900 s after the 8 dates' rows were queryable ({exc}); "
+                   f"peak RSS read when they were")
         got = {k: b.count(*k) for k in want}
         exact = got == want
         peak = mem["player_props"]["VmHWM"]

@@ -169,3 +169,14 @@ def test_the_holder_quarantines_a_file_over_the_budget_and_merges_the_others(wor
     assert all("more than the instance's budget ODDSBATCH_MEMORY_BUDGET_BYTES=2097152" in r
                for _, r in world.quarantined)
     assert not pending.has_any()
+
+
+def test_a_load_uploads_its_file_in_small_chunks():
+    from google.cloud.bigquery import client as bigquery_client_module
+
+    from oddsbatch import clients
+
+    clients.bigquery_client("p", endpoint="http://127.0.0.1:1")  # no request is made
+    assert bigquery_client_module._DEFAULT_CHUNKSIZE == clients.LOAD_UPLOAD_CHUNK_BYTES == 8 * 1024 * 1024
+    assert clients.LOAD_UPLOAD_CHUNK_BYTES % (256 * 1024) == 0
+    clients.reset()
