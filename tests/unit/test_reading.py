@@ -180,3 +180,18 @@ def test_a_load_uploads_its_file_in_small_chunks():
     assert bigquery_client_module._DEFAULT_CHUNKSIZE == clients.LOAD_UPLOAD_CHUNK_BYTES == 8 * 1024 * 1024
     assert clients.LOAD_UPLOAD_CHUNK_BYTES % (256 * 1024) == 0
     clients.reset()
+
+
+def test_a_file_that_cannot_be_streamed_is_read_whole_when_the_budget_allows():
+    import json
+
+    name_, data = FILES[0]
+    event = json.loads(data)
+    event["bookmakers"].append(dict(event["bookmakers"][0], title="again"))  # one bookmaker twice
+    twice = json.dumps(event).encode()
+    s = settings(ODDSBATCH_STREAM_OBJECT_BYTES="1")
+    assert read(s, name_, twice, size="event")[0] == whole(name_, twice)
+    assert read(s, name_, gzip.compress(twice), size="event")[0] == whole(name_, twice)
+    tight = settings(ODDSBATCH_STREAM_OBJECT_BYTES="1", ODDSBATCH_MEMORY_BUDGET_BYTES=str(20 * 1024 * 1024))
+    with pytest.raises(BadInputError, match=r"whole \(its shape cannot be streamed\) needs ~\d+ bytes"):
+        read(tight, name_, twice + b" " * 1_000_000, size="event")  # 43x 1 MB does not fit 20 MiB
