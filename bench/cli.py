@@ -10,7 +10,7 @@ from pathlib import Path
 from .common import REPO, Run
 from .report import write_results
 
-SECTIONS = ("transform", "coldstart", "work", "burst", "day", "backfill")
+SECTIONS = ("transform", "coldstart", "work", "burst", "day", "backfill", "memory")
 
 
 def parse(argv):
@@ -59,6 +59,10 @@ def main(argv=None) -> int:
         from . import stack_bench
 
         stack_bench.run(run, args.sections)
+    if "memory" in args.sections:
+        from . import memory_bench
+
+        memory_bench.run(run)
     run.seconds = time.monotonic() - t0
     missed = [f.name for f in run.figures if f.target and not f.met]
     print(f"bench: done in {run.seconds:.0f}s; targets met {sum(1 for f in run.figures if f.target and f.met)}, "

@@ -20,7 +20,7 @@ METHOD = [
     "300- and 1,000-file dates, then every 1 s from 10 s after the last upload).",
     "MERGEs and jobs: BigQuery jobs listed before and after (after the stack is idle, so late rounds count); the "
     "bench's own count queries carry the `bench_` prefix and are excluded. MERGEs per table from the job ids.",
-    "Transform: `transform.markets_for_object` + `staging.encode` (as `batch._read` runs them) over every file "
+    "Transform: `transform.markets_for_object` + `staging.encode` (as `holder._read` runs them) over every file "
     "of `synthesize_day(games=15, snapshots=34)`, vs `json.loads` of the same bytes; process CPU seconds, best "
     "of 3. Checked each run: the staged lines un-nested give exactly `rows_for_object`.",
     "Memory: VmHWM of each function's gunicorn worker (child of the recorded functions-framework pid) after the "
@@ -42,13 +42,13 @@ def reasons(run: Run) -> list[str]:
     t = by.get("transform_over_bare_parse")
     if t and not t.met:
         floor = by.get("reencode_parsed_input_over_bare_parse")
-        out.append(f"Why transform misses 2x: {by['transform_rows_per_s'].note}; {t.note}. Serializing with "
-                   "the standard library's C encoder is slower than parsing: encoding the parsed input again, "
-                   f"untouched, already costs {floor.value if floor else '?'}x the parse, and the staged "
-                   "bytes must carry the converted prices and pivoted sides besides. The staging format is "
-                   "now one line per market (head columns once, rows nested), which cut the staged bytes ~4x; "
-                   "getting under 2x would take moving the pivot and price conversion into the MERGE's SQL "
-                   "(staging the source outcomes as parsed), i.e. the transform rules in two languages.")
+        stages = by.get("transform_stages_over_bare_parse")
+        out.append(f"Why transform misses 2.5x: {by['transform_rows_per_s'].note}; {t.note}; per stage "
+                   f"(parse + rows + encode) {stages.value if stages else '?'} x the parse. Encoding the parsed input "
+                   f"again, untouched, with the standard library's C encoder costs {floor.value if floor else '?'}x "
+                   "the parse: the rows therefore write their own staging text from texts written once per file "
+                   "(staging.StagedRow), and what is left is the Python work per outcome (validate, pivot) and per "
+                   "row (its dict and its text).")
     for f in run.figures:
         if f.name.startswith("burst_speedup_settle") and not f.met:
             settle = f.name.removeprefix("burst_speedup_settle")

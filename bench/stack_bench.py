@@ -31,11 +31,11 @@ MODES = {"batch": "batch", "baseline": "per_file"}
 
 # -- stack helpers --------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, r: Run, mode: str, settle: float, tag: str):
+    def __init__(self, r: Run, mode: str, settle: float, tag: str, extra_env: dict | None = None):
         self.r, self.mode, self.settle = r, mode, settle
         self.tmp = tempfile.TemporaryDirectory(prefix=f"oddsbatch-bench-{tag}-")
         self.stack = Stack(Path(self.tmp.name) / "state", settle_seconds=settle,
-                           extra_env={"ODDSBATCH_MODE": MODES[mode]})
+                           extra_env={"ODDSBATCH_MODE": MODES[mode], **(extra_env or {})})
 
     def __enter__(self) -> "Bench":
         log(f"starting stack mode={self.mode} settle={self.settle}")

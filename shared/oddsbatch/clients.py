@@ -54,11 +54,22 @@ def firestore_client(project: str, database: str = "(default)"):
     return _cached(("firestore", project, database, os.environ.get("FIRESTORE_EMULATOR_HOST")), make)
 
 
+# The chunk a load job's resumable upload reads from its file at a time. google-cloud-bigquery
+# 3.47.0 reads 100 MB (`client._DEFAULT_CHUNKSIZE`, read at each upload): a round's staged file
+# would then sit in memory up to 100 MB at once. A chunk other than the last must be a multiple of
+# 256 KiB in Google's resumable upload protocol (https://cloud.google.com/storage/docs/performing-resumable-uploads,
+# the protocol BigQuery's upload endpoint speaks; googleapis/python-bigquery#775 on the default).
+LOAD_UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+
+
 def bigquery_client(project: str, endpoint: str | None = None, location: str | None = None):
     endpoint = endpoint or os.environ.get("ODDSBATCH_BIGQUERY_ENDPOINT") or None
 
     def make():
         from google.cloud import bigquery
+        from google.cloud.bigquery import client as bigquery_client_module
+
+        bigquery_client_module._DEFAULT_CHUNKSIZE = LOAD_UPLOAD_CHUNK_BYTES  # tests/unit/test_reading.py pins it
 
         if endpoint:
             from google.auth.credentials import AnonymousCredentials

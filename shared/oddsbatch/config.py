@@ -44,6 +44,9 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_MERGE_ATTEMPTS": ("5", "Attempts of a MERGE that hits a serialization conflict."),
     "ODDSBATCH_MODE": ("batch", "batch (one MERGE per burst) or per_file (the old one-MERGE-per-file behaviour, benchmark baseline only)."),
     "ODDSBATCH_MAX_OBJECT_BYTES": ("33554432", "Objects larger than this are quarantined unread (real snapshots are ~100 KB)."),
+    "ODDSBATCH_STREAM_OBJECT_BYTES": ("1048576", "Objects larger than this (and every gzip-compressed one) are transformed one bookmaker at a time from an incremental parser, in memory that does not grow with the file; smaller ones are parsed whole (faster)."),
+    "ODDSBATCH_MEMORY_BUDGET_BYTES": ("40% of ODDSBATCH_INSTANCE_MEMORY", "Bytes the files being downloaded and transformed may take at once on one instance, shared by all its requests (each file is admitted at its size times a measured expansion factor; a file that can never fit is quarantined)."),
+    "ODDSBATCH_INSTANCE_MEMORY": ("512Mi", "The deployed memory tier (deploy.sh --memory), from which the memory budget is derived when ODDSBATCH_MEMORY_BUDGET_BYTES is not set."),
     "ODDSBATCH_SWEEP_COLLECTION": ("oddsbatch_sweeps", "Collection of the sweep's last run, one document per endpoint (`oddsbatch status` shows it)."),
     "ODDSBATCH_FENCE_COLLECTION": ("oddsbatch_fences", "Collection of MERGE fences, one document per batch key: the job id of its last MERGE, settled by every next holder so two MERGEs of one key are never in flight (fence.py)."),
     "ODDSBATCH_SWEEP_STALE_SECONDS": ("600", "The sweep adopts a key whose oldest pending marker is older than this and that has no live lock, and reconciles bucket objects older than this."),
@@ -82,6 +85,40 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 MODES = ("batch", "per_file")
 
 
+# The units deploy.sh's --memory accepts (512Mi, 1Gi, 512M, 1G, 512MB, 1GB).
+_MEMORY_UNITS = {"m": 1000 ** 2, "g": 1000 ** 3, "mb": 1000 ** 2, "gb": 1000 ** 3, "mi": 1024 ** 2, "gi": 1024 ** 3}
+# The share of an instance's memory the files in flight may take: the rest holds the interpreter
+# and clients (~80-100 MiB per idle worker, bench/RESULTS.md), the rounds' in-memory spools and the
+# loads' buffers.
+BUDGET_SHARE_OF_INSTANCE = 0.4
+DEFAULT_INSTANCE_MEMORY = "512Mi"  # deploy.sh's default --memory
+
+
+def memory_bytes(text: str, name: str = "ODDSBATCH_INSTANCE_MEMORY") -> int:
+    """Bytes of a memory quantity as deploy.sh's --memory takes it: 512Mi, 1Gi, 2G, 512MB."""
+    raw = text.strip()
+    digits = raw.rstrip("MGBmgbi")
+    unit = raw[len(digits):].lower()
+    try:
+        value = float(digits)
+    except ValueError:
+        value = -1
+    if value <= 0 or unit not in _MEMORY_UNITS:
+        raise ValueError(f"{name} must look like 512Mi, 1Gi, 2G or 512MB, got {text!r}")
+    return int(value * _MEMORY_UNITS[unit])
+
+
+def _memory_budget(env: Mapping[str, str], budget_name: str, tier_name: str) -> int:
+    """The explicit budget, else BUDGET_SHARE_OF_INSTANCE of the deployed tier. Cloud Run tells a
+    container no memory limit of its own (its reserved variables are PORT, K_SERVICE, K_REVISION,
+    K_CONFIGURATION: https://cloud.google.com/run/docs/container-contract), so deploy.sh passes
+    its --memory as ODDSBATCH_INSTANCE_MEMORY."""
+    if env.get(budget_name):
+        return _int(env, budget_name, 1)
+    tier = memory_bytes(env.get(tier_name) or DEFAULT_INSTANCE_MEMORY, tier_name)
+    return int(tier * BUDGET_SHARE_OF_INSTANCE)
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or choices[0]
     if value not in choices:
@@ -116,6 +153,8 @@ class Settings:
     bigquery_endpoint: str | None = None
     mode: str = "batch"
     max_object_bytes: int = 32 * 1024 * 1024
+    stream_object_bytes: int = 1024 * 1024
+    memory_budget_bytes: int = int(512 * 1024 * 1024 * BUDGET_SHARE_OF_INSTANCE)
     sweep_collection: str = "oddsbatch_sweeps"
     fence_collection: str = "oddsbatch_fences"
     sweep_stale_seconds: float = 600.0
@@ -181,6 +220,8 @@ class Settings:
             bigquery_endpoint=env.get("ODDSBATCH_BIGQUERY_ENDPOINT") or None,
             mode=_choice(env, "ODDSBATCH_MODE", MODES),
             max_object_bytes=_int(env, "ODDSBATCH_MAX_OBJECT_BYTES", 32 * 1024 * 1024),
+            stream_object_bytes=_int(env, "ODDSBATCH_STREAM_OBJECT_BYTES", 1024 * 1024),
+            memory_budget_bytes=_memory_budget(env, "ODDSBATCH_MEMORY_BUDGET_BYTES", "ODDSBATCH_INSTANCE_MEMORY"),
             sweep_collection=env.get("ODDSBATCH_SWEEP_COLLECTION") or "oddsbatch_sweeps",
             fence_collection=env.get("ODDSBATCH_FENCE_COLLECTION") or "oddsbatch_fences",
             sweep_stale_seconds=_float(env, "ODDSBATCH_SWEEP_STALE_SECONDS", 600.0),

@@ -10,14 +10,16 @@ marker (pending.py) -> lock (lock.py) -> holder -> staging load and MERGE (wareh
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from typing import BinaryIO
 
-from . import faults, logs, staging, transform
+from . import faults, logs, reading
 from .clients import storage_client
 from .config import Settings
 from .deadline import Deadline
@@ -34,8 +36,11 @@ from .warehouse import Warehouse
 MAX_FILES_PER_ROUND = 2000
 # How often a settling holder counts the queue (one aggregation query each).
 SETTLE_POLL_SECONDS = 0.1
-# Staged NDJSON of one round kept in memory; beyond this it spools to a temporary file.
-SPOOL_BYTES = 64 * 1024 * 1024
+# Staged NDJSON of one round kept in memory; beyond this it spools to a temporary file. Small, so
+# that THREADS holders of large dates stay within the instance's memory (issue 19: 8 holders of
+# 300 props files held ~57 MB each). On Cloud Run /tmp is memory too: staging through gs:// is
+# what takes it out of the instance.
+SPOOL_BYTES = 8 * 1024 * 1024
 # The least time a round is assumed to need (download, load, MERGE on real BigQuery), until this
 # invocation has timed one; capped at a quarter of the timeout.
 ROUND_FLOOR_SECONDS = 30.0
@@ -243,31 +248,36 @@ class BatchHolder:
             seen, checked = now_seen, now
         return round(max(slept, clock() - started), 3)
 
-    def _read(self, marker: Marker) -> tuple[Marker, bytes | None, int, str | None, datetime | None]:
-        """Download and transform one object: (marker, staging NDJSON, rows, bad-input reason,
+    def _read(self, marker: Marker) -> tuple[Marker, bytes | BinaryIO | None, int, str | None, datetime | None]:
+        """Download and transform one object within the instance's memory budget (reading.py):
+        (marker, staging NDJSON as bytes or a file to copy and close, rows, bad-input reason,
         snapshot time)."""
         from google.api_core.exceptions import NotFound
 
         limit = self.settings.max_object_bytes
-        too_large = f"exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}"
         if marker.size is not None and marker.size > limit:  # quarantined unread: never pulled into memory
-            return marker, b"", 0, f"object of {marker.size} bytes {too_large}", None
+            return marker, b"", 0, f"object of {marker.size} bytes exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}", None
         blob = storage_client(self.settings.project).bucket(marker.bucket).blob(marker.name,
                                                                                generation=marker.generation or None)
+
+        def download() -> tuple[bytes, str | None]:
+            try:
+                return blob.download_as_bytes(raw_download=True), blob.content_encoding  # gzip as stored
+            except NotFound:
+                raise
+            except Exception as exc:
+                raise classify(exc) from exc
+
         try:
-            data = blob.download_as_bytes()
+            staged = reading.read_object(self.settings, marker.name, marker.generation, _created(marker.created),
+                                         marker.size, download)
+            return marker, staged.payload, staged.rows, None, staged.snapshot
         except NotFound:
             return marker, None, 0, None, None
-        except Exception as exc:
-            raise classify(exc) from exc
-        if len(data) > limit:  # the event did not say its size: checked before any parsing
-            return marker, b"", 0, f"object of {len(data)} bytes {too_large}", None
-        try:
-            groups = transform.markets_for_object(marker.name, data, marker.generation, _created(marker.created))
-            snapshot = _created(groups[0][0]["snapshot_timestamp"]) if groups else None  # one per file
-            return marker, staging.encode(groups), staging.row_count(groups), None, snapshot
         except BadInputError as bad:
             return marker, b"", 0, bad.reason, None
+        except (TransientError, TerminalError):  # the download's: the round raises, Eventarc retries
+            raise
         except Exception as exc:  # noqa: BLE001 - confined to this file: it must not block its key
             logs.log("transform_error", severity="ERROR", batch_key=self.key, object=marker.name,
                      generation=marker.generation, error=f"{type(exc).__name__}: {exc}"[:500])
@@ -297,8 +307,13 @@ class BatchHolder:
                     elif reason is not None:
                         to_quarantine.append((marker, reason))
                     else:
-                        spans.append(StagedFile(marker, staged.tell(), len(payload), rows, snapshot))
-                        staged.write(payload)
+                        offset = staged.tell()
+                        if isinstance(payload, bytes):
+                            staged.write(payload)
+                        else:  # a streamed file's own spool
+                            with payload:
+                                shutil.copyfileobj(payload, staged)
+                        spans.append(StagedFile(marker, offset, staged.tell() - offset, rows, snapshot))
                 staging_id = staging_table.result()
             result.seconds["read"] = round(time.monotonic() - started, 3)
             if any(s.rows for s in spans):  # files without rows (no lines posted yet) need no load

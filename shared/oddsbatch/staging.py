@@ -12,6 +12,11 @@ for 59 MB of input and serializing it cost 7x the JSON parse of the input; group
 a fraction of that (bench/RESULTS.md), and the load job reads that much less. The MERGE
 un-nests the rows again (sql.deduplicated_source_sql), so the target table is unchanged.
 
+Writing it is most of a file's transform cost, so the transform writes each row's text as it
+builds the row (`StagedRow`), from texts it wrote once per file (a player's name, a price, a
+line): `encode` then joins texts instead of encoding every row item by item
+(bench/transform_bench.py prints the split).
+
 Pure: no Google imports, no I/O.
 """
 
@@ -21,7 +26,12 @@ import json
 from typing import Iterable
 
 from .tables import MARKET_ROWS_FIELD
-from .transform import MarketRows
+
+# One market's staged rows, grouped: (head, [row columns]). The head holds the columns every row
+# of the market shares (TableSpec.head_columns); each row dict holds only its own non-null
+# columns (TableSpec.line_columns; absent = NULL). Staging stays this narrow, and
+# `transform.rows_from_payload` flattens it into full rows for everything else.
+MarketRows = tuple[dict, list[dict]]
 
 
 def _make_encoder():
@@ -37,17 +47,61 @@ def _make_encoder():
 
 
 _encode = _make_encoder()
+quote = json.encoder.encode_basestring_ascii  # a JSON string exactly as `_encode` writes it
+number_text = repr  # a finite float or an int exactly as `_encode` writes it (float.__repr__, int.__repr__)
+
+
+def object_text(mapping: dict) -> str:
+    """The JSON object exactly as a staging line writes it."""
+    return _encode(mapping)
+
+
+class StagedRow(dict):
+    """A staged row or market head that carries its own staging text: `json`, exactly
+    `object_text(self)`, set by whoever built it (transform.py). Any change to the dict drops
+    the text (`json` = None), and `encode` writes a row without one the ordinary way, so a
+    caller that edits the rows it was given stages what it edited."""
+
+    __slots__ = ("json",)
+
+
+def _drops_text(method):
+    def changed(self, *args, **kwargs):
+        self.json = None
+        return method(self, *args, **kwargs)
+
+    changed.__name__ = changed.__qualname__ = method.__name__
+    changed.__doc__ = method.__doc__
+    return changed
+
+
+for _name in ("__setitem__", "__delitem__", "__ior__", "clear", "pop", "popitem", "setdefault", "update"):
+    setattr(StagedRow, _name, _drops_text(getattr(dict, _name)))
+
+
+def _joined_line(head, rows) -> str | None:
+    """The staging line of a head and rows that all carry their text; None when the head has
+    none (AttributeError / TypeError when a row has none)."""
+    head_text = head.json
+    if not head_text or not head or MARKET_ROWS_FIELD in head:
+        return None
+    return f'{head_text[:-1]},"{MARKET_ROWS_FIELD}":[{",".join([row.json for row in rows])}]}}'
 
 
 def encode(groups: Iterable[MarketRows]) -> bytes:
     """Staging NDJSON of grouped market rows (transform.markets_for_object): exactly
     `json.dumps({**head, "market_rows": rows}, separators=(",", ":"))` per market, one per line."""
-    encode_one = _encode
     lines = []
     for head, rows in groups:
-        line = dict(head)
-        line[MARKET_ROWS_FIELD] = rows
-        lines.append(encode_one(line))
+        try:
+            text = _joined_line(head, rows)
+        except (AttributeError, TypeError):  # a plain dict, a row changed after it was built
+            text = None
+        if text is None:
+            line = dict(head)
+            line[MARKET_ROWS_FIELD] = rows
+            text = _encode(line)
+        lines.append(text)
     if not lines:
         return b""
     lines.append("")

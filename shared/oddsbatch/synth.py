@@ -342,3 +342,16 @@ def cmd_synth(args) -> int:
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(per_endpoint.items()))
     print(f"synth: wrote {files} files ({total} bytes) under {out} ({detail})")
     return 0
+
+
+def synthesize_large_file(day: date, target_bytes: int, seed: int = 7) -> tuple[str, bytes]:
+    """(object name, payload) of one valid game-lines snapshot of about `target_bytes`: one event
+    whose bookmakers are the synthetic day's, repeated under new keys (book_00001, ...) until the
+    payload is that large. A 30 MB one has ~53,000 bookmakers, like the file of issue 19."""
+    name, data = next(synthesize_day(day, games=1, snapshots=1, seed=seed))
+    event = json.loads(data)
+    books = event["bookmakers"]
+    per_book = len(json.dumps(books, ensure_ascii=False, separators=(",", ":")).encode()) / len(books)
+    count = max(1, int((target_bytes - len(data)) / (per_book + 12)) + len(books))
+    event["bookmakers"] = [dict(books[i % len(books)], key=f"book_{i:05d}") for i in range(count)]
+    return name, json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

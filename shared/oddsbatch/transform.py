@@ -54,12 +54,12 @@ from typing import Any, Iterable
 from . import teams
 from .errors import BadInputError
 from .paths import ObjectRef, endpoint_of, parse_object_name
+from .staging import MarketRows, StagedRow, number_text, object_text, quote
 from .tables import TableSpec, table_for_endpoint
 
 SNAPSHOT_SOURCES = ("wrapper", "object_name", "object_created")
 PRICE_FORMATS = ("american", "decimal")
 SIDES = ("over", "under", "yes", "no")
-_SIDE_OF = {s: s for s in SIDES}
 _ONE_MINUTE = timedelta(minutes=1)
 _ID_RE = re.compile(r"^[0-9A-Za-z]+$")
 _NON_LETTERS = re.compile(r"[^a-z]")
@@ -342,15 +342,17 @@ def _snapshot(ref: ObjectRef, wrapper: dict | None, created: datetime | None) ->
     raise _bad(f"no snapshot time: no wrapper timestamp, no YYYYMMDD_HHMMSS in the name, no creation time: {ref.name}")
 
 
-def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tuple,
-             generation: int) -> tuple[list[tuple[dict, list[tuple]]], str]:
-    """Validate the payload once: [(market base row, [(name, description, point, price)])], format."""
+def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None,
+             snapshot: tuple) -> tuple[list[tuple[dict, list[tuple], str]], int, bool]:
+    """Validate the events once: ([(market base row, [(name, description, point, price)], head
+    text)], how many prices, whether every price reads as american)."""
     snap_at, snap_text, snap_source = snapshot
     previous = _timestamp(wrapper.get("previous_timestamp"), "wrapper previous_timestamp")[1] if wrapper else None
     following = _timestamp(wrapper.get("next_timestamp"), "wrapper next_timestamp")[1] if wrapper else None
     game_date = format_date(ref.game_date)
     name_event = ref.event_id.lower() if ref.event_id else None
-    markets: list[tuple[dict, list[tuple]]] = []
+    markets: list[tuple[dict, list[tuple], str]] = []
+    exact_points: set[float] = set()  # float points _exact_point accepted (a point repeats across books)
     n_prices = 0
     all_american = True
     for event in events:
@@ -385,6 +387,7 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot:
             book_base["bookmaker_key"] = book
             book_base["bookmaker_title"] = _optional_str(bookmaker, "title", f"{where} title")
             book_base["bookmaker_last_update"] = _timestamp(bookmaker.get("last_update"), f"{where} last_update")[1]
+            book_text = object_text(book_base)[:-1]  # the staging text of every head of this bookmaker
             for market in _required_list(bookmaker, "markets", f"markets of {where}"):
                 if not isinstance(market, dict):
                     raise _bad(f"wrong shape: a market of {where} is a JSON {_type_name(market)}")
@@ -392,7 +395,9 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot:
                 mwhere = f"{where} market {key}"
                 base = dict(book_base)
                 base["market_key"] = key
-                base["market_last_update"] = _timestamp(market.get("last_update"), f"{mwhere} last_update")[1]
+                updated = base["market_last_update"] = _timestamp(market.get("last_update"), f"{mwhere} last_update")[1]
+                head_text = (f'{book_text},"market_key":{quote(key)},'
+                             f'"market_last_update":{"null" if updated is None else quote(updated)}')
                 outcomes = []
                 for outcome in _required_list(market, "outcomes", f"outcomes of {mwhere}"):
                     if type(outcome) is not dict:
@@ -414,84 +419,156 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot:
                         raise _bad(f"missing price of outcome {name!r} in {mwhere}")
                     else:
                         raise _bad(f"price of outcome {name!r} in {mwhere} is not a number: {price!r:.40}")
-                    if point is not None:
+                    if point is not None and (type(point) is not float or point not in exact_points):
                         point = _exact_point(point, name, mwhere)
+                        exact_points.add(point)
                     if description is not None and type(description) is not str:
                         description = _optional_str(outcome, "description", f"description of outcome {name!r} in {mwhere}")
                     outcomes.append((name, description or None, point, price))
                 n_prices += len(outcomes)
-                markets.append((base, outcomes))
-    price_format = "american" if n_prices and all_american else "decimal"
+                markets.append((base, outcomes, head_text))
+    return markets, n_prices, all_american
+
+
+def price_format_of(n_prices: int, all_american: bool) -> str:
+    """The file's price format (module docstring), from `_markets`' count and verdict."""
+    return "american" if n_prices and all_american else "decimal"
+
+
+def _heads(ref: ObjectRef, markets: list[tuple[dict, list[tuple], str]], price_format: str,
+           generation: int) -> list[tuple[dict, list[tuple]]]:
+    """[(market head, outcomes)]: the base rows with the file's columns added; BadInputError for a
+    price that is no decimal price in a decimal file."""
     tail = {"price_format": price_format, "source_object": ref.name, "source_generation": int(generation)}
-    for base, outcomes in markets:
+    tail_text = "," + object_text(tail)[1:]
+    heads = []
+    for base, outcomes, head_text in markets:
         base.update(tail)
+        head = StagedRow(base)
+        head.json = head_text + tail_text
+        heads.append((head, outcomes))
         if price_format == "decimal":
             for name, _, _, price in outcomes:
                 if price <= 1:
                     raise _bad(f"price {price!r} of outcome {name!r} (market {base['market_key']}, bookmaker "
                                f"{base['bookmaker_key']}) is no decimal price (> 1), and not every price of the "
                                f"file is american (whole, |p| >= 100)")
-    return markets, price_format
+    return heads
 
 
-# One market's staged rows, grouped: (head, [row columns]). The head holds the columns every row
-# of the market shares (TableSpec.head_columns); each row dict holds only its own non-null
-# columns (TableSpec.line_columns; absent = NULL). Staging stays this narrow (staging.py), and
-# `rows_from_payload` flattens it into full rows for everything else.
-MarketRows = tuple[dict, list[dict]]
 
 
-def _drop_superseded(groups: list[tuple[dict, list]]) -> list[MarketRows]:
-    """The groups without superseded rows (None) and without markets left empty."""
-    return [(head, kept) for head, rows in groups if (kept := [r for r in rows if r is not None])]
+class _Texts:
+    """The staging texts a file's rows are made of, each written once per file: an item that
+    repeats (a name, a line, a price) is looked up, not written again."""
+
+    def __init__(self, price_format: str, price_columns: tuple[tuple[str, str], ...]):
+        self.price_format = price_format
+        self.price_columns = price_columns  # (decimal column, american column) of each price a row holds
+        # source price -> ((decimal, american), the text of its two columns for each of price_columns)
+        self.prices: dict = {}
+        self.strings: dict[str, str] = {}
+        self.numbers: dict[tuple[str, float], str] = {}
+
+    def price(self, price) -> tuple:
+        """((decimal, american), *texts) of a source price; BadInputError when out of range."""
+        found = self.prices.get(price)
+        if found is None:
+            pair = _convert(price, self.price_format)
+            decimal, american = number_text(pair[0]), number_text(pair[1])
+            found = self.prices[price] = (pair, *(f',"{d}":{decimal},"{a}":{american}' for d, a in self.price_columns))
+        return found
+
+    def string(self, value: str) -> str:
+        text = self.strings.get(value)
+        if text is None:
+            text = self.strings[value] = quote(value)
+        return text
+
+    def number(self, column: str, value: float) -> str:
+        """`,"column":value`."""
+        text = self.numbers.get((column, value))
+        if text is None:
+            text = f',"{column}":{number_text(value)}'
+            if value != 0:  # 0.0 and -0.0 are equal keys but different texts
+                self.numbers[column, value] = text
+        return text
 
 
-def _game_line_markets(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[MarketRows]:
+_LINE_PRICE_COLUMNS = (("price_decimal", "price_american"),)
+
+
+def _game_line_markets(markets: list[tuple[dict, list[tuple]]], price_format: str,
+                       texts: _Texts | None = None) -> list[MarketRows]:
     groups: list[tuple[dict, list]] = []
     seen: dict[tuple, tuple[list, int]] = {}  # natural key -> (rows list, index) of its row
-    prices: dict = {}  # source price -> (decimal, american)
+    texts = texts or _Texts(price_format, _LINE_PRICE_COLUMNS)
+    prices = texts.prices
     for head, outcomes in markets:
         prefix = (head["game_id"], head["bookmaker_key"], head["market_key"])
         rows: list = []
-        for name, description, point, price in outcomes:
-            row = {"outcome_name": name}
-            if description is not None:
-                row["outcome_description"] = description
-            if point is not None:
-                row["outcome_point"] = point
-            pair = prices.get(price)
-            if pair is None:
-                pair = prices[price] = _convert(price, price_format)
-            row["price_decimal"], row["price_american"] = pair
-            key = prefix + (name, description, point)
+        for outcome in outcomes:
+            key = prefix + outcome[:3]  # (name, description, point)
             earlier = seen.get(key)
             if earlier is not None:  # same natural key twice in one file: the last one wins
                 earlier[0][earlier[1]] = None
             seen[key] = (rows, len(rows))
-            rows.append(row)
+            rows.append((outcome, prices.get(outcome[3]) or texts.price(outcome[3])))
         groups.append((head, rows))
-    return _drop_superseded(groups)
+    string, number = texts.string, texts.number
+    out = []
+    for head, rows in groups:
+        staged = []
+        for item in rows:
+            if item is None:  # superseded
+                continue
+            (name, description, point, _), (pair, price_text) = item
+            columns = {"outcome_name": name}
+            text = '{"outcome_name":' + string(name)
+            if description is not None:
+                columns["outcome_description"] = description
+                text += ',"outcome_description":' + string(description)
+            if point is not None:
+                columns["outcome_point"] = point
+                text += number("outcome_point", point)
+            columns["price_decimal"], columns["price_american"] = pair
+            row = StagedRow(columns)
+            row.json = text + price_text + "}"
+            staged.append(row)
+        if staged:
+            out.append((head, staged))
+    return out
 
 
+# A pivoted player-props row while the file is read: [player, line, over, under, yes, no], each
+# side the `_Texts.price` of its price, or None.
+_SIDE_SLOT = {s: i for i, s in enumerate(SIDES, 2)}
 _SIDE_COLUMNS = {s: (f"{s}_price_decimal", f"{s}_price_american") for s in SIDES}
+_YES = _SIDE_SLOT["yes"]
+_PROP_PRICE_COLUMNS = tuple(_SIDE_COLUMNS.values())
 
 
-def _player_prop_markets(markets: list[tuple[dict, list[tuple]]], price_format: str) -> list[MarketRows]:
-    groups: list[MarketRows] = []
-    by_key: dict[tuple, dict] = {}
-    prices: dict = {}  # source price -> (decimal, american)
-    sides: dict = {}  # outcome name -> side or None
+def _player_prop_markets(markets: list[tuple[dict, list[tuple]]], price_format: str,
+                         texts: _Texts | None = None) -> list[MarketRows]:
+    groups: list[tuple[dict, list]] = []
+    by_market: dict[tuple, dict] = {}  # (event, bookmaker, market) -> {(player, line): pivoted row}
+    texts = texts or _Texts(price_format, _PROP_PRICE_COLUMNS)
+    prices = texts.prices
+    slots: dict = {}  # outcome name -> slot of its side, or None
     for head, outcomes in markets:
         market = head["market_key"]
         is_player_market = market.startswith("player_")
         prefix = (head["game_id"], head["bookmaker_key"], market)
-        rows: list[dict] = []
+        by_key = by_market.get(prefix)
+        if by_key is None:
+            by_key = by_market[prefix] = {}
+        rows: list[list] = []
         for name, description, point, price in outcomes:
-            side = sides.get(name, "")
-            if side == "":
-                side = sides[name] = _SIDE_OF.get(name.strip().lower())
+            slot = slots.get(name, 0)
+            if slot == 0:
+                slot = slots[name] = _SIDE_SLOT.get(name.strip().lower())
             if description is not None:
-                if side is None:
+                if slot is None:
                     if not is_player_market:
                         continue
                     raise _bad(f"cannot tell the side of outcome {name!r} for {description!r} in market {market} "
@@ -500,25 +577,65 @@ def _player_prop_markets(markets: list[tuple[dict, list[tuple]]], price_format: 
             else:
                 if not is_player_market:
                     continue  # a team market in a props file: not a player prop
-                if side is not None:
+                if slot is not None:
                     raise _bad(f"outcome {name!r} in market {market} (bookmaker {head['bookmaker_key']}) "
                                f"has no player (no description)")
-                player, side = name, "yes"
-            key = prefix + (player, point)
+                player, slot = name, _YES
+            key = (player, point)
             row = by_key.get(key)
             if row is None:  # a (player, line) met again later, even in a repeated market, is this row
-                row = by_key[key] = {"player_name": player, "player_lookup": player_lookup(player)}
-                if point is not None:
-                    row["line"] = point
+                row = by_key[key] = [player, point, None, None, None, None]
                 rows.append(row)
-            decimal_col, american_col = _SIDE_COLUMNS[side]
-            pair = prices.get(price)
-            if pair is None:
-                pair = prices[price] = _convert(price, price_format)
-            row[decimal_col], row[american_col] = pair  # a side given twice: the last one wins
+            row[slot] = prices.get(price) or texts.price(price)  # a side given twice: the last one wins
         if rows:
             groups.append((head, rows))
-    return groups
+    return _staged_player_prop_rows(groups, texts)
+
+
+def _staged_player_prop_rows(groups: list[tuple[dict, list[list]]], texts: _Texts) -> list[MarketRows]:
+    """The pivoted rows as staged rows (each with its staging text)."""
+    string, number = texts.string, texts.number
+    numbers = texts.numbers
+    players: dict[str, tuple[str, str]] = {}  # player -> (lookup, text of both columns)
+    out = []
+    for head, rows in groups:
+        staged = []
+        for player, point, over, under, yes, no in rows:
+            known = players.get(player)
+            if known is None:
+                lookup = player_lookup(player)
+                known = players[player] = (lookup, f'{{"player_name":{string(player)},"player_lookup":{string(lookup)}')
+            if point is not None and over and under and not yes and not no:  # the common row: one literal
+                line_text = numbers.get(("line", point)) or number("line", point)
+                (over_decimal, over_american), (under_decimal, under_american) = over[0], under[0]
+                row = StagedRow({"player_name": player, "player_lookup": known[0], "line": point,
+                                 "over_price_decimal": over_decimal, "over_price_american": over_american,
+                                 "under_price_decimal": under_decimal, "under_price_american": under_american})
+                row.json = f"{known[1]}{line_text}{over[1]}{under[2]}}}"
+                staged.append(row)
+                continue
+            columns = {"player_name": player, "player_lookup": known[0]}
+            text = known[1]
+            if point is not None:
+                columns["line"] = point
+                text += number("line", point)
+            if over:
+                columns["over_price_decimal"], columns["over_price_american"] = over[0]
+                text += over[1]
+            if under:
+                columns["under_price_decimal"], columns["under_price_american"] = under[0]
+                text += under[2]
+            if yes:
+                columns["yes_price_decimal"], columns["yes_price_american"] = yes[0]
+                text += yes[3]
+            if no:
+                columns["no_price_decimal"], columns["no_price_american"] = no[0]
+                text += no[4]
+            row = StagedRow(columns)
+            row.json = text + "}"
+            staged.append(row)
+        out.append((head, staged))
+    return out
 
 
 def markets_from_payload(ref: ObjectRef, payload: Any, generation: int = 0,
@@ -526,11 +643,23 @@ def markets_from_payload(ref: ObjectRef, payload: Any, generation: int = 0,
     """Staged rows of an already parsed payload, grouped per market (see MarketRows)."""
     events, wrapper = split_payload(payload)
     snapshot = _snapshot(ref, wrapper, created)
-    markets, price_format = _markets(ref, events, wrapper, snapshot, generation)
+    markets, n_prices, all_american = _markets(ref, events, wrapper, snapshot)
+    price_format = price_format_of(n_prices, all_american)
+    return pivot(ref, _heads(ref, markets, price_format, generation), price_format)
+
+
+def price_texts(ref: ObjectRef, price_format: str) -> _Texts:
+    """The texts `pivot` writes rows from, to share between the pieces of one file."""
+    return _Texts(price_format, _PROP_PRICE_COLUMNS if ref.endpoint == "player-props" else _LINE_PRICE_COLUMNS)
+
+
+def pivot(ref: ObjectRef, heads: list[tuple[dict, list[tuple]]], price_format: str,
+          texts: _Texts | None = None) -> list[MarketRows]:
+    """The staged rows of validated markets (`_heads`), grouped per market."""
     if ref.endpoint == "game-lines":
-        return _game_line_markets(markets, price_format)
+        return _game_line_markets(heads, price_format, texts)
     if ref.endpoint == "player-props":
-        return _player_prop_markets(markets, price_format)
+        return _player_prop_markets(heads, price_format, texts)
     raise _bad(f"no table for endpoint {ref.endpoint!r}")
 
 

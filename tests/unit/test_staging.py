@@ -92,3 +92,53 @@ def test_staging_schema_holds_every_staged_column_once(spec):
     assert sorted(head + inner) == sorted(spec.staged_columns)
     assert set(inner) == set(spec.line_columns)
     assert set(spec.natural_key) <= set(spec.staged_columns)
+
+
+def _plain(groups):
+    """The same groups as plain dicts: encode writes them item by item, without the texts."""
+    return [(dict(head), [dict(row) for row in rows]) for head, rows in groups]
+
+
+@pytest.mark.parametrize("name,data", list(files()), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_texts_the_transform_writes_are_exactly_what_the_encoder_writes(name, data):
+    groups = transform.markets_for_object(name, data, generation=9)
+    assert all(isinstance(r, staging.StagedRow) for head, rows in groups for r in [head, *rows])
+    assert staging.encode(groups) == staging.encode(_plain(groups))
+
+
+def test_a_row_changed_after_the_transform_is_staged_as_changed():
+    name, data = next(n_d for n_d in synthesize_day(date(2025, 2, 3), games=1, snapshots=1, seed=3)
+                      if "game-lines" in n_d[0])
+    groups = transform.markets_for_object(name, data, generation=2)
+    groups[0][1][0]["price_american"] = 10 ** 30
+    groups[1][0]["market_key"] = "changed"
+    groups[2][1][0].update(outcome_name="also changed")
+    del groups[3][1][0]["price_decimal"]
+    assert staging.encode(groups) == staging.encode(_plain(groups))
+    lines = staging.decode(staging.encode(groups))
+    assert lines[0][1][0]["price_american"] == 10 ** 30 and lines[1][0]["market_key"] == "changed"
+    assert lines[2][1][0]["outcome_name"] == "also changed" and "price_decimal" not in lines[3][1][0]
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 1, 1.0, True, None, "Théo", 2 ** 70, float("nan")])
+def test_equal_values_of_different_types_keep_their_own_text(value):
+    head = staging.StagedRow({"game_date": "2025-02-03"})
+    head.json = '{"game_date":"2025-02-03"}'
+    row = staging.StagedRow({"line": value})
+    row.json = staging.object_text({"line": value})
+    expected = json.dumps({"game_date": "2025-02-03", MARKET_ROWS_FIELD: [{"line": value}]}, separators=(",", ":"))
+    assert staging.encode([(head, [row])]) == (expected + "\n").encode()
+
+
+def test_zero_and_negative_zero_points_keep_their_sign_in_the_staged_text():
+    outcomes = [{"name": "A", "price": -110, "point": -0.0}, {"name": "B", "price": -110, "point": 0.0},
+                {"name": "Over", "price": 120, "point": -0.0}, {"name": "Under", "price": 120, "point": 0.0}]
+    event = {"id": "e1", "commence_time": "2025-02-04T00:00:00Z", "home_team": "A", "away_team": "B",
+             "bookmakers": [{"key": "book", "markets": [{"key": "spreads", "outcomes": outcomes[:2]}]}]}
+    props = dict(event, bookmakers=[{"key": "book", "markets": [
+        {"key": "player_points", "outcomes": [dict(o, description="P Q") for o in outcomes[2:]]}]}])
+    for endpoint, payload in (("game-lines", event), ("player-props", props)):
+        name = f"odds-api/{endpoint}/2025-02-03/20250203_120000-snap-1200.json"
+        groups = transform.markets_for_object(name, json.dumps(payload).encode(), generation=1)
+        assert staging.encode(groups) == staging.encode(_plain(groups))
+        assert b"-0.0" in staging.encode(groups)
