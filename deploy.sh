@@ -80,7 +80,8 @@ below are the module's defaults.
                                  else oddsbatch-build@P.iam.gserviceaccount.com]
   The collections (ODDSBATCH_*_COLLECTION) and the quarantine bucket (ODDSBATCH_QUARANTINE_BUCKET)
   have no flag: output firestore_collections and quarantine_bucket, else the module's defaults.
-  --memory M                     memory per instance [512Mi]
+  --memory M                     memory per instance [1Gi]: 8 holders peak ~224 MiB RSS (bench/RESULTS.md)
+                                 and on Cloud Run /tmp (the rounds' spooled staging) is memory too
   --timeout T                    seconds, at most 540, e.g. 540 or 540s [540s]
   --max-instances N              [10]
   --concurrency C                requests per instance (cpu is 1), also THREADS [8]
@@ -193,7 +194,7 @@ firestore_database=""
 quarantine_prefix=""
 sweep_topic=""
 outputs_json=""
-memory="512Mi"
+memory="1Gi"
 timeout="540s"
 max_instances="10"
 concurrency="8"
@@ -426,6 +427,7 @@ function_environment() {
     "ODDSBATCH_SETTLE_SECONDS=$settle_seconds"
     "ODDSBATCH_LEASE_SECONDS=$lease_seconds"
     "ODDSBATCH_TIMEOUT_SECONDS=$timeout_seconds"
+    "ODDSBATCH_INSTANCE_MEMORY=$memory"
     "THREADS=$concurrency"
   )
   local IFS=,

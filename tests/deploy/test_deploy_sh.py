@@ -185,7 +185,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
         assert f["source"] == [str(tmp_path / "build" / name)]
         sa = name.replace("_", "-")
         assert f["service-account"] == [f"oddsbatch-{sa}@my-proj.iam.gserviceaccount.com"]
-        assert f["memory"] == ["512Mi"] and f["timeout"] == ["540s"]
+        assert f["memory"] == ["1Gi"] and f["timeout"] == ["540s"]
         assert f["max-instances"] == ["10"] and f["concurrency"] == ["8"]
         assert f["cpu"] == ["1"]  # concurrency > 1 needs a whole CPU
         assert f["trigger-location"] == ["us"]  # the bucket's default location, US, not the region
@@ -211,6 +211,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
             "ODDSBATCH_QUARANTINE_BUCKET": "my-landing",
             "ODDSBATCH_QUARANTINE_PREFIX": "quarantine/",
             "ODDSBATCH_TIMEOUT_SECONDS": "540",
+            "ODDSBATCH_INSTANCE_MEMORY": "1Gi",  # the memory budget follows the tier (config.py)
             "THREADS": "8",
         }
         assert set(env_vars(argv)) <= set(SETTINGS_HELP) | RUNTIME_VARIABLES  # only variables the functions read
