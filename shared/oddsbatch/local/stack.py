@@ -6,7 +6,7 @@
 
 Processes (free ports chosen at start; logs in <state-dir>/logs/<name>.log):
   gcs          fake-gcs-server (memory backend) publishing object-finalize notifications to the bridge
-  firestore    @firestore-emulator/server under node (firestore_emulator.mjs)
+  firestore    Google's Firestore emulator from the Cloud SDK (the Java server itself, emulators.py)
   bigquery     local-bigquery from the Python 3.13 virtualenv .venv-bq, through bigquery_emulator.py
                (MERGE into require_partition_filter tables); data under <state-dir>/bigquery
   bridge       oddsbatch.local.bridge: Pub/Sub Publish -> CloudEvents POSTed to both functions, and
@@ -39,6 +39,7 @@ from typing import Mapping
 
 from ..envfile import LOCAL_ENV_FILE, read_env_file
 from ..errors import OddsbatchError
+from . import emulators
 
 HOST = "127.0.0.1"
 PROJECT = "test-project"
@@ -86,11 +87,10 @@ def _bq_venv(root: Path) -> Path:
 
 
 def _tool_paths(root: Path) -> dict:
-    node = shutil.which("node")
-    if not node:
-        raise StackError("node is not on PATH (the Firestore emulator needs Node.js 18+)")
-    if not (LOCAL_DIR / "node_modules" / "@firestore-emulator" / "server").is_dir():
-        raise StackError(f"{LOCAL_DIR / 'node_modules'} is missing: run `make install`")
+    try:
+        emulators.java(), emulators.firestore_jar()
+    except emulators.EmulatorMissing as exc:
+        raise StackError(str(exc)) from None
     bq = _bq_venv(root) / "bin" / "python"
     if not (_bq_venv(root) / "bin" / "local-bigquery").exists():
         raise StackError(f"{bq} is missing: run `make install`")
@@ -100,7 +100,7 @@ def _tool_paths(root: Path) -> dict:
         if not found:
             raise StackError("functions-framework is not installed: run `make install`")
         ff = Path(found)
-    return {"node": node, "fake_gcs": str(_fake_gcs_binary()), "bq_python": str(bq),
+    return {"fake_gcs": str(_fake_gcs_binary()), "bq_python": str(bq),
             "bq_home": str(_bq_venv(root) / "home"), "functions_framework": str(ff)}
 
 
@@ -370,7 +370,7 @@ class Stack:
         bq_data = self.state_dir / "bigquery"
         shutil.rmtree(bq_data, ignore_errors=True)
         bq_data.mkdir(parents=True)
-        names = ["gcs", "firestore", "firestore_control", "bigquery", "bigquery_grpc", "bridge_grpc",
+        names = ["gcs", "firestore", "bigquery", "bigquery_grpc", "bridge_grpc",
                  "bridge_status", *FUNCTIONS]
         self.ports = dict(zip(names, free_ports(len(names))))
         p = self.ports
@@ -387,7 +387,6 @@ class Stack:
             "ODDSBATCH_BRIDGE_STATUS_URL": f"http://{HOST}:{p['bridge_status']}/status",
             "ODDSBATCH_BRIDGE_GRPC": f"{HOST}:{p['bridge_grpc']}",
             "ODDSBATCH_BRIDGE_SWEEP_URL": f"http://{HOST}:{p['bridge_status']}/sweep",
-            "ODDSBATCH_FIRESTORE_CONTROL_URL": f"http://{HOST}:{p['firestore_control']}",
             "ODDSBATCH_GAME_LINES_URL": fn_urls["game_lines"],
             "ODDSBATCH_PLAYER_PROPS_URL": fn_urls["player_props"],
         }
@@ -404,9 +403,8 @@ class Stack:
                                      "--dml-conflicts", "on" if self.dml_conflicts else "off",
                                      "--dml-latency-ms", str(self.dml_latency_ms)],
                         {**base, "HOME": tools["bq_home"]}, ports=[p["bigquery"], p["bigquery_grpc"]])
-            self._spawn("firestore", [tools["node"], str(LOCAL_DIR / "firestore_emulator.mjs"), "--port",
-                                      str(p["firestore"]), "--control-port", str(p["firestore_control"])],
-                        base, ports=[p["firestore"], p["firestore_control"]])
+            self._spawn("firestore", list(emulators.firestore_emulator(p["firestore"]).argv), base,
+                        ports=[p["firestore"]])
             self._spawn("bridge", [sys.executable, "-m", "oddsbatch.local.bridge", "--grpc-port", str(p["bridge_grpc"]),
                                    "--status-port", str(p["bridge_status"]),
                                    *[a for u in fn_urls.values() for a in ("--target", u)],
@@ -465,7 +463,8 @@ class Stack:
         p = self.ports
         checks = {
             "gcs": lambda: _http_ok(f"http://{HOST}:{p['gcs']}/storage/v1/b"),
-            "firestore": lambda: _port_open(p["firestore"]) and _http_ok(f"http://{HOST}:{p['firestore_control']}/health"),
+            # Google's emulators answer GET / with 200 "Ok" once they serve requests
+            "firestore": lambda: _http_ok(f"http://{HOST}:{p['firestore']}/"),
             "bigquery": lambda: _http_ok(f"http://{HOST}:{p['bigquery']}/bigquery/v2/projects/{self.project}/datasets"),
             "bridge": lambda: _port_open(p["bridge_grpc"]) and _http_ok(self.env["ODDSBATCH_BRIDGE_STATUS_URL"]),
             **{fn: (lambda fn=fn: _http_answers(f"http://{HOST}:{p[fn]}/")) for fn in FUNCTIONS},
