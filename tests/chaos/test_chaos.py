@@ -64,8 +64,7 @@ def chaos_stack(tmp_path_factory):
         "ODDSBATCH_FAULT_CRASH_AT": CRASH_POINTS,
         "ODDSBATCH_FAULT_CRASH_RATE": "0.15",
         "ODDSBATCH_FAULT_SEED": "7",
-    }, bridge_args=["--duplicate-rate", "0.3", "--seed", "11", "--max-attempts", "40", "--max-backoff", "2",
-                    "--initial-backoff", "0.2"])
+    }, bridge_args=["--duplicate-rate", "0.3", "--seed", "11"])
     st.start()
     try:
         yield st
