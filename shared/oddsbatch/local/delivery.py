@@ -87,9 +87,13 @@ def subscriber_client(host: str | None = None):
 def peek_dead_letters(subscription: str, max_messages: int = 1000, host: str | None = None) -> list:
     """The messages waiting on a dead-letter subscription, left there: pulled, then handed back at
     once (an ack deadline of 0 makes them available again, https://cloud.google.com/pubsub/docs/pull)."""
+    import warnings
+
     subscriber = subscriber_client(host)
-    response = subscriber.pull(request={"subscription": subscription, "max_messages": max_messages,
-                                        "return_immediately": True}, timeout=10)
+    with warnings.catch_warnings():  # deprecated for streaming consumers; a peek must not block
+        warnings.simplefilter("ignore", DeprecationWarning)
+        response = subscriber.pull(request={"subscription": subscription, "max_messages": max_messages,
+                                            "return_immediately": True}, timeout=10)
     received = list(response.received_messages)
     if received:
         subscriber.modify_ack_deadline(request={"subscription": subscription, "ack_ids": [m.ack_id for m in received],
