@@ -18,14 +18,14 @@ CloudEvents, as Eventarc formats them (https://cloud.google.com/eventarc/docs/cl
            //pubsub.googleapis.com/projects/P/topics/TOPIC, data = {"message": ..., "subscription": ...}
 
 Chaos: `--duplicate-rate R` POSTs a seeded fraction R of the storage events a second time (same
-ce-id) shortly after the first, as an at-least-once transport may; the push is answered with the
-first POST's status. `--no-retry` plays a trigger with retries off (a single delivery attempt):
+ce-id) shortly after the first, as an at-least-once transport may; the push is answered once both
+POSTs did, 2xx only when both were, so a refused (crashed) twin is redelivered as Pub/Sub would. `--no-retry` plays a trigger with retries off (a single delivery attempt):
 the push is acknowledged whatever the function answered, and a refusal counts as failed.
 
 GET /status -> {"received" (distinct storage messages), "delivered" (2xx POSTs), "in_flight",
 "retrying" (messages refused and not yet delivered nor dead-lettered), "failed" (dead-lettered,
 or refused with --no-retry), "duplicates", "attempts", "instance", "targets"}.
-GET /sweep -> {"period", "published", "sweeps" (sweep pushes answered), "last_started",
+GET /sweep -> {"period", "published", "sweeps" (sweep messages every function answered), "last_started",
 "last_finished", "last_status"}: kept out of /status so `oddsbatch wait` is not disturbed by it.
 
     python -m oddsbatch.local.bridge --status-port S --project P --target game_lines=URL ... \
@@ -113,6 +113,7 @@ class Bridge:
         self._seen: set[str] = set()            # storage message ids
         self._tries: dict[tuple, int] = {}      # (subscription, message id) -> pushes so far
         self._refused: set[tuple] = set()       # (subscription, message id) last answered non-2xx
+        self._sweep_answers: dict[str, set] = {}  # sweep message id -> functions that answered it
         self.sweep = {"published": 0, "sweeps": 0, "last_started": None, "last_finished": None, "last_status": {}}
         self._out = out or sys.stdout
         self._local = threading.local()
@@ -161,11 +162,18 @@ class Bridge:
             duplicate = attempt == 1 and self.duplicate_rate > 0 and self._rng.random() < self.duplicate_rate
             self.c["in_flight"] += 1 + duplicate
             self.c["duplicates"] += duplicate
+        twin = None
         if duplicate:
-            threading.Timer(self.duplicate_delay, self._duplicate, (url, headers, body, push)).start()
+            twin = threading.Timer(self.duplicate_delay, self._duplicate, (url, headers, body, push))
+            twin.ok = False
+            twin.start()
         started = time.monotonic()
         status, error = self._post(url, headers, body)
         ok = status is not None and 200 <= status < 300
+        if twin is not None:  # the push is answered once both deliveries did: a refused twin is
+            twin.join()       # redelivered by Pub/Sub like any refused delivery
+            if ok and not twin.ok:
+                status, error, ok = 503, "the duplicate delivery was refused", False
         final = ok or not self.retry or attempt >= self.max_attempts
         with self._lock:
             self.c["attempts"] += 1
@@ -190,7 +198,7 @@ class Bridge:
 
     def _duplicate(self, url: str, headers: dict, body: bytes, push: dict) -> None:
         status, error = self._post(url, headers, body)
-        ok = status is not None and 200 <= status < 300
+        ok = threading.current_thread().ok = status is not None and 200 <= status < 300
         with self._lock:
             self.c["attempts"] += 1
             self.c["in_flight"] -= 1
@@ -204,8 +212,12 @@ class Bridge:
             self.sweep["last_started"] = _now_rfc3339()
         status, error = self._post(url, headers, body)
         with self._lock:
-            self.sweep["sweeps"] += 1
-            self.sweep["last_finished"] = _now_rfc3339()
+            answered = self._sweep_answers.setdefault(headers["ce-id"], set())
+            answered.add(function)
+            if answered == set(self.targets):  # every function answered this sweep message
+                del self._sweep_answers[headers["ce-id"]]
+                self.sweep["sweeps"] += 1
+                self.sweep["last_finished"] = _now_rfc3339()
             self.sweep["last_status"][url] = status if status is not None else error
         self.log(event="sweep", ce_id=headers["ce-id"], target=url, status=status, error=error)
         # A sweep is not retried: the next period's message is its retry (Cloud Scheduler's cadence).

@@ -432,6 +432,12 @@ class Stack:
                                    "--max-attempts", str(self.max_delivery_attempts),
                                    "--sweep-seconds", str(self.sweep_seconds), *self.bridge_args],
                         {**base, "PUBSUB_EMULATOR_HOST": self.env["PUBSUB_EMULATOR_HOST"]}, ports=[p["bridge_status"]])
+            fn_env = {**base, **self.env, "THREADS": base.get("ODDSBATCH_FUNCTION_THREADS", "16")}
+            fn_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root / "shared"), base.get("PYTHONPATH")]))
+            for fn in FUNCTIONS:
+                self._spawn(fn, [tools["functions_framework"], "--target", fn, "--source",
+                                 str(self.root / "functions" / fn / "main.py"), "--signature-type", "cloudevent",
+                                 "--host", HOST, "--port", str(p[fn])], fn_env, ports=[p[fn]])
             # The topics must exist before fake-gcs-server publishes: wait for Pub/Sub, then create them.
             self._wait_ready(["pubsub"])
             apply_env(self.env)
@@ -442,12 +448,6 @@ class Stack:
                                 "-event.pubsub-project-id", self.project, "-event.pubsub-topic", TOPIC,
                                 "-event.bucket", self.bucket, "-event.list", "finalize"],
                         {**base, "PUBSUB_EMULATOR_HOST": self.env["PUBSUB_EMULATOR_HOST"]}, ports=[p["gcs"]])
-            fn_env = {**base, **self.env, "THREADS": base.get("ODDSBATCH_FUNCTION_THREADS", "16")}
-            fn_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root / "shared"), base.get("PYTHONPATH")]))
-            for fn in FUNCTIONS:
-                self._spawn(fn, [tools["functions_framework"], "--target", fn, "--source",
-                                 str(self.root / "functions" / fn / "main.py"), "--signature-type", "cloudevent",
-                                 "--host", HOST, "--port", str(p[fn])], fn_env, ports=[p[fn]])
             self._wait_ready()
             from .provision import provision
 
