@@ -262,6 +262,7 @@ def test_replay_and_wait_commands(stack, tmp_path):
     r = subprocess.run([*CLI, "wait", "--timeout", "60", "--state-dir", str(stack.state_dir)],
                        capture_output=True, text=True, env=env, timeout=90)
     assert r.returncode == 0, r.stderr
+    assert "0 dead-lettered; dead-letter subscription holds 0" in r.stdout, r.stdout
     stack.wait_idle(expected_events=3)  # keep the fixture's event baseline in step
     names = {b.name for b in stack.storage().list_blobs(stack.bucket, prefix="scratch/replay/")}
     assert names == {"scratch/replay/a.json", "scratch/replay/b/c.json", "scratch/replay/b/d.txt"}
