@@ -82,3 +82,39 @@ def test_a_refused_event_is_dead_lettered_after_the_configured_attempts_and_land
         got = Counter(comparable(row, spec) for row in table_rows(stack, endpoint, day.isoformat()))
         assert got == expected_rows(files, generations, endpoint), endpoint
     assert delivery.peek_dead_letters(subscription, host=host) == []  # acknowledged once their dates landed
+
+
+# -- the sweep drains the dead letters itself -----------------------------------------------------
+@pytest.fixture(scope="module")
+def down_stack(tmp_path_factory):
+    """Storage events refused at the bridge (the functions are down for them: no POST), so Pub/Sub
+    dead-letters each after its attempts; the sweep messages still reach the functions."""
+    st = Stack(tmp_path_factory.mktemp("oddsbatch-down"), settle_seconds=0.3, max_delivery_attempts=ATTEMPTS,
+               sweep_seconds=3.0, bridge_args=["--refuse-storage"])
+    st.start()
+    try:
+        yield st
+    finally:
+        st.stop()
+
+
+def test_the_sweep_replays_dead_letters_and_their_date_lands_with_no_operator_command(down_stack):
+    stack = down_stack
+    day = date(2024, 11, 5)  # far older than the sweep's own days: only the dead letters name it
+    files = list(synth.synthesize_day(day, games=1, snapshots=1, seed=9))
+    generations = upload_all(stack, files)
+    subscription = stack.env["ODDSBATCH_DEAD_LETTER_SUBSCRIPTION"]
+
+    def landed():
+        return all(Counter(comparable(row, table_for_endpoint(e)) for row in table_rows(stack, e, day.isoformat()))
+                   == expected_rows(files, generations, e) for e in ENDPOINT_TABLES)
+
+    _wait(landed, 240, "the date to land")
+    # every event dead-lettered at both functions, none delivered
+    assert stack.bridge_status()["failed"] == len(files) * 2
+    assert '"outcome": "delivered"' not in stack.log_text("bridge")
+    drained = lambda: [line for fn in ("game_lines", "player_props") for line in stack.log_text(fn).splitlines()  # noqa: E731
+                       if '"sweep_dead_letters"' in line and day.isoformat() in line]
+    _wait(drained, 60, "the sweep's log of the dead letters it reconciled")  # logged once the drain ends
+    _wait(lambda: delivery.peek_dead_letters(subscription, host=stack.env["PUBSUB_EMULATOR_HOST"]) == [], 60,
+          "the dead letters acknowledged")

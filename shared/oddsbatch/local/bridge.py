@@ -100,12 +100,13 @@ def pubsub_event(push: dict, topic: str) -> tuple[dict, bytes]:
 class Bridge:
     def __init__(self, targets: dict[str, str], *, project: str, max_attempts: int = delivery.MAX_DELIVERY_ATTEMPTS,
                  retry: bool = True, timeout: float = delivery.ACK_DEADLINE_SECONDS, duplicate_rate: float = 0.0,
-                 duplicate_delay: float = 0.2, seed: int = 0, out=None):
+                 duplicate_delay: float = 0.2, seed: int = 0, refuse_storage: bool = False, out=None):
         if not targets:
             raise ValueError("the bridge needs at least one --target FUNCTION=URL")
         self.targets = dict(targets)
         self.project = project
         self.max_attempts, self.retry, self.timeout = max_attempts, retry, timeout
+        self.refuse_storage = refuse_storage  # tests: every storage push answered 503, no POST
         self.duplicate_rate, self.duplicate_delay = duplicate_rate, duplicate_delay
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -153,6 +154,8 @@ class Bridge:
         if kind == "sweep":
             return self._sweep(function, url, push)
         headers, body = storage_event(push)
+        if self.refuse_storage:  # a test's function that is down: Pub/Sub retries, then dead-letters
+            return self._refuse(function, push, headers)
         key = (push.get("subscription", function), headers["ce-id"])
         with self._lock:
             if headers["ce-id"] not in self._seen:
@@ -195,6 +198,23 @@ class Bridge:
         if not self.retry:
             return 204  # a trigger without retries: one attempt, whatever its answer
         return status if ok else (status if status and status >= 400 else 503)
+
+    def _refuse(self, function: str, push: dict, headers: dict) -> int:
+        key = (push.get("subscription", function), headers["ce-id"])
+        with self._lock:
+            if headers["ce-id"] not in self._seen:
+                self._seen.add(headers["ce-id"])
+                self.c["received"] += 1
+            attempt = self._tries[key] = self._tries.get(key, 0) + 1
+            self.c["attempts"] += 1
+            final = attempt >= self.max_attempts
+            self.c["failed"] += final
+            if final:
+                self._tries.pop(key, None)
+        self.log(event="delivery", ce_id=headers["ce-id"], target=function, object=headers["ce-subject"][8:],
+                 attempt=attempt, status=503, ok=False, error="refused (--refuse-storage)",
+                 outcome="failed" if final else "retry")
+        return 503
 
     def _duplicate(self, url: str, headers: dict, body: bytes, push: dict) -> None:
         status, error = self._post(url, headers, body)
@@ -313,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, default=int(_env("MAX_ATTEMPTS", delivery.MAX_DELIVERY_ATTEMPTS)),
                    help="the subscriptions' maximum delivery attempts (to count dead letters)")
     p.add_argument("--no-retry", action="store_true", help="a trigger with retries off: acknowledge every push")
+    p.add_argument("--refuse-storage", action="store_true",
+                   help="tests: answer every storage push 503 without a POST (a function that is down)")
     p.add_argument("--timeout", type=float, default=float(_env("TIMEOUT", delivery.ACK_DEADLINE_SECONDS)))
     p.add_argument("--duplicate-rate", type=float, default=float(_env("DUPLICATE_RATE", 0.0)),
                    help="fraction of storage events POSTed twice (same ce-id)")
@@ -333,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bridge = Bridge(dict(args.target), project=args.project, max_attempts=args.max_attempts,
                     retry=not args.no_retry, timeout=args.timeout, duplicate_rate=args.duplicate_rate,
-                    duplicate_delay=args.duplicate_delay, seed=args.seed)
+                    duplicate_delay=args.duplicate_delay, seed=args.seed, refuse_storage=args.refuse_storage)
     httpd = start_http(bridge, args.status_port, args.sweep_seconds)
     bridge.log(event="bridge_listening", host=HOST, port=args.status_port, targets=bridge.targets,
                max_attempts=args.max_attempts, retry=not args.no_retry, duplicate_rate=args.duplicate_rate,
