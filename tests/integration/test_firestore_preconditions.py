@@ -1,5 +1,5 @@
-"""Firestore's write preconditions on the patched emulator, through the official client, and the
-compare-and-set lock built on them.
+"""Firestore's write preconditions and atomic commits on Google's own Firestore emulator (Cloud
+SDK), through the official client, and the compare-and-set lock built on them.
 
 Real Firestore: a precondition's `update_time` means "the target document must exist and have
 been last updated at that time"
@@ -11,7 +11,9 @@ the required base version (...)": https://github.com/GoogleCloudPlatform/spring-
 which google-api-core raises as `FailedPrecondition` (HTTP 400). `exists=True` on a missing
 document answers NOT_FOUND, `exists=False` on an existing one ALREADY_EXISTS
 (https://cloud.google.com/datastore/docs/concepts/errors, the same canonical codes).
-The package alone ignores `update_time` (LOCAL_STACK.md); firestore_emulator.mjs enforces it.
+A batched write is atomic: "In a set of atomic operations, either all of the operations succeed,
+or none of them are applied" (https://cloud.google.com/firestore/docs/manage-data/transactions). The npm emulator the stack used before applied writes 1..k-1 of a batch whose
+write k failed, and ignored `update_time` unless patched: these tests are why it was retired.
 """
 
 from __future__ import annotations
@@ -74,9 +76,32 @@ def test_a_stale_last_update_time_is_rejected_with_failed_precondition(db, colle
     assert not ref.get().exists
 
 
-def test_writes_within_one_millisecond_still_get_distinct_update_times(db, collection):
-    """The package keeps milliseconds; without the launcher's per-path ordering, two writes in
-    one millisecond would share an update time and a stale precondition would pass."""
+def test_a_batch_with_one_failing_write_applies_nothing(db, collection):
+    first, guarded, untouched = (collection.document(n) for n in ("first", "guarded", "untouched"))
+    guarded.create({"v": 0})
+    stale = guarded.get().update_time
+    guarded.update({"v": 1})
+    untouched.create({"v": 0})
+    batch = db.batch()
+    batch.create(first, {"v": "new"})                        # would succeed alone
+    batch.update(untouched, {"v": "changed"})                 # would succeed alone
+    batch.update(guarded, {"v": 2}, option=db.write_option(last_update_time=stale))  # fails
+    with pytest.raises(FailedPrecondition):
+        batch.commit()
+    assert not first.get().exists
+    assert untouched.get().to_dict() == {"v": 0}
+    assert guarded.get().to_dict() == {"v": 1}
+    # control: the same batch without the stale write commits every write, at one update time
+    batch = db.batch()
+    batch.create(first, {"v": "new"})
+    batch.update(untouched, {"v": "changed"})
+    batch.commit()
+    assert first.get().to_dict() == {"v": "new"} and untouched.get().to_dict() == {"v": "changed"}
+
+
+def test_writes_in_quick_succession_get_increasing_update_times(db, collection):
+    """Each write of a document is a new version with a later update time (microseconds on
+    Google's emulator), so a precondition on any earlier version fails."""
     ref = collection.document("d")
     times = [ref.create({"n": 0}).update_time]
     for n in range(1, 30):

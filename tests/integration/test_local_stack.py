@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from oddsbatch.ingest_log import LOG_TABLE
+from oddsbatch.local import delivery, emulators
 from oddsbatch.local import stack as stack_mod
 from oddsbatch.local.stack import Stack, StackError, free_ports, listening_addresses, pid_alive
 from oddsbatch.routines import all_routines
@@ -47,6 +49,14 @@ def _wait_port(port: int, timeout: float = 15.0) -> None:
 def _status(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.loads(r.read())
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _wait_for(pred, timeout: float = 20.0, what: str = "condition"):
@@ -93,28 +103,43 @@ class Recorder:
 
 
 class MiniPipeline:
-    """fake-gcs-server publishing to its own bridge, which POSTs to the given target URLs."""
+    """fake-gcs-server publishing to a Pub/Sub emulator of its own, whose push subscriptions (one per
+    target, as delivery.create_topology makes them) push to a bridge that POSTs to the targets."""
 
     bucket = "mini-bucket"
 
-    def __init__(self, tmp: Path, targets: list[str], bridge_args: list[str] = ()):
-        gcs_port, grpc_port, status_port = free_ports(3)
+    def __init__(self, tmp: Path, targets: list[str], bridge_args: list[str] = (), max_attempts: int = 5):
+        gcs_port, pubsub_port, status_port = free_ports(3)
         tmp.mkdir(parents=True, exist_ok=True)
         self.bridge_log = tmp / "bridge.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ODDSBATCH_BRIDGE_")}
-        self.procs = [
-            subprocess.Popen([*([sys.executable, "-m", "oddsbatch.local.bridge"]), "--grpc-port", str(grpc_port),
-                              "--status-port", str(status_port), *[a for t in targets for a in ("--target", t)],
+        env["PUBSUB_EMULATOR_HOST"] = self.pubsub_host = f"127.0.0.1:{pubsub_port}"
+        self.functions = {f"fn{i}": url for i, url in enumerate(targets)}
+        self.procs = [subprocess.Popen(list(emulators.pubsub_emulator(pubsub_port).argv), stdout=open(tmp / "pubsub.log", "ab"),
+                                       stderr=subprocess.STDOUT, env=env, start_new_session=True)]
+        _wait_for(lambda: _http_ok(f"http://{self.pubsub_host}/"), timeout=60, what="the Pub/Sub emulator")
+        saved = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_host
+        try:
+            self.topology = delivery.create_topology("test-project", f"http://127.0.0.1:{status_port}",
+                                                     self.functions, max_attempts)
+        finally:
+            os.environ["PUBSUB_EMULATOR_HOST"] = saved or ""
+        self.procs += [
+            subprocess.Popen([sys.executable, "-m", "oddsbatch.local.bridge", "--status-port", str(status_port),
+                              "--max-attempts", str(max_attempts),
+                              *[a for fn, url in self.functions.items() for a in ("--target", f"{fn}={url}")],
                               *bridge_args], stdout=open(self.bridge_log, "ab"), stderr=subprocess.STDOUT,
                              env=env, start_new_session=True),
             subprocess.Popen([str(stack_mod._fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1",
                               "-port", str(gcs_port), "-backend", "memory", "-external-url",
                               f"http://127.0.0.1:{gcs_port}", "-event.pubsub-project-id", "test-project",
-                              "-event.pubsub-topic", "mini", "-event.bucket", self.bucket, "-event.list", "finalize"],
+                              "-event.pubsub-topic", delivery.GCS_TOPIC, "-event.bucket", self.bucket,
+                              "-event.list", "finalize"],
                              stdout=open(tmp / "gcs.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-                             env={**env, "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{grpc_port}"}),
+                             env=env),
         ]
-        for port in (grpc_port, status_port, gcs_port):
+        for port in (status_port, gcs_port):
             _wait_port(port)
         self.status_url = f"http://127.0.0.1:{status_port}/status"
         self.gcs_url = f"http://127.0.0.1:{gcs_port}"
@@ -125,6 +150,14 @@ class MiniPipeline:
             self.client.create_bucket(self.bucket)
         finally:
             os.environ["STORAGE_EMULATOR_HOST"] = saved or ""
+
+    def dead_letters(self) -> list:
+        saved = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_host
+        try:
+            return delivery.peek_dead_letters(self.topology["dead_letter_subscription"])
+        finally:
+            os.environ["PUBSUB_EMULATOR_HOST"] = saved or ""
 
     def upload(self, name: str, data: bytes) -> storage.Blob:
         os.environ["STORAGE_EMULATOR_HOST"], saved = self.gcs_url, os.environ.get("STORAGE_EMULATOR_HOST")
@@ -140,12 +173,12 @@ class MiniPipeline:
 
     def close(self):
         for p in self.procs:
-            p.terminate()
+            os.killpg(p.pid, signal.SIGTERM)  # each in its own group: the Java server included
         for p in self.procs:
             try:
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                p.kill()
+                os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
 
 
@@ -159,7 +192,8 @@ def recorder():
 # -- the session stack ----------------------------------------------------------------------------
 def test_every_process_listens_on_loopback_only(stack):
     rows = stack.status()
-    assert {r["name"] for r in rows} == {"gcs", "firestore", "bigquery", "bridge", "game_lines", "player_props"}
+    assert {r["name"] for r in rows} == {"gcs", "firestore", "pubsub", "bigquery", "bridge", "game_lines",
+                                                 "player_props"}
     for row in rows:
         assert row["alive"], row
         addrs = listening_addresses(row["pid"])
@@ -228,6 +262,7 @@ def test_replay_and_wait_commands(stack, tmp_path):
     r = subprocess.run([*CLI, "wait", "--timeout", "60", "--state-dir", str(stack.state_dir)],
                        capture_output=True, text=True, env=env, timeout=90)
     assert r.returncode == 0, r.stderr
+    assert "0 dead-lettered; dead-letter subscription holds 0" in r.stdout, r.stdout
     stack.wait_idle(expected_events=3)  # keep the fixture's event baseline in step
     names = {b.name for b in stack.storage().list_blobs(stack.bucket, prefix="scratch/replay/")}
     assert names == {"scratch/replay/a.json", "scratch/replay/b/c.json", "scratch/replay/b/d.txt"}
@@ -290,35 +325,40 @@ def test_the_bridge_posts_binary_cloud_events_to_every_target(tmp_path):
         b.close()
 
 
-def test_the_bridge_retries_a_non_2xx_answer_with_backoff_then_succeeds(tmp_path):
+def test_pubsub_redelivers_a_refused_event_then_the_bridge_delivers_it(tmp_path):
+    """A non-2xx answer is passed back to Pub/Sub, which redelivers (Eventarc's retries are Pub/Sub's,
+    https://cloud.google.com/eventarc/docs/retry-events); the retry keeps the event id."""
     rec = Recorder(answer=lambda n: 500 if n <= 2 else 200)
-    mini = MiniPipeline(tmp_path, [rec.url], ["--initial-backoff", "0.2", "--max-backoff", "0.3",
-                                              "--max-attempts", "5"])
+    mini = MiniPipeline(tmp_path, [rec.url])
     try:
         mini.upload("x/retry.json", b"{}")
-        _wait_for(lambda: mini.status()["delivered"] == 1, what="delivery after retries")
+        _wait_for(lambda: mini.status()["delivered"] == 1, timeout=60, what="delivery after retries")
         assert [c["n"] for c in rec.calls] == [1, 2, 3]
         assert len({c["headers"]["ce-id"] for c in rec.calls}) == 1  # a retry keeps the event id
-        gaps = [later["t"] - earlier["t"] for earlier, later in zip(rec.calls, rec.calls[1:])]
-        assert gaps[0] >= 0.18 and gaps[1] >= 0.28, gaps  # 0.2 s, then doubled and capped at 0.3 s
         s = mini.status()
         assert (s["attempts"], s["failed"], s["in_flight"], s["retrying"]) == (3, 0, 0, 0)
         attempts = [json.loads(l) for l in mini.bridge_log.read_text().splitlines() if '"delivery"' in l]
         assert [x["outcome"] for x in attempts] == ["retry", "retry", "delivered"]
+        assert mini.dead_letters() == []
     finally:
         mini.close()
         rec.close()
 
 
-def test_the_bridge_gives_up_after_max_attempts_and_counts_a_failure(tmp_path):
+def test_an_event_refused_max_attempts_times_is_dead_lettered_by_pubsub(tmp_path):
+    """After the subscription's maximum delivery attempts Pub/Sub forwards the message to the
+    dead-letter topic (https://cloud.google.com/pubsub/docs/dead-letter-topics), whose subscription
+    keeps it with the source subscription's delivery count."""
     rec = Recorder(answer=lambda n: 503)
-    mini = MiniPipeline(tmp_path, [rec.url], ["--initial-backoff", "0.05", "--max-backoff", "0.05",
-                                              "--max-attempts", "3"])
+    mini = MiniPipeline(tmp_path, [rec.url], max_attempts=5)
     try:
         mini.upload("x/fail.json", b"{}")
-        _wait_for(lambda: mini.status()["failed"] == 1, what="failure counted")
-        assert len(rec.calls) == 3
-        assert mini.status()["in_flight"] == 0
+        _wait_for(lambda: mini.status()["failed"] == 1, timeout=90, what="failure counted")
+        assert len(rec.calls) == 5
+        assert mini.status()["in_flight"] == mini.status()["retrying"] == 0
+        (letter,) = _wait_for(mini.dead_letters, timeout=30, what="the dead letter")
+        assert letter.attributes["objectId"] == "x/fail.json"
+        assert letter.attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
     finally:
         mini.close()
         rec.close()
@@ -353,7 +393,9 @@ def test_up_refuses_a_running_stack_and_down_leaves_no_process(tmp_path):
         r = subprocess.run([*CLI, "up", "--state-dir", str(state)], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "already up" in r.stderr and len(r.stderr.strip().splitlines()) == 1
         r = subprocess.run([*CLI, "status", "--state-dir", str(state)], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0 and r.stdout.count("alive") == 6, r.stdout
+        assert r.returncode == 0 and r.stdout.count(" alive ") == 7, r.stdout
+        assert "Google Cloud Firestore emulator" in r.stdout and "Google Cloud Pub/Sub emulator" in r.stdout
+        assert "dead-letter subscription holds 0" in r.stdout, r.stdout
         children = {pid: _descendants(pid) for pid in pids.values()}
     finally:
         r = subprocess.run([*CLI, "down", "--state-dir", str(state)], capture_output=True, text=True, timeout=60)

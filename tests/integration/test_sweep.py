@@ -2,10 +2,12 @@
 
 A stack of its own whose functions crash for good: once before an event writes its marker
 (a lost event: no marker at all) and once in a holder after its staging load (a stranded key:
-markers and a lock whose heartbeat stops), while the bridge retries nothing (--max-attempts 1:
-Eventarc gave up). The crash also kills every request in flight on that worker. The bridge's
-sweep timer plays Cloud Scheduler; the sweep must merge every file, every row exactly once,
-within one sweep period of the holder's death (plus the heartbeat period that proves it dead).
+markers and a lock whose heartbeat stops), while the trigger retries nothing (the bridge's
+--no-retry: a trigger with retries off acknowledges each event after one attempt). The crash
+also kills every request in flight on that worker. The bridge's sweep timer plays Cloud
+Scheduler (a message on the sweep topic, pushed by Pub/Sub); the sweep must merge every file,
+every row exactly once, within one sweep period of the holder's death (plus the heartbeat
+period that proves it dead).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ STALE_SECONDS = 1.0
 def stranding_stack(tmp_path_factory):
     once = tmp_path_factory.mktemp("fault-once")
     st = Stack(tmp_path_factory.mktemp("oddsbatch-sweep-stack"), settle_seconds=0.5, sweep_seconds=SWEEP_SECONDS,
-               bridge_args=["--max-attempts", "1"], extra_env={
+               bridge_args=["--no-retry"], extra_env={
                    "ODDSBATCH_FAULT_CRASH_AT": "before_marker,after_load",
                    "ODDSBATCH_FAULT_ONCE_DIR": str(once),
                    "ODDSBATCH_LOCK_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),

@@ -1,6 +1,7 @@
 """An in-memory stand-in for the few Firestore calls lock.py makes, for pure unit tests.
 
-What real Firestore guarantees and the patched emulator honours: create() is exclusive, and
+What real Firestore guarantees and Google's emulator honours (tests/integration/
+test_firestore_differential.py runs the same assertions against this fake and the emulator): create() is exclusive, and
 update/delete honour write preconditions the way Firestore documents them: `last_update_time`
 ("the target document must exist and have been last updated at that time",
 https://cloud.google.com/ruby/docs/reference/google-cloud-firestore-v1/latest/Google-Cloud-Firestore-V1-Precondition)
@@ -23,6 +24,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFound
+from google.cloud import firestore
 from google.cloud.firestore_v1._helpers import ExistsOption, LastUpdateOption
 
 
@@ -155,25 +157,59 @@ class _Collection(_Query):
 
 
 class _Batch:
+    """A batched write: create/set/update/delete, applied in order by one commit, all or nothing
+    ("In a set of atomic operations, either all of the operations succeed, or none of them are
+    applied", https://cloud.google.com/firestore/docs/manage-data/transactions)."""
+
     def __init__(self, store=None):
         self._store = store
         self._ops = []
 
-    def delete(self, doc):
-        self._ops.append((doc, None))
+    def create(self, doc, data):
+        self._ops.append(("create", doc, data, None))
 
     def set(self, doc, data):
-        self._ops.append((doc, data))
+        self._ops.append(("set", doc, data, None))
+
+    def update(self, doc, data, option=None):
+        if isinstance(option, ExistsOption):  # what the official client says, too
+            raise ValueError("you must not pass an explicit write option to update.")
+        self._ops.append(("update", doc, data, option))
+
+    def delete(self, doc, option=None):
+        self._ops.append(("delete", doc, None, option))
 
     def commit(self):
         if self._store is None:
-            for doc, data in self._ops:
-                doc.delete() if data is None else doc.set(data)
+            for kind, doc, data, option in self._ops:
+                doc.delete(option) if kind == "delete" else getattr(doc, kind)(data)
             return
-        self._store.call("commit", self._ops[0][0]._path if self._ops else "")
-        with self._store.lock:  # one atomic commit
-            for doc, data in self._ops:
-                doc._delete() if data is None else doc._set(data)
+        self._store.call("commit", self._ops[0][1]._path if self._ops else "")
+        with self._store.lock:  # one atomic commit: a failing write undoes the ones before it
+            saved = self._store._save()
+            try:
+                return [self._apply(*op) for op in self._ops]
+            except Exception:
+                self._store._restore(saved)
+                raise
+
+    @staticmethod
+    def _apply(kind, doc, data, option):
+        store = doc._store
+        if kind == "create":
+            if doc._path in store.docs:
+                raise AlreadyExists(doc._path)
+            store.docs[doc._path] = copy.deepcopy(data)
+            return _WriteResult(store.wrote(doc._path))
+        if kind == "set":
+            return doc._set(data)
+        if kind == "update":
+            if doc._path not in store.docs:
+                raise NotFound(doc._path)
+            doc._check(option)
+            store.docs[doc._path].update(copy.deepcopy(data))
+            return _WriteResult(store.wrote(doc._path))
+        return doc._delete(option)
 
 
 class FakeFirestore:
@@ -221,6 +257,22 @@ class FakeFirestore:
         if known is None or known[1] is not self.docs[path]:
             known = self._update_times[path] = (self._stamp(path), self.docs[path])
         return known[0]
+
+    def _save(self):
+        """Everything a commit may change, to undo it (document dicts keep their identity)."""
+        return (dict(self.docs), {p: copy.deepcopy(d) for p, d in self.docs.items()}, dict(self._update_times),
+                dict(self._last_stamp), self.writes)
+
+    def _restore(self, saved) -> None:
+        docs, contents, self._update_times, self._last_stamp, self.writes = saved
+        for path, data in docs.items():
+            data.clear()
+            data.update(contents[path])
+        self.docs.clear()
+        self.docs.update(docs)
+
+    # the official client's own factory of write preconditions (a static method there)
+    write_option = staticmethod(firestore.Client.write_option)
 
     def collection(self, name):
         return _Collection(self, name)

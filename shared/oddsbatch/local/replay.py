@@ -6,8 +6,10 @@ finalize events the bridge should have received once they land (the GCS emulator
 a few milliseconds AFTER each upload returns, so events may still arrive after replay ends).
 
 wait: returns once the bridge has received that many events, nothing is in flight or waiting
-for a retry, and the Firestore lock and pending-marker collections are empty, the same over
-two consecutive polls. Timeout: exit 2 with one line.
+for Pub/Sub's redelivery, and the Firestore lock and pending-marker collections are empty, the
+same over two consecutive polls; then prints the delivery state, the dead-letter subscription's
+messages included (an event dead-lettered is not idle work: `reconcile --from-dead-letters`
+replays it). Timeout: exit 2 with one line.
 """
 
 from __future__ import annotations
@@ -143,6 +145,9 @@ def cmd_wait(args) -> int:
     apply_env(env)
     t0 = time.monotonic()
     s = wait_idle(env, timeout=args.timeout, state_dir=args.state_dir)
+    from .stack import delivery_line
+
     print(f"idle after {time.monotonic() - t0:.1f}s: received {s['received']}, delivered {s['delivered']}, "
           f"failed {s['failed']}, duplicates {s['duplicates']}")
+    print(delivery_line(env))  # what the trigger subscriptions still owe, what was dead-lettered
     return 0

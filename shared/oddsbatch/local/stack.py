@@ -5,13 +5,16 @@
     oddsbatch down                                               # stop exactly the PIDs `up` started
 
 Processes (free ports chosen at start; logs in <state-dir>/logs/<name>.log):
-  gcs          fake-gcs-server (memory backend) publishing object-finalize notifications to the bridge
-  firestore    @firestore-emulator/server under node (firestore_emulator.mjs)
+  gcs          fake-gcs-server (memory backend) publishing object-finalize notifications to Pub/Sub
+  firestore    Google's Firestore emulator from the Cloud SDK (the Java server itself, emulators.py)
   bigquery     local-bigquery from the Python 3.13 virtualenv .venv-bq, through bigquery_emulator.py
                (MERGE into require_partition_filter tables); data under <state-dir>/bigquery
-  bridge       oddsbatch.local.bridge: Pub/Sub Publish -> CloudEvents POSTed to both functions, and
-               the sweep timer (Cloud Scheduler -> Pub/Sub -> Eventarc: a sweep CloudEvent every
-               sweep_seconds to both functions; 0 = off, the default of Stack, 60 s for `up`)
+  pubsub       Google's Pub/Sub emulator from the Cloud SDK: the GCS, sweep and dead-letter topics, a
+               push subscription per function and topic (delivery.py: the production settings) and
+               the dead-letter pull subscription
+  bridge       oddsbatch.local.bridge, Eventarc's part: each push -> a CloudEvent POSTed to the
+               function, its status passed back; and Cloud Scheduler's: a sweep message published
+               every sweep_seconds (0 = off, the default of Stack, 60 s for `up`)
   game_lines / player_props   functions-framework, signature type cloudevent
 
 `up` while a previous `up` of the same state dir still has a live process: one line, exit 2
@@ -39,13 +42,14 @@ from typing import Mapping
 
 from ..envfile import LOCAL_ENV_FILE, read_env_file
 from ..errors import OddsbatchError
+from . import delivery, emulators
 
 HOST = "127.0.0.1"
 PROJECT = "test-project"
 BUCKET = "oddsbatch-landing"
 DATASET = "odds_api"
-TOPIC = "oddsbatch-gcs-events"
-SWEEP_TOPIC = "oddsbatch-sweep"
+TOPIC = delivery.GCS_TOPIC
+SWEEP_TOPIC = delivery.SWEEP_TOPIC
 FUNCTIONS = {"game_lines": "game-lines", "player_props": "player-props"}
 LOCAL_DIR = Path(__file__).resolve().parent
 ENV_FILE = LOCAL_ENV_FILE
@@ -86,11 +90,10 @@ def _bq_venv(root: Path) -> Path:
 
 
 def _tool_paths(root: Path) -> dict:
-    node = shutil.which("node")
-    if not node:
-        raise StackError("node is not on PATH (the Firestore emulator needs Node.js 18+)")
-    if not (LOCAL_DIR / "node_modules" / "@firestore-emulator" / "server").is_dir():
-        raise StackError(f"{LOCAL_DIR / 'node_modules'} is missing: run `make install`")
+    try:
+        emulators.java(), emulators.firestore_jar(), emulators.pubsub_jar()
+    except emulators.EmulatorMissing as exc:
+        raise StackError(str(exc)) from None
     bq = _bq_venv(root) / "bin" / "python"
     if not (_bq_venv(root) / "bin" / "local-bigquery").exists():
         raise StackError(f"{bq} is missing: run `make install`")
@@ -100,8 +103,20 @@ def _tool_paths(root: Path) -> dict:
         if not found:
             raise StackError("functions-framework is not installed: run `make install`")
         ff = Path(found)
-    return {"node": node, "fake_gcs": str(_fake_gcs_binary()), "bq_python": str(bq),
+    return {"fake_gcs": str(_fake_gcs_binary()), "bq_python": str(bq),
             "bq_home": str(_bq_venv(root) / "home"), "functions_framework": str(ff)}
+
+
+# What each process is, whose emulator (`oddsbatch status` prints it).
+PROCESS_KINDS = {
+    "gcs": "fake-gcs-server (third party)",
+    "firestore": "Google Cloud Firestore emulator (Cloud SDK)",
+    "pubsub": "Google Cloud Pub/Sub emulator (Cloud SDK)",
+    "bigquery": "local-bigquery (third party, with our launcher)",
+    "bridge": "Eventarc's push-to-CloudEvent step (ours)",
+    "game_lines": "functions-framework (Google's)",
+    "player_props": "functions-framework (Google's)",
+}
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -307,7 +322,8 @@ class Stack:
                  project: str = PROJECT, bucket: str = BUCKET, dataset: str = DATASET,
                  extra_env: Mapping[str, str] | None = None, bridge_args: list[str] | None = None,
                  start_timeout: float = 60.0, dml_running: int = 2, dml_queued: int = 20,
-                 sweep_seconds: float = 0.0, dml_conflicts: bool = True, dml_latency_ms: int = 0):
+                 sweep_seconds: float = 0.0, dml_conflicts: bool = True, dml_latency_ms: int = 0,
+                 max_delivery_attempts: int = delivery.MAX_DELIVERY_ATTEMPTS):
         self.state_dir = Path(state_dir).resolve()
         self.settle_seconds = settle_seconds
         self.project, self.bucket, self.dataset = project, bucket, dataset
@@ -315,6 +331,9 @@ class Stack:
         self.bridge_args = list(bridge_args or [])
         self.start_timeout = start_timeout
         self.sweep_seconds = sweep_seconds  # period of the bridge's sweep timer (0: none)
+        # The storage trigger subscriptions' dead-letter policy (deploy.sh's value unless a test lowers it).
+        self.max_delivery_attempts = max_delivery_attempts
+        self.pubsub: dict[str, str] = {}  # topic and subscription names (delivery.create_topology)
         # The BigQuery emulator's queue of mutating DML statements per table (BigQuery's 2 + 20).
         self.dml_running, self.dml_queued = dml_running, dml_queued
         # Its snapshot isolation of mutating DML per (table, partition): serialization conflicts.
@@ -361,7 +380,7 @@ class Stack:
         return any(pid_alive(p["pid"], p.get("start_time")) for p in read_pids(self.state_dir).values())
 
     def start(self) -> "Stack":
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         if self.is_up():
             raise StackError(f"stack already up (state dir {self.state_dir}); run `oddsbatch down` first")
         stop_recorded(self.state_dir)  # leftovers of a dead stack: files only
@@ -370,8 +389,7 @@ class Stack:
         bq_data = self.state_dir / "bigquery"
         shutil.rmtree(bq_data, ignore_errors=True)
         bq_data.mkdir(parents=True)
-        names = ["gcs", "firestore", "firestore_control", "bigquery", "bigquery_grpc", "bridge_grpc",
-                 "bridge_status", *FUNCTIONS]
+        names = ["gcs", "firestore", "pubsub", "bigquery", "bigquery_grpc", "bridge_status", *FUNCTIONS]
         self.ports = dict(zip(names, free_ports(len(names))))
         p = self.ports
         fn_urls = {fn: f"http://{HOST}:{p[fn]}/" for fn in FUNCTIONS}
@@ -385,9 +403,10 @@ class Stack:
             "ODDSBATCH_DATASET": self.dataset,
             "ODDSBATCH_SETTLE_SECONDS": str(self.settle_seconds),
             "ODDSBATCH_BRIDGE_STATUS_URL": f"http://{HOST}:{p['bridge_status']}/status",
-            "ODDSBATCH_BRIDGE_GRPC": f"{HOST}:{p['bridge_grpc']}",
             "ODDSBATCH_BRIDGE_SWEEP_URL": f"http://{HOST}:{p['bridge_status']}/sweep",
-            "ODDSBATCH_FIRESTORE_CONTROL_URL": f"http://{HOST}:{p['firestore_control']}",
+            "PUBSUB_EMULATOR_HOST": f"{HOST}:{p['pubsub']}",
+            "ODDSBATCH_DEAD_LETTER_SUBSCRIPTION":
+                f"projects/{self.project}/subscriptions/{delivery.DEAD_LETTER_SUBSCRIPTION}",
             "ODDSBATCH_GAME_LINES_URL": fn_urls["game_lines"],
             "ODDSBATCH_PLAYER_PROPS_URL": fn_urls["player_props"],
         }
@@ -404,30 +423,34 @@ class Stack:
                                      "--dml-conflicts", "on" if self.dml_conflicts else "off",
                                      "--dml-latency-ms", str(self.dml_latency_ms)],
                         {**base, "HOME": tools["bq_home"]}, ports=[p["bigquery"], p["bigquery_grpc"]])
-            self._spawn("firestore", [tools["node"], str(LOCAL_DIR / "firestore_emulator.mjs"), "--port",
-                                      str(p["firestore"]), "--control-port", str(p["firestore_control"])],
-                        base, ports=[p["firestore"], p["firestore_control"]])
-            self._spawn("bridge", [sys.executable, "-m", "oddsbatch.local.bridge", "--grpc-port", str(p["bridge_grpc"]),
-                                   "--status-port", str(p["bridge_status"]),
-                                   *[a for u in fn_urls.values() for a in ("--target", u)],
-                                   "--sweep-seconds", str(self.sweep_seconds),
-                                   "--sweep-topic", f"projects/{self.project}/topics/{SWEEP_TOPIC}", *self.bridge_args],
-                        base, ports=[p["bridge_grpc"], p["bridge_status"]])
-            self._spawn("gcs", [tools["fake_gcs"], "-scheme", "http", "-host", HOST, "-port", str(p["gcs"]),
-                                "-backend", "memory", "-external-url", f"http://{HOST}:{p['gcs']}",
-                                "-event.pubsub-project-id", self.project, "-event.pubsub-topic", TOPIC,
-                                "-event.bucket", self.bucket, "-event.list", "finalize"],
-                        {**base, "PUBSUB_EMULATOR_HOST": self.env["ODDSBATCH_BRIDGE_GRPC"]}, ports=[p["gcs"]])
+            self._spawn("firestore", list(emulators.firestore_emulator(p["firestore"]).argv), base,
+                        ports=[p["firestore"]])
+            self._spawn("pubsub", list(emulators.pubsub_emulator(p["pubsub"]).argv), base, ports=[p["pubsub"]])
+            self._spawn("bridge", [sys.executable, "-m", "oddsbatch.local.bridge", "--status-port", str(p["bridge_status"]),
+                                   "--project", self.project,
+                                   *[a for fn, u in fn_urls.items() for a in ("--target", f"{fn}={u}")],
+                                   "--max-attempts", str(self.max_delivery_attempts),
+                                   "--sweep-seconds", str(self.sweep_seconds), *self.bridge_args],
+                        {**base, "PUBSUB_EMULATOR_HOST": self.env["PUBSUB_EMULATOR_HOST"]}, ports=[p["bridge_status"]])
             fn_env = {**base, **self.env, "THREADS": base.get("ODDSBATCH_FUNCTION_THREADS", "16")}
             fn_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root / "shared"), base.get("PYTHONPATH")]))
             for fn in FUNCTIONS:
                 self._spawn(fn, [tools["functions_framework"], "--target", fn, "--source",
                                  str(self.root / "functions" / fn / "main.py"), "--signature-type", "cloudevent",
                                  "--host", HOST, "--port", str(p[fn])], fn_env, ports=[p[fn]])
+            # The topics must exist before fake-gcs-server publishes: wait for Pub/Sub, then create them.
+            self._wait_ready(["pubsub"])
+            apply_env(self.env)
+            self.pubsub = delivery.create_topology(self.project, f"http://{HOST}:{p['bridge_status']}", FUNCTIONS,
+                                                   self.max_delivery_attempts)
+            self._spawn("gcs", [tools["fake_gcs"], "-scheme", "http", "-host", HOST, "-port", str(p["gcs"]),
+                                "-backend", "memory", "-external-url", f"http://{HOST}:{p['gcs']}",
+                                "-event.pubsub-project-id", self.project, "-event.pubsub-topic", TOPIC,
+                                "-event.bucket", self.bucket, "-event.list", "finalize"],
+                        {**base, "PUBSUB_EMULATOR_HOST": self.env["PUBSUB_EMULATOR_HOST"]}, ports=[p["gcs"]])
             self._wait_ready()
             from .provision import provision
 
-            apply_env(self.env)
             provision(self.env)
             self._write_env()
         except BaseException:
@@ -437,6 +460,7 @@ class Stack:
         return self
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str], ports: list[int]) -> None:
+        """Start one process in its own session (its group is exactly it and its children)."""
         import subprocess
 
         log = open(self.logs / f"{name}.log", "ab")
@@ -445,7 +469,7 @@ class Stack:
         log.close()
         self._popen[name] = proc
         self.procs[name] = {"pid": proc.pid, "start_time": _start_time(proc.pid), "ports": ports,
-                            "log": str(self.logs / f"{name}.log"), "argv": argv}
+                            "log": str(self.logs / f"{name}.log"), "argv": argv, "what": PROCESS_KINDS.get(name, "")}
         self._write_pids()
 
     def _write_pids(self) -> None:
@@ -461,17 +485,20 @@ class Stack:
         tmp.write_text("\n".join(lines) + "\n")
         tmp.replace(self.state_dir / ENV_FILE)
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, only: list[str] | None = None) -> None:
         p = self.ports
         checks = {
             "gcs": lambda: _http_ok(f"http://{HOST}:{p['gcs']}/storage/v1/b"),
-            "firestore": lambda: _port_open(p["firestore"]) and _http_ok(f"http://{HOST}:{p['firestore_control']}/health"),
+            # Google's emulators answer GET / with 200 "Ok" once they serve requests
+            "firestore": lambda: _http_ok(f"http://{HOST}:{p['firestore']}/"),
             "bigquery": lambda: _http_ok(f"http://{HOST}:{p['bigquery']}/bigquery/v2/projects/{self.project}/datasets"),
-            "bridge": lambda: _port_open(p["bridge_grpc"]) and _http_ok(self.env["ODDSBATCH_BRIDGE_STATUS_URL"]),
+            "pubsub": lambda: _http_ok(f"http://{HOST}:{p['pubsub']}/"),
+            "bridge": lambda: _http_ok(self.env["ODDSBATCH_BRIDGE_STATUS_URL"]),
             **{fn: (lambda fn=fn: _http_answers(f"http://{HOST}:{p[fn]}/")) for fn in FUNCTIONS},
         }
-        pending = dict(checks)
-        t0 = time.monotonic()
+        pending = {name: check for name, check in checks.items()
+                   if (only is None or name in only) and name not in self.ready_seconds}
+        t0 = self._t0
         deadline = time.monotonic() + self.start_timeout
         while pending:
             for name in list(pending):
@@ -563,10 +590,27 @@ def sweep_timer_status(env: Mapping[str, str]) -> dict:
         return {}
 
 
+def delivery_line(env: Mapping[str, str]) -> str:
+    """Delivery state as an operator reads it: what the trigger subscriptions still owe (messages
+    pushed and refused, awaiting Pub/Sub's redelivery; deliveries in flight) and what waits on the
+    dead-letter subscription."""
+    from .replay import bridge_status
+
+    try:
+        s = bridge_status(env)
+        waiting = len(delivery.peek_dead_letters(env["ODDSBATCH_DEAD_LETTER_SUBSCRIPTION"],
+                                                 host=env["PUBSUB_EMULATOR_HOST"]))
+    except Exception as exc:  # noqa: BLE001 - status shows what it can
+        return f"deliveries: unknown ({type(exc).__name__})"
+    return (f"deliveries: {s['received']} events received, {s['in_flight']} in flight, "
+            f"{s['retrying']} awaiting redelivery, {s['failed']} dead-lettered; "
+            f"dead-letter subscription holds {waiting}")
+
+
 def status_rows(state_dir) -> list[dict]:
     rows = []
     for name, p in read_pids(state_dir).items():
-        rows.append({"name": name, "pid": p["pid"], "ports": p["ports"],
+        rows.append({"name": name, "pid": p["pid"], "ports": p["ports"], "what": PROCESS_KINDS.get(name, ""),
                      "alive": pid_alive(p["pid"], p.get("start_time")), "log": p["log"]})
     return rows
 
@@ -616,17 +660,19 @@ def cmd_status(args) -> int:
                          "(ODDSBATCH_PROJECT or GOOGLE_CLOUD_PROJECT)")
     for r in rows:
         ports = ",".join(str(x) for x in r["ports"])
-        print(f"{r['name']:<14} pid {r['pid']:<8} port {ports:<12} {'alive' if r['alive'] else 'DEAD'}")
+        print(f"{r['name']:<14} pid {r['pid']:<8} port {ports:<12} {'alive' if r['alive'] else 'DEAD':<6} {r['what']}")
     alive = all(r["alive"] for r in rows)
     if rows and not alive:
         return 1
+    if rows:  # the recorded stack's own event path, whatever the pipeline part below reads
+        print(delivery_line(load_env(args.state_dir)))
     local = use_local_stack_if_unconfigured(args.state_dir)
     print(target_line("status", local, args.state_dir), file=sys.stderr)
     if local:
         timer = sweep_timer_status(os.environ)
         if timer:
-            print(f"sweep timer: every {timer.get('period', 0):g}s, {timer.get('sweeps', 0)} sent, "
-                  f"last {timer.get('last_finished') or 'never'}")
+            print(f"sweep timer: every {timer.get('period', 0):g}s, {timer.get('published', 0)} published, "
+                  f"{timer.get('sweeps', 0)} delivered, last {timer.get('last_finished') or 'never'}")
     try:
         status = pipeline_status(Settings.from_env("game-lines"), os.environ.get("ODDSBATCH_BUCKET"))
     except OddsbatchError:
