@@ -291,6 +291,8 @@ if [[ "$mode" != "build-only" ]]; then
   fi
   # The quarantine bucket and the collections have no flag: Terraform's or the functions' defaults.
   quarantine_bucket="${tf[quarantine_bucket]:-$bucket}"
+  # The sweep drains this subscription (sweep.py): Terraform's, else the module's default name.
+  dead_letter_subscription="${tf[dead_letters_subscription]:-}"
   collection_fences="${tf[firestore_collections.fences]:-oddsbatch_fences}"
   collection_ledger="${tf[firestore_collections.ledger]:-oddsbatch_merged}"
   collection_locks="${tf[firestore_collections.locks]:-oddsbatch_locks}"
@@ -346,6 +348,7 @@ if [[ "$mode" != "build-only" ]]; then
     die "--max-delivery-attempts must be a whole number from $MIN_DELIVERY_ATTEMPTS to $MAX_DELIVERY_ATTEMPTS (Pub/Sub's bounds), got '$max_delivery_attempts'"
   dead_letter_topic="${dead_letter_topic:-projects/${project}/topics/oddsbatch-dead-letters}"
   sweep_topic="${sweep_topic:-projects/${project}/topics/oddsbatch-sweep}"
+  dead_letter_subscription="${dead_letter_subscription:-projects/${project}/subscriptions/oddsbatch-dead-letters}"
   [[ "$sweep_topic" =~ $TOPIC_RE ]] || die "--sweep-topic must be projects/P/topics/TOPIC, got '$sweep_topic'"
   # A dead-letter topic is named projects/{project}/topics/{topic}:
   # https://cloud.google.com/python/docs/reference/pubsub/2.15.1/google.cloud.pubsub_v1.types.DeadLetterPolicy
@@ -430,6 +433,8 @@ function_environment() {
     "ODDSBATCH_INSTANCE_MEMORY=$memory"
     "THREADS=$concurrency"
   )
+  # No dead-letter topic, no dead letters to drain.
+  [[ "$dead_letter_topic" == "none" ]] || pairs+=("ODDSBATCH_DEAD_LETTER_SUBSCRIPTION=$dead_letter_subscription")
   local IFS=,
   echo "${pairs[*]}"
 }

@@ -93,3 +93,16 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   member     = google_project_service_identity.pubsub.member
   depends_on = [google_project_service.services["pubsub.googleapis.com"]]
 }
+
+# Each function's sweep drains the dead letters itself (pull, reconcile the dates they name, then
+# acknowledge: shared/oddsbatch/sweep.py), so nothing waits for an operator: its account
+# subscribes to the dead-letter subscription. roles/pubsub.subscriber grants pull, acknowledge
+# and modifyAckDeadline (https://cloud.google.com/pubsub/docs/access-control).
+resource "google_pubsub_subscription_iam_member" "dead_letter_drainer" {
+  for_each     = var.functions
+  project      = var.project_id
+  subscription = google_pubsub_subscription.dead_letters.name
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.functions[each.key].member
+  depends_on   = [google_project_service.services["pubsub.googleapis.com"]]
+}

@@ -51,6 +51,7 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_FENCE_COLLECTION": ("oddsbatch_fences", "Collection of MERGE fences, one document per batch key: the job id of its last MERGE, settled by every next holder so two MERGEs of one key are never in flight (fence.py)."),
     "ODDSBATCH_SWEEP_STALE_SECONDS": ("600", "The sweep adopts a key whose oldest pending marker is older than this and that has no live lock, and reconciles bucket objects older than this."),
     "ODDSBATCH_SWEEP_DAYS": ("2", "Game dates the sweep reconciles against the bucket: today and the days before it (UTC), 2 = today and yesterday."),
+    "ODDSBATCH_DEAD_LETTER_SUBSCRIPTION": ("(none)", "Pull subscription of the triggers' dead letters (projects/P/subscriptions/S, Terraform's dead_letters_subscription): each sweep drains it, reconciling the dates they name (sweep.py); unset, the sweep leaves them to `oddsbatch reconcile --from-dead-letters`."),
     "ODDSBATCH_BIGQUERY_ENDPOINT": ("(Google)", "Local only: BigQuery API endpoint of the emulator (anonymous credentials)."),
 }
 
@@ -159,6 +160,7 @@ class Settings:
     fence_collection: str = "oddsbatch_fences"
     sweep_stale_seconds: float = 600.0
     sweep_days: int = 2
+    dead_letter_subscription: str | None = None
 
     @property
     def collections(self) -> tuple[str, ...]:
@@ -226,4 +228,5 @@ class Settings:
             fence_collection=env.get("ODDSBATCH_FENCE_COLLECTION") or "oddsbatch_fences",
             sweep_stale_seconds=_float(env, "ODDSBATCH_SWEEP_STALE_SECONDS", 600.0),
             sweep_days=_int(env, "ODDSBATCH_SWEEP_DAYS", 2),
+            dead_letter_subscription=env.get("ODDSBATCH_DEAD_LETTER_SUBSCRIPTION") or None,
         )

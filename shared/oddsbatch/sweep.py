@@ -25,7 +25,6 @@ one write (its last run, for `oddsbatch status`), the bucket listings, and no Bi
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import warnings
 import uuid
@@ -286,7 +285,6 @@ class Sweep:
 # available for delivery to another subscriber client"; both bounds:
 # https://cloud.google.com/python/docs/reference/pubsub/2.15.1/google.cloud.pubsub_v1.types.ModifyAckDeadlineRequest), reconciles each date they name whatever its age, and acknowledges a date's
 # messages once its reconcile converged; a date that met a transient error keeps them for the next sweep.
-DEAD_LETTER_SUBSCRIPTION_ENV = "ODDSBATCH_DEAD_LETTER_SUBSCRIPTION"
 DEAD_LETTER_LEASE_SECONDS = 600
 DEAD_LETTER_PULL = 100
 
@@ -345,7 +343,7 @@ def run_sweep(settings: Settings) -> str:
     except Exception as exc:  # noqa: BLE001 - a failed sweep is logged; raising would pile up retries
         logs.log("sweep_failed", severity="ERROR", endpoint=settings.endpoint, error=str(exc)[:500])
         return "sweep_failed"
-    subscription = os.environ.get(DEAD_LETTER_SUBSCRIPTION_ENV)
+    subscription = settings.dead_letter_subscription
     if subscription and settings.bucket:
         try:
             drained = drain_dead_letters(settings, subscription)

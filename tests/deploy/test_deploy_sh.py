@@ -212,6 +212,8 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
             "ODDSBATCH_QUARANTINE_PREFIX": "quarantine/",
             "ODDSBATCH_TIMEOUT_SECONDS": "540",
             "ODDSBATCH_INSTANCE_MEMORY": "1Gi",  # the memory budget follows the tier (config.py)
+            # the sweep drains the dead letters (the module's default subscription)
+            "ODDSBATCH_DEAD_LETTER_SUBSCRIPTION": "projects/my-proj/subscriptions/oddsbatch-dead-letters",
             "THREADS": "8",
         }
         assert set(env_vars(argv)) <= set(SETTINGS_HELP) | RUNTIME_VARIABLES  # only variables the functions read

@@ -41,6 +41,7 @@ API_OF = {
     "google_pubsub_subscription": "pubsub.googleapis.com",
     "google_pubsub_topic": "pubsub.googleapis.com",
     "google_pubsub_topic_iam_member": "pubsub.googleapis.com",
+    "google_pubsub_subscription_iam_member": "pubsub.googleapis.com",
     "google_service_account": "iam.googleapis.com",
     "google_storage_bucket": "storage.googleapis.com",
     "google_storage_bucket_iam_member": "storage.googleapis.com",

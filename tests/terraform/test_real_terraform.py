@@ -259,6 +259,8 @@ ENVIRONMENT_FROM_TERRAFORM = {
     "ODDSBATCH_SWEEP_COLLECTION": ("firestore_collections.sweeps", "eu_sweeps"),
     "ODDSBATCH_QUARANTINE_BUCKET": ("quarantine_bucket", "odds-eu-landing"),
     "ODDSBATCH_QUARANTINE_PREFIX": ("quarantine_prefix", "bad-files/"),
+    "ODDSBATCH_DEAD_LETTER_SUBSCRIPTION": ("dead_letters_subscription",
+                                           "projects/odds-eu-project/subscriptions/eu-dead-letters"),
 }
 
 
@@ -337,7 +339,7 @@ def test_each_function_runs_as_its_terraform_service_account(runs, eu_deploy):
 
 def test_the_dead_letter_topic_follows_terraform(runs, eu_deploy):
     topic = runs["eu_named"]["outputs"]["dead_letter_topic"]["value"]
-    assert topic == "projects/odds-eu-project/topics/oddsbatch-dead-letters"
+    assert topic == "projects/odds-eu-project/topics/eu-dead-letters"  # the set names its own
     for fn in eu_deploy.values():
         assert any(f"--dead-letter-topic={topic}" in line for line in fn["lines"]), fn["lines"]
 

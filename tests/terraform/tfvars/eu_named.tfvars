@@ -25,3 +25,7 @@ firestore = {
     fences  = "eu_fences"
   }
 }
+dead_letters = {
+  topic_name        = "eu-dead-letters"
+  subscription_name = "eu-dead-letters"
+}
