@@ -167,25 +167,17 @@ class GoogleSQL:
     def create_legacy_views(self, legacy_dataset: str = LEGACY_DATASET) -> dict[str, str]:
         """Analyze every compatibility view's CREATE VIEW statement, the views it reads first, adding
         each to the catalog (in `legacy_dataset`) with the columns ZetaSQL resolved; name -> statement."""
-        from zetasql.api import TableBuilder
-
         created = {}
         for view in all_legacy_views():
             statement = view.create_sql(self.project, self.dataset, legacy_dataset)
             resolved = self.analyze(statement)
-            builder = TableBuilder(f"{self.project}.{legacy_dataset}.{view.name}")
-            for column in resolved.output_column_list:
-                builder.add_column(column.name, column.column.type)
-            self._tables.append(builder.build())
-            self._catalog = None
+            self._add_resolved(legacy_dataset, view.name, resolved)
             created[view.name] = statement
         return created
 
     def add_view(self, dataset: str, name: str, query: str) -> bool:
         """A view of another dataset, its columns as ZetaSQL resolves its query; False when the query
         reads what the catalog lacks yet (another view). A name already in the catalog is left as it is."""
-        from zetasql.api import TableBuilder
-
         path = f"{self.project}.{dataset}.{name}"
         if path in {t.name for t in self._tables}:
             return True
@@ -195,12 +187,21 @@ class GoogleSQL:
             if "not found" in str(error).lower():
                 return False
             raise
-        builder = TableBuilder(path)
-        for column in resolved.output_column_list:
-            builder.add_column(column.name, column.column.type)
-        self._tables.append(builder.build())
-        self._catalog = None
+        self._add_resolved(dataset, name, resolved)
         return True
+
+    def _add_resolved(self, dataset: str, name: str, resolved) -> None:
+        """A view of `dataset` with the columns ZetaSQL resolved, under its full name and under
+        `dataset.name` (BigQuery resolves a name without project in the job's project, as queries
+        written for the old tables name `nba_raw.odds_api_game_lines`)."""
+        from zetasql.api import TableBuilder
+
+        for path in (f"{self.project}.{dataset}.{name}", f"{dataset}.{name}"):
+            builder = TableBuilder(path)
+            for column in resolved.output_column_list:
+                builder.add_column(column.name, column.column.type)
+            self._tables.append(builder.build())
+        self._catalog = None
 
     def create_routines(self) -> dict[str, str]:
         """Analyze every routine's CREATE statement, dependencies first, adding each to the
