@@ -196,7 +196,10 @@ class GoogleSQL:
         written for the old tables name `nba_raw.odds_api_game_lines`)."""
         from zetasql.api import TableBuilder
 
+        present = {t.name for t in self._tables}
         for path in (f"{self.project}.{dataset}.{name}", f"{dataset}.{name}"):
+            if path in present:  # made by an earlier call on this (shared) checker
+                continue
             builder = TableBuilder(path)
             for column in resolved.output_column_list:
                 builder.add_column(column.name, column.column.type)

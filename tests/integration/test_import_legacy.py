@@ -269,6 +269,7 @@ ORDER BY p.player_lookup, p.snapshot_timestamp
 def test_a_downstream_join_runs_unchanged_and_an_unfiltered_query_is_refused_as_on_bigquery(stack, capsys):
     """The views keep BigQuery's rule of the base tables: a query without a game_date filter is
     refused with the table's message (the old game-lines table required the filter too)."""
+    assert stack.env["ODDSBATCH_LEGACY_DATASET"] == "nba_raw"  # oddsbatch up's default: the old name
     _import(capsys, "--apply")
     # draftkings quoted LeBron's points and the spread together at S1 only (S2's prop has no spread)
     assert [tuple(r.values()) for r in _query(stack, OLD_DOWNSTREAM_QUERY)] == [("lebronjames", S1, 24.5, -3.5)]
