@@ -8,8 +8,10 @@ a partition filter that can be used for partition elimination" (Table.requirePar
 https://cloud.google.com/bigquery/docs/reference/rest/v2/tables). A query without one fails with
 invalidQuery, HTTP 400 (https://cloud.google.com/bigquery/docs/error-messages) and the message
 "Cannot query over table '<project>.<dataset>.<table>' without a filter over column(s) '<column>'
-that can be used for partition elimination" (https://cloud.google.com/bigquery/docs/querying-partitioned-tables,
-"Require a partition filter in queries"). local-bigquery 0.3.2 refused to create such a view.
+that can be used for partition elimination": local-bigquery's own wording for the table, the text
+BigQuery answers in public reports (apache/incubator-superset#7167); the section "Require a
+partition filter in queries" of https://cloud.google.com/bigquery/docs/querying-partitioned-tables
+covers the rule. local-bigquery 0.3.2 refused to create such a view.
 
 Both ways a view is made (tables.insert with a view body, which Terraform's google_bigquery_table
 uses, and CREATE VIEW), a view over a view, a view that filters itself, and a table without the

@@ -103,8 +103,9 @@ def _check(tree, table, is_target):
 # (https://cloud.google.com/bigquery/docs/views-intro), and "queries over this table require a partition
 # filter that can be used for partition elimination" (Table.requirePartitionFilter,
 # https://cloud.google.com/bigquery/docs/reference/rest/v2/tables), so a query on the view that filters
-# the partitioning column runs and one that does not fails with the table's message
-# (https://cloud.google.com/bigquery/docs/querying-partitioned-tables). local-bigquery 0.3.2 checks the
+# the partitioning column runs and one that does not fails with the table's message (local-bigquery's
+# wording for the table, as BigQuery answers it in public reports: apache/incubator-superset#7167;
+# the rule: https://cloud.google.com/bigquery/docs/querying-partitioned-tables). local-bigquery 0.3.2 checks the
 # rule on the view's own query when the view is created and refuses it, and never checks it again when
 # the view is queried. The launcher moves the check: a logical view's definition is let through, and a
 # query naming a view is checked against every base table the view reads (through nested views), with
