@@ -1,18 +1,19 @@
 # The dataset's table functions: one SQL file each under shared/oddsbatch/schemas/routines/,
 # listed in routines.json with their arguments and the routines they read. The same files are
 # what `oddsbatch up` creates locally (oddsbatch.routines), so the two cannot drift.
-# Table functions, not views: their date range is the base tables' required partition filter.
+# Table functions: their date range is the base tables' required partition filter. The old
+# pipeline's names are views (legacy.tf); their table functions here are the date-range form.
 # https://cloud.google.com/bigquery/docs/table-functions
 # https://cloud.google.com/bigquery/docs/reference/rest/v2/routines (definitionBody: the query inside AS (...))
 
 locals {
   routine_dir = "${local.schema_dir}/routines"
   routines    = jsondecode(file("${local.routine_dir}/routines.json"))
-  # The body with the dataset's names filled in, as oddsbatch.routines.Routine.body does
-  # ($${...} is a literal $${ in HCL).
+  # The body with the datasets' names filled in, as oddsbatch.routines.Routine.body does
+  # ($${...} is a literal $${ in HCL); the legacy table functions read the views of legacy.tf.
   routine_bodies = {
     for id in keys(local.routines) :
-    id => replace(replace(file("${local.routine_dir}/${id}.sql"), "$${project}", var.project_id), "$${dataset}", var.bigquery.dataset_id)
+    id => replace(replace(replace(file("${local.routine_dir}/${id}.sql"), "$${project}", var.project_id), "$${dataset}", var.bigquery.dataset_id), "$${legacy_dataset}", var.legacy_dataset_id)
   }
   # BigQuery resolves a routine's body when it is created, so a routine that reads others is
   # created after them: stage 0 reads only tables, stage 1 reads stage 0 routines, stage 2
@@ -45,7 +46,7 @@ resource "google_bigquery_routine" "stage0" {
       data_type = jsonencode({ typeKind = arguments.value.type })
     }
   }
-  depends_on = [google_bigquery_table.tables]
+  depends_on = [google_bigquery_table.tables, google_bigquery_table.legacy_views, google_bigquery_table.legacy_views_reading_views]
 }
 
 resource "google_bigquery_routine" "stage1" {
@@ -64,7 +65,7 @@ resource "google_bigquery_routine" "stage1" {
       data_type = jsonencode({ typeKind = arguments.value.type })
     }
   }
-  depends_on = [google_bigquery_table.tables, google_bigquery_routine.stage0]
+  depends_on = [google_bigquery_table.tables, google_bigquery_table.legacy_views, google_bigquery_table.legacy_views_reading_views, google_bigquery_routine.stage0]
 }
 
 resource "google_bigquery_routine" "stage2" {
@@ -85,5 +86,5 @@ resource "google_bigquery_routine" "stage2" {
   }
   # typeKind of every argument (DATE, INT64, STRING, NUMERIC, FLOAT64, TIMESTAMP here):
   # https://cloud.google.com/bigquery/docs/reference/rest/v2/StandardSqlDataType
-  depends_on = [google_project_service.services["bigquery.googleapis.com"], google_bigquery_table.tables, google_bigquery_routine.stage0, google_bigquery_routine.stage1]
+  depends_on = [google_project_service.services["bigquery.googleapis.com"], google_bigquery_table.tables, google_bigquery_table.legacy_views, google_bigquery_table.legacy_views_reading_views, google_bigquery_routine.stage0, google_bigquery_routine.stage1]
 }

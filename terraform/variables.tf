@@ -212,6 +212,17 @@ variable "labels" {
   }
 }
 
+variable "legacy_dataset_id" {
+  description = "Dataset of the compatibility views: the old pipeline's table names (nba_raw.odds_api_game_lines, ...) over the oddsbatch tables (oddsbatch up: ODDSBATCH_LEGACY_DATASET). Must differ from bigquery.dataset_id and from any dataset still holding the old tables."
+  type        = string
+  default     = "nba_raw"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.legacy_dataset_id))
+    error_message = "legacy_dataset_id may hold only letters, digits and underscores."
+  }
+}
+
 variable "project_id" {
   description = "Project of every resource (ODDSBATCH_PROJECT)."
   type        = string

@@ -21,7 +21,7 @@ import re
 from functools import cached_property
 
 from oddsbatch.ingest_log import log_tables
-from oddsbatch.routines import all_routines
+from oddsbatch.routines import LEGACY_DATASET, all_legacy_views, all_routines
 from oddsbatch.sql import quote
 from oddsbatch.tables import all_tables
 
@@ -164,9 +164,54 @@ class GoogleSQL:
         except Exception as exc:  # the WASM service answers a ServerError with ZetaSQL's message
             raise GoogleSQLError(f"{exc}\n--- statement ---\n{statement}") from None
 
+    def create_legacy_views(self, legacy_dataset: str = LEGACY_DATASET) -> dict[str, str]:
+        """Analyze every compatibility view's CREATE VIEW statement, the views it reads first, adding
+        each to the catalog (in `legacy_dataset`) with the columns ZetaSQL resolved; name -> statement."""
+        created = {}
+        for view in all_legacy_views():
+            statement = view.create_sql(self.project, self.dataset, legacy_dataset)
+            resolved = self.analyze(statement)
+            self._add_resolved(legacy_dataset, view.name, resolved)
+            created[view.name] = statement
+        return created
+
+    def add_view(self, dataset: str, name: str, query: str) -> bool:
+        """A view of another dataset, its columns as ZetaSQL resolves its query; False when the query
+        reads what the catalog lacks yet (another view). A name already in the catalog is left as it is."""
+        path = f"{self.project}.{dataset}.{name}"
+        if path in {t.name for t in self._tables}:
+            return True
+        try:
+            resolved = self.analyze(query)
+        except GoogleSQLError as error:
+            if "not found" in str(error).lower():
+                return False
+            raise
+        self._add_resolved(dataset, name, resolved)
+        return True
+
+    def _add_resolved(self, dataset: str, name: str, resolved) -> None:
+        """A view of `dataset` with the columns ZetaSQL resolved, under its full name and under
+        `dataset.name` (BigQuery resolves a name without project in the job's project, as queries
+        written for the old tables name `nba_raw.odds_api_game_lines`)."""
+        from zetasql.api import TableBuilder
+
+        present = {t.name for t in self._tables}
+        for path in (f"{self.project}.{dataset}.{name}", f"{dataset}.{name}"):
+            if path in present:  # made by an earlier call on this (shared) checker
+                continue
+            builder = TableBuilder(path)
+            for column in resolved.output_column_list:
+                builder.add_column(column.name, column.column.type)
+            self._tables.append(builder.build())
+        self._catalog = None
+
     def create_routines(self) -> dict[str, str]:
         """Analyze every routine's CREATE statement, dependencies first, adding each to the
-        catalog with the output columns ZetaSQL resolved; name -> statement."""
+        catalog with the output columns ZetaSQL resolved; name -> statement. The compatibility
+        views come first (the legacy table functions read them), as `oddsbatch up` creates them."""
+        if not any(t.name.startswith(f"{self.project}.{LEGACY_DATASET}.") for t in self._tables):
+            self.create_legacy_views()
         created = {}
         for routine in all_routines():
             statement = routine.create_sql(self.project, self.dataset)
@@ -204,6 +249,7 @@ def analyze_emulator(checker: GoogleSQL, client, scratch_tables: tuple[str, ...]
     dataset = f"{checker.project}.{checker.dataset}"
     known = set(all_tables()) | set(log_tables()) | {r.name for r in all_routines()}
     # Tables of the project's other datasets too (the old pipeline's tables that import-legacy reads).
+    views: dict[tuple[str, str], str] = {}
     for other in client.list_datasets():
         in_ours = other.dataset_id == checker.dataset
         for item in client.list_tables(other.reference):
@@ -216,6 +262,16 @@ def analyze_emulator(checker: GoogleSQL, client, scratch_tables: tuple[str, ...]
             if table.table_type == "TABLE" and table.schema:
                 checker.add_table(item.table_id, [f.to_api_repr() for f in table.schema],
                                   dataset=None if in_ours else other.dataset_id)
+            elif table.table_type == "VIEW" and not in_ours:
+                views[(other.dataset_id, item.table_id)] = table.view_query
+    # Views (the compatibility views are in the catalog already; a test's own views join it as
+    # ZetaSQL resolves their query), a view after the views it reads: rounds until none is left.
+    while views:
+        added = [key for key, query in views.items() if checker.add_view(*key, query)]
+        if not added:
+            raise GoogleSQLError(f"views that read what the catalog lacks: {sorted(views)}")
+        for key in added:
+            del views[key]
     seen: dict[str, int] = {}
     for job in client.list_jobs(all_users=True):
         if job.job_type != "query":

@@ -7,11 +7,17 @@ one entry of `routines.json`: description, typed arguments, and the routines it 
 as a google_bigquery_routine's definition_body; `oddsbatch up` and the tests run the
 `CREATE OR REPLACE TABLE FUNCTION` built here. One text, two readers: they cannot drift.
 
-Table functions, not views. BigQuery checks a base table's require_partition_filter when a
-view over it is queried, and accepts the caller's game_date filter there; local-bigquery
-refuses to even create such a view. A table function takes the date range as arguments and
-filters game_date itself, so the partition filter is met by construction on both, and no
+Table functions for the analyst layer: a table function takes the date range as arguments and
+filters game_date itself, so the base tables' partition filter is met by construction and no
 caller can forget it. https://cloud.google.com/bigquery/docs/table-functions
+
+The compatibility views (`schemas/legacy_views/`, one SQL file each and `views.json`) carry the
+old pipeline's table names in their own dataset (`nba_raw` by default, ODDSBATCH_LEGACY_DATASET /
+Terraform's legacy_dataset_id), so queries written for the old tables run unchanged. BigQuery
+applies a base table's require_partition_filter when a view over it is queried ("The query that
+defines a view is run each time the view is queried": https://cloud.google.com/bigquery/docs/views-intro),
+so a query on them needs its game_date filter, as the old game-lines table did. Each old shape is
+written once, as its view; its table function (the date-range form) selects from the view.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from .sql import quote
 from .tables import SCHEMA_DIR
 
 ROUTINE_DIR = SCHEMA_DIR / "routines"
+LEGACY_VIEW_DIR = SCHEMA_DIR / "legacy_views"
+LEGACY_DATASET = "nba_raw"  # the old pipeline's dataset name (ODDSBATCH_LEGACY_DATASET, Terraform's legacy_dataset_id)
 
 
 @dataclass(frozen=True)
@@ -35,14 +43,33 @@ class Routine:
     reads: tuple[str, ...]  # other routines its body calls
     template: str
 
-    def body(self, project: str, dataset: str) -> str:
-        """The definition body with the dataset's names filled in (as Terraform's templatefile)."""
-        return string.Template(self.template).substitute(project=project, dataset=dataset)
+    def body(self, project: str, dataset: str, legacy_dataset: str = LEGACY_DATASET) -> str:
+        """The definition body with the datasets' names filled in (as Terraform's replace())."""
+        return string.Template(self.template).substitute(project=project, dataset=dataset,
+                                                         legacy_dataset=legacy_dataset)
 
-    def create_sql(self, project: str, dataset: str) -> str:
+    def create_sql(self, project: str, dataset: str, legacy_dataset: str = LEGACY_DATASET) -> str:
         args = ", ".join(f"{name} {kind}" for name, kind in self.arguments)
         return (f"CREATE OR REPLACE TABLE FUNCTION {quote(f'{project}.{dataset}.{self.name}')}({args})\n"
-                f"AS (\n{self.body(project, dataset).rstrip()}\n)")
+                f"AS (\n{self.body(project, dataset, legacy_dataset).rstrip()}\n)")
+
+
+@dataclass(frozen=True)
+class LegacyView:
+    """One compatibility view: the old pipeline's table (or view) name, its SQL over our tables."""
+    name: str
+    description: str
+    reads: tuple[str, ...]  # other compatibility views its query reads
+    template: str
+
+    def query(self, project: str, dataset: str, legacy_dataset: str = LEGACY_DATASET) -> str:
+        return string.Template(self.template).substitute(project=project, dataset=dataset,
+                                                         legacy_dataset=legacy_dataset)
+
+    def create_sql(self, project: str, dataset: str, legacy_dataset: str = LEGACY_DATASET) -> str:
+        return (f"CREATE OR REPLACE VIEW {quote(f'{project}.{legacy_dataset}.{self.name}')}\n"
+                f"OPTIONS (description = {json.dumps(self.description)})\n"
+                f"AS\n{self.query(project, dataset, legacy_dataset).rstrip()}")
 
 
 @lru_cache(maxsize=None)
@@ -74,8 +101,31 @@ def all_routines() -> tuple[Routine, ...]:
     return tuple(ordered)
 
 
-def create_routines(client, project: str, dataset: str) -> list[str]:
+@lru_cache(maxsize=None)
+def all_legacy_views() -> tuple[LegacyView, ...]:
+    """Every compatibility view, each after the views it reads (the order to create them in)."""
+    meta = json.loads((LEGACY_VIEW_DIR / "views.json").read_text())
+    views = [LegacyView(name=name, description=m["description"], reads=tuple(m.get("reads", ())),
+                        template=(LEGACY_VIEW_DIR / f"{name}.sql").read_text())
+             for name, m in meta.items()]
+    for view in views:
+        if unknown := set(view.reads) - set(meta):
+            raise ValueError(f"views.json: {view.name} reads {sorted(unknown)[0]}, which is no view")
+        if any(meta[read].get("reads") for read in view.reads):
+            raise ValueError(f"views.json: {view.name} reads a view that reads views (one level only)")
+    return tuple(sorted(views, key=lambda v: bool(v.reads)))
+
+
+def create_legacy_views(client, project: str, dataset: str, legacy_dataset: str = LEGACY_DATASET) -> list[str]:
+    """Create or replace the compatibility views in `legacy_dataset` (which must exist), the views
+    they read first; their names. Before create_routines: the legacy table functions read them."""
+    for view in all_legacy_views():
+        client.query(view.create_sql(project, dataset, legacy_dataset), job_id_prefix="oddsbatch_view_").result()
+    return [v.name for v in all_legacy_views()]
+
+
+def create_routines(client, project: str, dataset: str, legacy_dataset: str = LEGACY_DATASET) -> list[str]:
     """Create or replace every routine in the dataset, dependencies first; their names."""
     for routine in all_routines():
-        client.query(routine.create_sql(project, dataset), job_id_prefix="oddsbatch_routine_").result()
+        client.query(routine.create_sql(project, dataset, legacy_dataset), job_id_prefix="oddsbatch_routine_").result()
     return [r.name for r in all_routines()]

@@ -25,8 +25,9 @@ def target(table: str) -> str:
     return sql.table_path(PROJECT, DATASET, table)
 
 
-# The old pipeline's tables (tests/data/legacy, copied with provenance), in their own dataset.
-LEGACY_DATASET = "nba_raw"
+# The old pipeline's tables (tests/data/legacy, copied with provenance), in their own dataset: not
+# nba_raw, which holds our compatibility views of the same names (routines.LEGACY_DATASET).
+LEGACY_DATASET = "nba_raw_archive"
 LEGACY_SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "legacy"
 
 
@@ -160,11 +161,35 @@ def test_no_float_in_any_key_or_clustering_column():
             assert types[column] not in ("FLOAT", "FLOAT64"), (spec.name, column)
 
 
-def test_routine_files_use_only_the_two_placeholders():
-    """Terraform fills ${project} and ${dataset} with replace(); anything else would reach BigQuery raw."""
+def test_routine_files_use_only_the_three_placeholders():
+    """Terraform fills ${project}, ${dataset} and ${legacy_dataset} with replace(); anything else
+    would reach BigQuery raw."""
     import re
 
+    for routine in [*routines.all_routines(), *routines.all_legacy_views()]:
+        assert set(re.findall(r"\$\{?(\w+)", routine.template)) <= {"project", "dataset", "legacy_dataset"}, routine.name
+        assert "${project}.${dataset}." in routine.template or "${project}.${legacy_dataset}." in routine.template
     for routine in routines.all_routines():
-        assert set(re.findall(r"\$\{?(\w+)", routine.template)) <= {"project", "dataset"}, routine.name
-        assert "${project}.${dataset}." in routine.template
         assert json.loads((routines.ROUTINE_DIR / "routines.json").read_text())[routine.name]["arguments"]
+
+
+def test_the_compatibility_views_have_the_old_tables_names_and_columns(googlesql):
+    """Each view ZetaSQL resolves has the old table's columns, in its order and types (the
+    preferred view: the game-lines columns but data_source and data_hash), and a query written
+    for the old tables, unchanged, analyzes against them."""
+    checker = googlesql(PROJECT, DATASET)
+    created = checker.create_legacy_views()
+    assert list(created) == ["odds_api_game_lines", "odds_api_player_points_props", "odds_api_game_lines_preferred"]
+    zeta = {"FLOAT64": "DOUBLE", "FLOAT": "DOUBLE", "INTEGER": "INT64"}
+    for view in ("odds_api_game_lines", "odds_api_player_points_props", "odds_api_game_lines_preferred"):
+        old = "odds_api_game_lines" if view == "odds_api_game_lines_preferred" else view
+        fields = json.loads((LEGACY_SCHEMAS / f"{old}.json").read_text())
+        if view == "odds_api_game_lines_preferred":
+            fields = [f for f in fields if f["name"] not in ("data_source", "data_hash")]
+        resolved = checker.analyze(f"SELECT * FROM `{PROJECT}.{routines.LEGACY_DATASET}.{view}` WHERE game_date = @d",
+                                   {"d": "DATE"})
+        got = [(c.name, c.column.type.type_kind.name.removeprefix("TYPE_")) for c in resolved.output_column_list]
+        assert got == [(f["name"], zeta.get(f["type"], f["type"])) for f in fields], view
+    # negative control: a column the old table never had
+    with pytest.raises(GoogleSQLError, match="Unrecognized name: price_decimal"):
+        checker.analyze(f"SELECT price_decimal FROM `{PROJECT}.{routines.LEGACY_DATASET}.odds_api_game_lines`")

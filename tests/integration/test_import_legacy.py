@@ -1,8 +1,12 @@
 """Coming from the old pipeline, on the local stack: old-shaped tables (their column lists copied
 from najicham/nba-stats-scraper, tests/data/legacy/PROVENANCE.md) with rows, `oddsbatch
 import-legacy` as a dry run, then applied, then applied again (nothing new), and queries
-written for the old tables answered by the compatibility table functions with the rows our
-tables hold.
+written for the old tables run unchanged against the compatibility views (`nba_raw.*`, made by
+`oddsbatch up`) and answer with the rows our tables hold; the table functions (the date-range
+form) answer the same.
+
+The old tables sit in dataset nba_raw_archive: nba_raw is the compatibility views' dataset (a
+project keeps the old tables elsewhere: another project, `--from-project`, or a renamed dataset).
 
 The old rows hold what an import must get right: an older duplicate copy of a key (the old
 loader appended re-runs), rows oddsbatch cannot hold (a price of 1.0, a point with ten
@@ -17,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from google.api_core.exceptions import BadRequest
 from google.cloud import bigquery
 
 from oddsbatch import cli
@@ -25,7 +30,7 @@ from .test_end_to_end import upload_all
 
 pytestmark = pytest.mark.integration
 
-OLD_DATASET = "nba_raw"
+OLD_DATASET = "nba_raw_archive"
 SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "legacy"
 DAY, DAY2 = "2025-01-20", "2025-01-21"
 G1, G2 = "c0ffee00c0ffee00c0ffee00c0ffee01", "c0ffee00c0ffee00c0ffee00c0ffee02"
@@ -129,7 +134,7 @@ def _ours(stack, table: str, where: str) -> list[dict]:
 
 
 def _import(capsys, *flags) -> list[str]:
-    assert cli.main(["import-legacy", "--from", DAY, "--to", DAY2, *flags]) == 0
+    assert cli.main(["import-legacy", "--from", DAY, "--to", DAY2, "--from-dataset", OLD_DATASET, *flags]) == 0
     return capsys.readouterr().out.splitlines()
 
 
@@ -167,7 +172,8 @@ def test_dry_run_then_import_then_nothing_new(old_tables, capsys):
 
 
 def test_a_single_table_and_bad_input_end_in_one_line(old_tables, capsys):
-    assert cli.main(["import-legacy", "--from", DAY, "--to", DAY, "--table", "player-points-props"]) == 0
+    assert cli.main(["import-legacy", "--from", DAY, "--to", DAY, "--table", "player-points-props",
+                     "--from-dataset", OLD_DATASET]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and "odds_api_player_props" in out[0]
     for argv in (["--from", "2025-13-01", "--to", DAY], ["--from", DAY2, "--to", DAY],
@@ -179,14 +185,14 @@ def test_a_single_table_and_bad_input_end_in_one_line(old_tables, capsys):
 
 
 # -- queries written for the old tables --------------------------------------------------------
-# The closest form a table function allows: the old table's name becomes the function's, with
-# the date range after it (README "Coming from the old pipeline"); nothing else changes.
+# Run as written, against the compatibility views. The date-range form names the table function
+# with the range after it instead of the old name: it answers the same.
 OLD_REFERENCES = {"`nba_raw.odds_api_game_lines`": "odds_api_game_lines_legacy",
                   "`nba_raw.odds_api_player_points_props`": "odds_api_player_points_props",
                   "`nba_raw.odds_api_game_lines_preferred`": "odds_api_game_lines_preferred"}
 
 
-def compat(stack, query: str, start: str, end: str) -> str:
+def table_function_form(stack, query: str, start: str, end: str) -> str:
     for old, function in OLD_REFERENCES.items():
         query = query.replace(old, f"`{stack.project}.{stack.dataset}.{function}`(DATE '{start}', DATE '{end}')")
     return query
@@ -216,12 +222,12 @@ ORDER BY market_key, outcome_name
 
 
 @pytest.mark.usefixtures("old_tables")
-def test_queries_written_for_the_old_tables_return_what_our_tables_hold(stack, capsys):
+def test_queries_written_for_the_old_tables_run_unchanged_and_return_what_our_tables_hold(stack, capsys):
     _import(capsys, "--apply")  # idempotent: whatever ran before, the old rows are in
     ours = _ours(stack, "odds_api_game_lines", f"game_id = '{G1}' AND market_key = 'spreads'")
     want = sorted(((r["bookmaker_key"], r["outcome_name"], r["price_decimal"], float(r["outcome_point"]),
                     r["snapshot_timestamp"], "current") for r in ours))
-    got = _query(stack, compat(stack, OLD_SPREADS_QUERY, DAY, DAY))
+    got = _query(stack, OLD_SPREADS_QUERY)
     assert [tuple(r.values()) for r in got] == want and len(want) == 4
 
     ours = _ours(stack, "odds_api_player_props", f"game_id = '{G1}' AND player_name = 'LeBron James'")
@@ -229,17 +235,51 @@ def test_queries_written_for_the_old_tables_return_what_our_tables_hold(stack, c
                     r["over_price_american"], r["under_price_american"], r["minutes_before_tipoff"],
                     r["snapshot_timestamp"], f"snap-{r['snapshot_timestamp']:%H%M}") for r in ours),
                   key=lambda t: t[7])
-    got = _query(stack, compat(stack, OLD_PLAYER_QUERY, DAY, DAY))
+    got = _query(stack, OLD_PLAYER_QUERY)
     assert [tuple(r.values()) for r in got] == want
     # one row per over/under pair, as the old table: the newest copy of S1, S2's computed american
     assert [(r["points_line"], r["over_price"], r["over_price_american"], r["under_price_american"]) for r in got] == \
         [(24.5, 1.87, -115, -105), (25.5, 1.91, -110, -110)]
 
-    got = _query(stack, compat(stack, OLD_PREFERRED_QUERY, DAY, DAY))
+    got = _query(stack, OLD_PREFERRED_QUERY)
     assert [tuple(r.values()) for r in got] == [
         ("h2h", HOME, "draftkings", 1.57), ("h2h", AWAY, "draftkings", 2.40),  # the ingested file's prices
         ("spreads", HOME, "draftkings", 1.91), ("spreads", AWAY, "draftkings", 1.91),  # draftkings before fanduel
         ("totals", "Over", "fanduel", 1.87), ("totals", "Under", "fanduel", 1.95)]
+
+    # the date-range form (the table functions) answers the same
+    for query in (OLD_SPREADS_QUERY, OLD_PLAYER_QUERY, OLD_PREFERRED_QUERY, OLD_DOWNSTREAM_QUERY):
+        assert _query(stack, table_function_form(stack, query, DAY, DAY)) == _query(stack, query)
+
+
+# A downstream query of the kind the old tables fed: each points line beside the home spread the
+# same book quoted in the same snapshot (a join of the two tables, by date).
+OLD_DOWNSTREAM_QUERY = f"""
+SELECT p.player_lookup, p.snapshot_timestamp, p.points_line, g.outcome_point AS home_spread
+FROM `nba_raw.odds_api_player_points_props` AS p
+JOIN `nba_raw.odds_api_game_lines` AS g
+  ON g.game_id = p.odds_api_event_id AND g.game_date = p.game_date AND g.bookmaker_key = p.bookmaker
+ AND g.snapshot_timestamp = p.snapshot_timestamp AND g.market_key = 'spreads' AND g.outcome_name = g.home_team
+WHERE p.game_date = '{DAY}' AND g.game_date = '{DAY}'
+ORDER BY p.player_lookup, p.snapshot_timestamp
+"""
+
+
+@pytest.mark.usefixtures("old_tables")
+def test_a_downstream_join_runs_unchanged_and_an_unfiltered_query_is_refused_as_on_bigquery(stack, capsys):
+    """The views keep BigQuery's rule of the base tables: a query without a game_date filter is
+    refused with the table's message (the old game-lines table required the filter too)."""
+    assert stack.env["ODDSBATCH_LEGACY_DATASET"] == "nba_raw"  # oddsbatch up's default: the old name
+    _import(capsys, "--apply")
+    # draftkings quoted LeBron's points and the spread together at S1 only (S2's prop has no spread)
+    assert [tuple(r.values()) for r in _query(stack, OLD_DOWNSTREAM_QUERY)] == [("lebronjames", S1, 24.5, -3.5)]
+    for view, base, other_column in (("odds_api_player_points_props", "odds_api_player_props", "bookmaker"),
+                                     ("odds_api_game_lines", "odds_api_game_lines", "bookmaker_key"),
+                                     ("odds_api_game_lines_preferred", "odds_api_game_lines", "bookmaker_key")):
+        with pytest.raises(BadRequest) as refused:
+            _query(stack, f"SELECT COUNT(*) FROM `nba_raw.{view}` WHERE {other_column} IS NOT NULL")
+        assert (f"Cannot query over table '{stack.project}.{stack.dataset}.{base}' without a filter over column(s) "
+                "'game_date' that can be used for partition elimination") in refused.value.message, view
 
 
 @pytest.mark.usefixtures("old_tables")
@@ -249,9 +289,9 @@ def test_the_compatibility_functions_have_the_old_columns(stack):
     for function, old_table in (("odds_api_game_lines_legacy", "odds_api_game_lines"),
                                 ("odds_api_player_points_props", "odds_api_player_points_props")):
         fields = json.loads((SCHEMAS / f"{old_table}.json").read_text())
-        job = stack.bigquery().query(f"SELECT * FROM `{stack.project}.{stack.dataset}.{function}`"
-                                     f"(DATE '{DAY}', DATE '{DAY}') LIMIT 0")
-        schema = job.result().schema
         legacy_name = {"FLOAT": "FLOAT64", "INTEGER": "INT64"}
-        assert [(f.name, legacy_name.get(f.field_type, f.field_type)) for f in schema] == \
-            [(f["name"], f["type"]) for f in fields], function
+        for source in (f"`{stack.project}.{stack.dataset}.{function}`(DATE '{DAY}', DATE '{DAY}')",
+                       f"`nba_raw.{old_table}` WHERE game_date = '{DAY}'"):  # the view, as the old name
+            schema = stack.bigquery().query(f"SELECT * FROM {source} LIMIT 0").result().schema
+            assert [(f.name, legacy_name.get(f.field_type, f.field_type)) for f in schema] == \
+                [(f["name"], f["type"]) for f in fields], source

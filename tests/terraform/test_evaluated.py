@@ -270,3 +270,36 @@ def test_a_dead_letter_older_than_a_sweep_period_alerts(tf, raw):
     assert "pubsub.googleapis.com/subscription/oldest_unacked_message_age" in raw_filter
     assert "google_pubsub_subscription.dead_letters.name" in raw_filter
     assert policy["notification_channels"] == ["projects/oddsbatch-test/notificationChannels/123"]
+
+
+def _legacy_views(tf) -> dict[str, tuple[str, dict]]:
+    """table_id -> (address, block) of the google_bigquery_table resources with a view block."""
+    return {r["table_id"]: (addr, r) for addr, r in resources(tf, "google_bigquery_table").items() if r.get("view")}
+
+
+def test_compatibility_views_are_the_shared_sql_files_in_the_legacy_dataset(tf, raw):
+    """legacy.tf: each view of schemas/legacy_views/ once, its query the text `oddsbatch up` runs
+    (same project and datasets), standard SQL, in dataset nba_raw; a view that reads another view
+    created after it; the legacy table functions read the views (the shape is written once)."""
+    from oddsbatch.routines import LEGACY_DATASET, all_legacy_views
+
+    views = _legacy_views(tf)
+    assert set(views) == {v.name for v in all_legacy_views()} == {
+        "odds_api_game_lines", "odds_api_player_points_props", "odds_api_game_lines_preferred"}
+    ds = one(tf, "google_bigquery_dataset.legacy")
+    assert ds["dataset_id"] == LEGACY_DATASET == "nba_raw"
+    for view in all_legacy_views():
+        address, block = views[view.name]
+        body = block["view"][0] if isinstance(block["view"], list) else block["view"]
+        assert body["query"] == view.query("oddsbatch-test", DEFAULTS.dataset, LEGACY_DATASET), view.name
+        assert body["use_legacy_sql"] is False
+        assert ("legacy_views_reading_views[" in address) == bool(view.reads), address
+    for routine_id, view in (("odds_api_game_lines_legacy", "odds_api_game_lines"),
+                             ("odds_api_player_points_props", "odds_api_player_points_props"),
+                             ("odds_api_game_lines_preferred", "odds_api_game_lines_preferred")):
+        body = _routine(tf, routine_id)["definition_body"]
+        assert f"FROM `oddsbatch-test.nba_raw.{view}`\nWHERE game_date BETWEEN start_date AND end_date" in body
+    # BigQuery resolves a routine's body at creation: every stage waits for the views
+    for stage in ("stage0", "stage1", "stage2"):
+        waits_for = str(raw_resource(raw, "google_bigquery_routine", stage)["depends_on"])
+        assert "google_bigquery_table.legacy_views" in waits_for and "legacy_views_reading_views" in waits_for, stage

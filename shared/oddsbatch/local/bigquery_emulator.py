@@ -31,6 +31,12 @@ from the statement (`partition_column = @param` / literal in a MERGE's ON clause
 DELETE's WHERE; the whole table when unknown). Each conflict is logged on one line (`dml_conflict
 table=... job=... attempt=N`); `--dml-conflicts off` switches the model off (default on).
 
+Logical views over a table with require_partition_filter: BigQuery creates them and applies the rule
+when the view is queried (a query on the view without a filter on the partitioning column fails with
+the table's "Cannot query over table ... without a filter over column(s) ..." message; with one it
+runs). local-bigquery refuses to create them; the launcher lets the definition through and checks
+each query on a view against the base tables it reads (below, with the documentation).
+
 Job ids: a job inserted under an id that exists is refused with 409 Already Exists (local-bigquery's
 check, made atomic with the insertion here); jobs.get of a running job says RUNNING until it commits,
 then DONE with its error if it failed; of an unknown id, 404.
@@ -63,11 +69,13 @@ from bigquery_dml import CONFLICT_REASON, REASON, RERUNS, WHOLE_TABLE, DmlQueueL
 from local_bigquery import errors as bq_errors
 
 from local_bigquery.catalog import metadata, names
+from local_bigquery.catalog import tables as catalog_tables
 from local_bigquery.engine import database
 from local_bigquery.cli import main
 from local_bigquery.errors import BigQueryError
 from local_bigquery.jobs import merge, query, runner, store
 from local_bigquery.models import Table
+from local_bigquery.sql.dialect import BigQueryDialect
 from local_bigquery.sql.rules import tables as table_rules
 from sqlglot import exp
 
@@ -79,11 +87,91 @@ _original_run = merge.run
 
 def _check(tree, table, is_target):
     try:
-        return _original_check(tree, table, is_target)
+        result = _original_check(tree, table, is_target)
     except BigQueryError as error:
-        if _inside_merge.get() and "partition elimination" in error.message:
+        if "partition elimination" in error.message and (_inside_merge.get() or _defines_view(tree)):
             return None
         raise
+    if not is_target and not _defines_view(tree):
+        _check_view_partition_filters(tree, table)
+    return result
+
+
+# -- logical views over tables with require_partition_filter ---------------------------------------
+# BigQuery creates a view over such a table without a filter and applies the rule when the view is
+# queried: "The query that defines a view is run each time the view is queried"
+# (https://cloud.google.com/bigquery/docs/views-intro), and "queries over this table require a partition
+# filter that can be used for partition elimination" (Table.requirePartitionFilter,
+# https://cloud.google.com/bigquery/docs/reference/rest/v2/tables), so a query on the view that filters
+# the partitioning column runs and one that does not fails with the table's message (local-bigquery's
+# wording for the table, as BigQuery answers it in public reports: apache/incubator-superset#7167;
+# the rule: https://cloud.google.com/bigquery/docs/querying-partitioned-tables). local-bigquery 0.3.2 checks the
+# rule on the view's own query when the view is created and refuses it, and never checks it again when
+# the view is queried. The launcher moves the check: a logical view's definition is let through, and a
+# query naming a view is checked against every base table the view reads (through nested views), with
+# the filters of the query and of the views in between, by the emulator's own rule (a column of the
+# partitioning column's name in a WHERE clause).
+_defining_view = contextvars.ContextVar("oddsbatch_defining_view", default=False)
+_original_create_table = catalog_tables.create
+
+
+def _defines_view(tree) -> bool:
+    """The statement defines a logical view: CREATE VIEW, or tables.insert with a view body."""
+    if _defining_view.get():
+        return True
+    return (isinstance(tree, exp.Create) and tree.args.get("kind") == "VIEW"
+            and tree.find(exp.MaterializedProperty) is None)
+
+
+def _create_table(project_id, dataset_id, body, translate):
+    token = _defining_view.set(bool(body.view))
+    try:
+        return _original_create_table(project_id, dataset_id, body, translate)
+    finally:
+        _defining_view.reset(token)
+
+
+def _where_columns(tree) -> set[str]:
+    return {column.name.casefold() for where in tree.find_all(exp.Where) for column in where.find_all(exp.Column)}
+
+
+def _unfiltered_base_tables(project_id, dataset_id, table_id, depth=0) -> list[tuple[str, str]]:
+    """(table, partitioning column) of each base table with require_partition_filter that the view
+    reads without filtering it in its own query or a nested view's."""
+    stored = metadata.load(Table, project_id, dataset_id, table_id)
+    query = stored and stored.view and stored.view.query
+    if not query or depth > 16:
+        return []
+    body = sqlglot.parse_one(query, dialect=BigQueryDialect)
+    filtered = _where_columns(body)
+    ctes = {cte.alias_or_name.casefold() for cte in body.find_all(exp.CTE)}
+    unfiltered = []
+    for read in body.find_all(exp.Table):
+        if not read.db or (not read.catalog and read.name.casefold() in ctes):
+            continue  # a CTE (a view's references are qualified with their dataset: views-intro)
+        reference = names.reference(read, project_id, dataset_id)
+        base = metadata.load(Table, *reference) or Table()
+        if base.view:
+            needed = _unfiltered_base_tables(*reference, depth=depth + 1)
+        elif base.requirePartitionFilter:
+            field = (base.timePartitioning and base.timePartitioning.field) or "_PARTITIONTIME"
+            needed = [(".".join(reference), field)]
+        else:
+            needed = []
+        unfiltered += [(name, field) for name, field in needed
+                       if not {field.casefold(), "_partitiondate"} & filtered]
+    return unfiltered
+
+
+def _check_view_partition_filters(tree, table) -> None:
+    filtered = _where_columns(tree)
+    for name, field in _unfiltered_base_tables(table.catalog, table.db, table.name):
+        if not {field.casefold(), "_partitiondate"} & filtered:
+            raise BigQueryError(
+                "invalidQuery",
+                f"Cannot query over table '{name}' without a filter over column(s) '{field}' "
+                "that can be used for partition elimination",
+            )
 
 
 def _run(cur, tree, context):
@@ -126,6 +214,7 @@ class _JoinedTransaction:
 
 table_rules._check = _check
 merge.run = _run
+catalog_tables.create = _create_table
 
 # -- the per-table queue of mutating DML statements ----------------------------------------------
 MUTATING = (exp.Update, exp.Delete, exp.Merge)

@@ -1,5 +1,5 @@
-"""Create (and reset) what the functions expect in the local emulators: bucket, dataset, tables
-and the dataset's table functions.
+"""Create (and reset) what the functions expect in the local emulators: bucket, dataset, tables,
+the compatibility views (dataset ODDSBATCH_LEGACY_DATASET, default nba_raw) and the table functions.
 
 The tables come from `oddsbatch.tables.all_tables()` (the schema files Terraform also reads):
 DATE partitioning on `partition_field` with require_partition_filter, and clustering. The
@@ -19,7 +19,7 @@ from typing import Mapping
 from .. import clients
 from ..config import Settings
 from ..ingest_log import log_tables
-from ..routines import create_routines
+from ..routines import LEGACY_DATASET, create_legacy_views, create_routines
 from ..tables import TableSpec, all_tables
 
 
@@ -35,14 +35,22 @@ def table_resource(project: str, dataset: str, spec: TableSpec):
     return table
 
 
-def create_tables(project: str, dataset: str, endpoint: str | None = None) -> list[str]:
-    """Both target tables and the ingest log, then the table functions over them; every name made."""
+def create_tables(project: str, dataset: str, endpoint: str | None = None,
+                  legacy_dataset: str = LEGACY_DATASET) -> list[str]:
+    """Both target tables and the ingest log, the compatibility views over them (in their own
+    dataset, the old pipeline's name), then the table functions; every name made in `dataset`."""
     bq = clients.bigquery_client(project, endpoint)
     made = []
     for spec in [*all_tables().values(), *log_tables().values()]:  # + odds_api_ingest_log (ingest_log.json)
         bq.create_table(table_resource(project, dataset, spec), exists_ok=True)
         made.append(spec.name)
-    return made + create_routines(bq, project, dataset)
+    bq.create_dataset(f"{project}.{legacy_dataset}", exists_ok=True)
+    create_legacy_views(bq, project, dataset, legacy_dataset)
+    return made + create_routines(bq, project, dataset, legacy_dataset)
+
+
+def legacy_dataset_of(env: Mapping[str, str]) -> str:
+    return env.get("ODDSBATCH_LEGACY_DATASET") or LEGACY_DATASET
 
 
 def _retry(fn, attempts: int = 40, delay: float = 0.25):
@@ -63,8 +71,8 @@ def provision(env: Mapping[str, str]) -> dict:
     _retry(lambda: gcs.bucket(bucket).exists() or gcs.create_bucket(bucket))
     bq = clients.bigquery_client(project, endpoint)
     _retry(lambda: bq.create_dataset(f"{project}.{dataset}", exists_ok=True))
-    tables = create_tables(project, dataset, endpoint)
-    return {"bucket": bucket, "dataset": dataset, "tables": tables}
+    tables = create_tables(project, dataset, endpoint, legacy_dataset_of(env))
+    return {"bucket": bucket, "dataset": dataset, "tables": tables, "legacy_dataset": legacy_dataset_of(env)}
 
 
 def collections(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -85,7 +93,7 @@ def reset(env: Mapping[str, str]) -> None:
     bq = clients.bigquery_client(project, endpoint)
     for t in bq.list_tables(f"{project}.{dataset}"):
         bq.delete_table(t.reference, not_found_ok=True)
-    create_tables(project, dataset, endpoint)
+    create_tables(project, dataset, endpoint, legacy_dataset_of(env))
 
 
 def clear_firestore_emulator(host: str, project: str) -> None:

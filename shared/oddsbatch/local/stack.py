@@ -42,6 +42,7 @@ from typing import Mapping
 
 from ..envfile import LOCAL_ENV_FILE, read_env_file
 from ..errors import OddsbatchError
+from ..routines import LEGACY_DATASET
 from . import delivery, emulators
 
 HOST = "127.0.0.1"
@@ -401,6 +402,8 @@ class Stack:
             "GOOGLE_CLOUD_PROJECT": self.project,
             "ODDSBATCH_BUCKET": self.bucket,
             "ODDSBATCH_DATASET": self.dataset,
+            # the compatibility views' dataset (provision.py), the old pipeline's name unless set
+            "ODDSBATCH_LEGACY_DATASET": os.environ.get("ODDSBATCH_LEGACY_DATASET") or LEGACY_DATASET,
             "ODDSBATCH_SETTLE_SECONDS": str(self.settle_seconds),
             "ODDSBATCH_BRIDGE_STATUS_URL": f"http://{HOST}:{p['bridge_status']}/status",
             "ODDSBATCH_BRIDGE_SWEEP_URL": f"http://{HOST}:{p['bridge_status']}/sweep",

@@ -1,41 +1,6 @@
--- The old pipeline's `nba_raw.odds_api_game_lines` (najicham/nba-stats-scraper,
--- schemas/bigquery/raw/odds_game_lines_tables.sql): its columns, in its order and types, over
--- odds_api_game_lines, for game dates in [start_date, end_date] (the old table required a
--- game_date filter too). Our table keeps that name, so the old shape is this function; a
--- query written for the old table reads it by naming this function with a date range instead
--- of the table (README "Coming from the old pipeline").
--- One row per outcome per (game, book, market, snapshot), as before: lines with an outcome
--- description (team totals, which the old table never held) are left out, so no two rows share
--- the old table's key. outcome_price is the decimal price; outcome_point back to FLOAT64 (a
--- NUMERIC line converts exactly: at most 9 decimals).
--- data_source as the old loader set it from the object: 'historical' for the -history prefixes,
--- else 'current'. created_at and processed_at: when the row was ingested (or imported);
--- data_hash: NULL (oddsbatch deduplicates by its natural key, not by a hash).
-SELECT snapshot_timestamp,
-       previous_snapshot_timestamp,
-       next_snapshot_timestamp,
-       game_id,
-       sport_key,
-       sport_title,
-       commence_time,
-       game_date,
-       home_team,
-       away_team,
-       home_team_abbr,
-       away_team_abbr,
-       bookmaker_key,
-       bookmaker_title,
-       bookmaker_last_update,
-       market_key,
-       market_last_update,
-       outcome_name,
-       price_decimal AS outcome_price,
-       CAST(outcome_point AS FLOAT64) AS outcome_point,
-       source_object AS source_file_path,
-       IF(STRPOS(source_object, '-history/') > 0, 'historical', 'current') AS data_source,
-       ingested_at AS created_at,
-       CAST(NULL AS STRING) AS data_hash,
-       ingested_at AS processed_at
-FROM `${project}.${dataset}.odds_api_game_lines`
+-- The view `${legacy_dataset}.odds_api_game_lines` (schemas/legacy_views/, the old pipeline's table
+-- `nba_raw.odds_api_game_lines`; our table keeps that name in our dataset) for game dates in
+-- [start_date, end_date]: the date-range form, whose range is the required partition filter.
+SELECT *
+FROM `${project}.${legacy_dataset}.odds_api_game_lines`
 WHERE game_date BETWEEN start_date AND end_date
-  AND outcome_description IS NULL
