@@ -242,7 +242,7 @@ class Janitor:
     emulator's DML latency), so the run meets conflicts at every seed count. The janitor's own
     refused UPDATEs are its business: it simply goes on."""
 
-    def __init__(self, stack, days: list[str], every: float = 0.3):
+    def __init__(self, stack, days: list[str], every: float = 5.0):
         import threading
 
         self.stack, self.days, self.every = stack, days, every
