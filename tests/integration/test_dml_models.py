@@ -144,6 +144,9 @@ class _Server:
     def me(self):
         return SimpleNamespace(name="test")
 
+    def take_fault(self):  # no faults are injected here
+        return None
+
 
 class FakeRun:
     def __init__(self, day: str):

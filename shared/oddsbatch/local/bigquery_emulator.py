@@ -461,6 +461,9 @@ def _effect(cur, table: str) -> tuple[list, list, list]:
     return removed, written, types
 
 
+APPLY_ROWS_PER_INSERT = 500
+
+
 def _apply(cur, table: str, removed: list, written: list, types: list) -> None:
     target, _ = _quoted_target(table)
     cur.execute("BEGIN")
@@ -468,8 +471,13 @@ def _apply(cur, table: str, removed: list, written: list, types: list) -> None:
         if removed:
             cur.execute(f"DELETE FROM {target} WHERE rowid IN ({', '.join(str(int(r)) for r in removed)})")
         if written:
-            marks = ", ".join(f"CAST(? AS {t})" for t in types)
-            cur.executemany(f"INSERT INTO {target} VALUES ({marks})", [list(r) for r in written])
+            # Many rows per INSERT: DuckLake writes each statement's rows as storage of their own, so
+            # one INSERT per row (executemany) took minutes for a props partition and jammed the table.
+            marks = "(" + ", ".join(f"CAST(? AS {t})" for t in types) + ")"
+            for start in range(0, len(written), APPLY_ROWS_PER_INSERT):
+                chunk = written[start:start + APPLY_ROWS_PER_INSERT]
+                cur.execute(f"INSERT INTO {target} VALUES {', '.join([marks] * len(chunk))}",
+                            [value for row in chunk for value in row])
         cur.execute("COMMIT")
     except BaseException:
         _rollback(cur)
