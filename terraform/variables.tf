@@ -218,8 +218,13 @@ variable "legacy_dataset_id" {
   default     = "nba_raw"
   nullable    = false
   validation {
-    condition     = can(regex("^[A-Za-z0-9_]{1,1024}$", var.legacy_dataset_id))
-    error_message = "legacy_dataset_id may hold only letters, digits and underscores."
+    # RE2 allows repeat counts up to 1000 only, so the length is its own check (see bigquery.dataset_id).
+    condition     = length(var.legacy_dataset_id) <= 1024 && can(regex("^[A-Za-z0-9_]+$", var.legacy_dataset_id))
+    error_message = "legacy_dataset_id may hold only letters, digits and underscores (at most 1024)."
+  }
+  validation {
+    condition     = var.legacy_dataset_id != var.bigquery.dataset_id
+    error_message = "legacy_dataset_id must differ from bigquery.dataset_id: its views take the old tables' names, odds_api_game_lines among them."
   }
 }
 

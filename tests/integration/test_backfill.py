@@ -2,7 +2,9 @@
 
 40 dates x 2 endpoints land at once: 80 events, 80 holders (one per endpoint and date), all
 MERGEing into the same two tables. The emulator models BigQuery's queue of mutating DML
-statements per table, here with small numbers (1 running + 2 queued, BigQuery's are 2 + 20)
+statements per table, here with small numbers (1 running + 0 queued, BigQuery's are 2 + 20: Google's
+Pub/Sub emulator pushes at most 2 messages of a subscription at once, so 2 holders of an endpoint
+and the reconcile are the most statements a table can have outstanding here)
 so a small backfill meets it; while the functions work, `oddsbatch reconcile --from --to`
 runs over the same dates and competes for the same queue. Refused MERGEs are retried
 in-process (errors.BigQueryLimit); every row lands once. Prints how many statements the
@@ -32,7 +34,10 @@ DATES = [date(2025, 11, 1) + timedelta(days=i) for i in range(40)]
 
 @pytest.fixture(scope="module")
 def limited_stack(tmp_path_factory):
-    st = Stack(tmp_path_factory.mktemp("backfill-stack"), settle_seconds=0.5, dml_running=1, dml_queued=2)
+    # dml_latency_ms: every MERGE runs 1 s, as BigQuery's take seconds, so the statements of a table
+    # overlap and the limit is met.
+    st = Stack(tmp_path_factory.mktemp("backfill-stack"), settle_seconds=0.5, dml_running=1, dml_queued=0,
+               dml_latency_ms=1000)
     st.start()
     try:
         yield st
@@ -85,10 +90,10 @@ def test_forty_dates_at_once_through_events_and_reconcile(limited_stack, capsys)
     logged = retries(stack.log_text("game_lines")) + retries(stack.log_text("player_props")) + retries(out)
     retried = logged[("resourcesExceeded", True)]
     with capsys.disabled():
-        print(f"\nbackfill: dates={len(DATES)} files={len(files)} dml_limit=1+2 rejected={rejected} retried={retried} "
+        print(f"\nbackfill: dates={len(DATES)} files={len(files)} dml_limit=1+0 rejected={rejected} retried={retried} "
               f"gave_up={logged[('resourcesExceeded', False)]} uploaded={uploaded:.1f}s reconciled={reconciled:.1f}s "
               f"idle={idle:.1f}s\n  {summary}")
-    assert rejected > 0, "80 holders against a queue of 3 per table: the limit must have refused some MERGEs"
+    assert rejected > 0, "80 holders and a reconcile against 1 statement per table: the limit must have refused some"
     assert retried == rejected and logged[("resourcesExceeded", False)] == 0  # every refusal retried, none given up
     assert "missing=0 " in _reconcile_again(capsys)
 

@@ -86,6 +86,12 @@ def _cases(tmp: pathlib.Path) -> dict[str, tuple[list[pathlib.Path], str, pathli
     cases = {name: (files, FULL, TERRAFORM_DIR) for name, files in FULL_SETS.items()}
     cases["edge_valid"] = ([edge], "init,plan", TERRAFORM_DIR)
     cases["invalid_values"] = ([TFVARS / "invalid_values.tfvars"], "init,plan", TERRAFORM_DIR)
+    # the compatibility dataset's validations, alone (a validation that reads another variable is
+    # not evaluated while that variable is itself invalid)
+    for name, legacy in (("legacy_dash", "nba-raw"), ("legacy_same", "odds_api")):
+        path = tmp / f"{name}.tfvars"
+        path.write_text((TFVARS / "readme_minimal.tfvars").read_text() + f'\nlegacy_dataset_id = "{legacy}"\n')
+        cases[name] = ([path], "init,plan", TERRAFORM_DIR)
     cases["impossible_validation"] = (minimal, "init,plan", _mutate(
         tmp, "impossible", lambda c: (c / "variables.tf").write_text((c / "variables.tf").read_text() + IMPOSSIBLE_VALIDATION)))
     cases["wrong_type"] = (minimal, "init,validate", _mutate(
@@ -194,6 +200,16 @@ def test_dataset_id_validation_refuses_a_dash(runs):
     report = runs["invalid_values"]
     assert not report["ok"] and report["failed_step"] == "plan"
     assert "bigquery.dataset_id may hold only letters, digits and underscores" in _diagnostics(report)
+
+
+def test_legacy_dataset_validation_accepts_the_default_and_refuses_a_dash_or_the_main_dataset(runs):
+    # nba_raw (every full set); the RE2 repeat-count trap of {1,1024} again, caught here first.
+    assert runs["readme_minimal"]["ok"], _explain(runs["readme_minimal"])
+    for name, message in (("legacy_dash", "legacy_dataset_id may hold only letters"),
+                          ("legacy_same", "legacy_dataset_id must differ from bigquery.dataset_id")):
+        report = runs[name]
+        assert not report["ok"] and report["failed_step"] == "plan", _explain(report)
+        assert message in _diagnostics(report), _explain(report)
 
 
 def test_collections_validation_accepts_six_distinct_collections(runs):
