@@ -94,23 +94,37 @@ def key_counts(rows: list[dict], spec) -> Counter:
     return Counter(tuple(str(r[c]) for c in spec.natural_key) for r in rows)
 
 
-def overlapping_merges(client, table: str, since: set[str]) -> list[str]:
-    """MERGE jobs into `table` of one game date whose run times overlap, from the jobs the
-    emulator kept (started/ended): the fence's invariant, checked where the jobs ran."""
-    by_day: dict[str, list] = {}
+def _merge_dates(job) -> list[str]:
+    """The game dates a MERGE job touches: its `game_date` parameter, or each of `game_dates`."""
+    dates = []
+    for p in job.query_parameters or []:
+        if p.name == "game_date":
+            dates.append(str(p.value))
+        elif p.name == "game_dates":
+            dates.extend(str(v) for v in p.values)
+    return dates or ["?"]
+
+
+def overlapping_merges(client, tables, since: dict[str, set[str]]) -> list[str]:
+    """MERGE jobs into one table and one game date whose run times overlap, from the jobs the
+    emulator kept (started/ended): the fence's invariant, checked where the jobs ran. One
+    listing of the jobs for all `tables` (since: table -> job ids to leave out)."""
+    by_day: dict[tuple[str, str], list] = {}
     for job in client.list_jobs(all_users=True):
-        if (getattr(job, "statement_type", None) != "MERGE" or table not in job.job_id or job.job_id in since
-                or job.started is None):
+        if getattr(job, "statement_type", None) != "MERGE" or job.started is None:
             continue
-        day = next((str(p.value) for p in (job.query_parameters or []) if p.name == "game_date"), "?")
-        by_day.setdefault(day, []).append((job.started, job.ended or datetime.max.replace(tzinfo=job.started.tzinfo),
-                                           job.job_id))
+        table = next((t for t in tables if t in job.job_id), None)
+        if table is None or job.job_id in since[table]:
+            continue
+        for day in _merge_dates(job):
+            by_day.setdefault((table, day), []).append(
+                (job.started, job.ended or datetime.max.replace(tzinfo=job.started.tzinfo), job.job_id))
     found = []
-    for day, runs in by_day.items():
+    for (table, day), runs in by_day.items():
         runs.sort()
         for (s1, e1, j1), (s2, e2, j2) in zip(runs, runs[1:]):
             if s2 < e1:
-                found.append(f"{day}: {j1} ({s1:%H:%M:%S.%f}-{e1:%H:%M:%S.%f}) and {j2} ({s2:%H:%M:%S.%f}-...)")
+                found.append(f"{table} {day}: {j1} ({s1:%H:%M:%S.%f}-{e1:%H:%M:%S.%f}) and {j2} ({s2:%H:%M:%S.%f}-...)")
     return found
 
 
@@ -322,8 +336,7 @@ def test_random_days_under_crashes_and_duplicate_deliveries(chaos_stack, googles
             "in_merge": crashes(stack, "during_merge") - before["in_merge"],
             "merges": sum(len(merge_jobs(stack, t) - before["merges"][t]) for t in ENDPOINT_TABLES.values()),
         }
-        overlaps = [o for t in ENDPOINT_TABLES.values() for o in overlapping_merges(stack.bigquery(), t,
-                                                                                    before["merges"][t])]
+        overlaps = overlapping_merges(stack.bigquery(), list(ENDPOINT_TABLES.values()), before["merges"])
         print(f"\nchaos: seed={seed} files={run['files']} events={run['events']} duplicates={run['duplicates']} "
               f"crashes={run['crashes']} crashes_during_merge={run['in_merge']} merges={run['merges']} "
               f"lost={lost} duplicated={duplicated} keys_stored_twice={twice} merges_in_flight_together={len(overlaps)}")

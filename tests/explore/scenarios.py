@@ -226,6 +226,19 @@ class World:
         self.ids = DeterministicIds(sched)
         sched.world_state = lambda: (self.db.shared_state(), self.bq.shared_state())
 
+    def holder_check(self, taker, how: str) -> None:
+        """At an acquisition: nobody else still holds the key with a live lease (see the module doc)."""
+        crashed = {t.proc for t in self.sched.tasks if t.state == "crashed"}
+        for other in self.locks:
+            if other is taker:
+                continue
+            if not other._held or other._lost or other.proc in crashed:
+                continue
+            until = self.lease_until.get(id(other))
+            if until is not None and until > self.sched.now:
+                self.problems.append(f"two holders of the key at once: {taker.proc} acquired ({how}) at "
+                                      f"t={self.sched.now:g}s while {other.proc} held it with a lease until t={until:g}s")
+
     @contextmanager
     def installed(self):
         sched, real_lock, real_warehouse = self.sched, lock.BatchLock, holder.Warehouse
@@ -291,23 +304,6 @@ class World:
         finally:
             for m, n, v in saved:
                 setattr(m, n, v)
-
-
-def _holder_check(world: World, taker, how: str) -> None:
-    """At an acquisition: nobody else still holds the key with a live lease (see the module doc)."""
-    crashed = {t.proc for t in world.sched.tasks if t.state == "crashed"}
-    for other in world.locks:
-        if other is taker:
-            continue
-        if not other._held or other._lost or other.proc in crashed:
-            continue
-        until = world.lease_until.get(id(other))
-        if until is not None and until > world.sched.now:
-            world.problems.append(f"two holders of the key at once: {taker.proc} acquired ({how}) at "
-                                  f"t={world.sched.now:g}s while {other.proc} held it with a lease until t={until:g}s")
-
-
-World.holder_check = _holder_check
 
 
 def expected_rows(world: World, files: dict[str, bytes], generations: dict[str, int]) -> dict[tuple, dict]:

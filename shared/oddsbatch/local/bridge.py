@@ -158,10 +158,7 @@ class Bridge:
             return self._refuse(function, push, headers)
         key = (push.get("subscription", function), headers["ce-id"])
         with self._lock:
-            if headers["ce-id"] not in self._seen:
-                self._seen.add(headers["ce-id"])
-                self.c["received"] += 1
-            attempt = self._tries[key] = self._tries.get(key, 0) + 1
+            attempt = self._count_attempt(key)
             duplicate = attempt == 1 and self.duplicate_rate > 0 and self._rng.random() < self.duplicate_rate
             self.c["in_flight"] += 1 + duplicate
             self.c["duplicates"] += duplicate
@@ -199,13 +196,20 @@ class Bridge:
             return 204  # a trigger without retries: one attempt, whatever its answer
         return status if ok else (status if status and status >= 400 else 503)
 
+    def _count_attempt(self, key: tuple[str, str]) -> int:
+        """Count one delivery attempt of (subscription, ce-id), under self._lock: the message
+        is received once whatever its attempts; returns this attempt's number."""
+        ce_id = key[1]
+        if ce_id not in self._seen:
+            self._seen.add(ce_id)
+            self.c["received"] += 1
+        attempt = self._tries[key] = self._tries.get(key, 0) + 1
+        return attempt
+
     def _refuse(self, function: str, push: dict, headers: dict) -> int:
         key = (push.get("subscription", function), headers["ce-id"])
         with self._lock:
-            if headers["ce-id"] not in self._seen:
-                self._seen.add(headers["ce-id"])
-                self.c["received"] += 1
-            attempt = self._tries[key] = self._tries.get(key, 0) + 1
+            attempt = self._count_attempt(key)
             self.c["attempts"] += 1
             final = attempt >= self.max_attempts
             self.c["failed"] += final
