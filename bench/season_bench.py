@@ -214,7 +214,7 @@ def run(r: Run) -> None:
         return ", ".join(f"{t.removeprefix('odds_api_')} {c[key]}" for t, c in merges.items())
 
     timed_out = f"TIMED OUT, still short (endpoint, date): {short[:8]}; " if latency is None else ""
-    r.add("season", "season_latency", round(latency, 1) if latency is not None else "timed out",
+    r.add("season", "season_latency", round(latency) if latency is not None else "timed out",  # whole s, not 1.12e+03
           "s (last upload -> every row of every date queryable)", target=f"within {timeout:.0f} s",
           met=latency is not None,
           note=f"{timed_out}{label}; uploads {last - first:.1f} s from 32 threads; bridge had every event by then: {delivered}; "
