@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from collections import Counter
@@ -190,6 +191,10 @@ def run(r: Run) -> None:
     log(f"season: {label}")
     with Bench(r, "batch", a.settle[0], "season", dml_running=running, dml_queued=queued) as b:
         idle_memory = b.memory()
+        # settings the functions inherit from this environment (e.g. a holder's dates per MERGE): the figure says so
+        inherited = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("ODDSBATCH_")
+                           and not k.startswith("ODDSBATCH_BENCH_") and k not in b.stack.env)
+        label += f"; functions' settings from the environment: {', '.join(inherited) or 'none (defaults)'}"
         before = b.job_ids()
         cpu_before = b.cpu_seconds()
         events = b.stack._baseline + len(files)  # bridge `received` once every finalize event arrived
