@@ -10,7 +10,7 @@ from pathlib import Path
 from .common import REPO, Run
 from .report import write_results
 
-SECTIONS = ("transform", "coldstart", "work", "burst", "day", "backfill", "memory")
+SECTIONS = ("transform", "coldstart", "work", "burst", "day", "backfill", "memory", "season")
 
 
 def parse(argv):
@@ -27,6 +27,14 @@ def parse(argv):
     p.add_argument("--backfill-snapshots", type=int, default=None,
                    help="snapshots per game of the backfill date (15 games x 2 endpoints each; default 34 = "
                         "1,020 files, 10 with --small)")
+    p.add_argument("--season-dates", type=int, default=None,
+                   help="game dates of the season backfill (default 160, 20 with --small)")
+    p.add_argument("--season-files-per-date", type=int, default=2,
+                   help="files per endpoint and date of the season backfill (default 2; a real season's dates "
+                        "hold hundreds, e.g. 210 = 7 games x 30 snapshots)")
+    p.add_argument("--season-dml-limit", default="2,20", metavar="RUNNING,QUEUED",
+                   help="the emulator's mutating DML statements per table in the season backfill: running, queued "
+                        "(default BigQuery's 2,20; e.g. 1,0 to meet the limit with the local Pub/Sub's 2 pushes)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"),
                    help="where to write the results ('-' for nowhere)")
@@ -36,6 +44,15 @@ def parse(argv):
     if unknown:
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
     args.settle = [float(x) for x in args.settle.split(",") if x.strip()]
+    if args.season_files_per_date < 1 or (args.season_dates is not None and args.season_dates < 1):
+        p.error("--season-dates and --season-files-per-date must be >= 1")
+    try:
+        limit = tuple(int(x) for x in args.season_dml_limit.split(","))
+        if len(limit) != 2 or limit[0] < 1 or limit[1] < 0:
+            raise ValueError
+    except ValueError:
+        p.error(f"--season-dml-limit must be RUNNING,QUEUED (running >= 1, queued >= 0), got {args.season_dml_limit!r}")
+    args.season_dml_limit = limit
     return args
 
 
@@ -63,6 +80,10 @@ def main(argv=None) -> int:
         from . import memory_bench
 
         memory_bench.run(run)
+    if "season" in args.sections:
+        from . import season_bench
+
+        season_bench.run(run)
     run.seconds = time.monotonic() - t0
     missed = [f.name for f in run.figures if f.target and not f.met]
     print(f"bench: done in {run.seconds:.0f}s; targets met {sum(1 for f in run.figures if f.target and f.met)}, "

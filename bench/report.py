@@ -8,6 +8,20 @@ from pathlib import Path
 from .common import Run, commit, machine
 
 
+SEASON_METHOD = (
+    "Season backfill: a fresh stack (BigQuery's 2 running + 20 queued mutating DML statements per table); 160 "
+    "consecutive game dates from 2025-10-21 x 2 endpoints, each date `synthesize_day(historical=True)` (what "
+    "`oddsbatch synth --historical` writes) seeded per date, uploaded at once from 32 threads under `-history/`. "
+    "Latency: last upload -> `COUNT(*)` per game date of both tables (one GROUP BY query per table, polled every 5% "
+    "of the time so far, 1 to 5 s) equals each date's distinct natural keys. MERGEs per table: the emulator's "
+    "MERGE jobs by the target named in the statement, refused ones (\"Too many DML statements outstanding\") "
+    "apart, so one MERGE per date and several dates per MERGE count alike. Queue refusals against the functions' "
+    "`bigquery_retry` lines. Exactness: the stored rows per natural key over the season (one GROUP BY per table) "
+    "against the keys the files hold: lost, stored twice, unexpected. Pending: lock and pending-marker documents "
+    "once the stack is idle. Google's Pub/Sub emulator pushes at most 2 messages of a subscription at once, so "
+    "locally an endpoint runs at most 2 holders and the 2 + 20 queue is not met (`--season-dml-limit 1,0` meets it)."
+)
+
 METHOD = [
     "Stacks: `oddsbatch.local.stack.Stack` on 127.0.0.1 (fake-gcs-server, Firestore emulator, local-bigquery, "
     "event bridge, both functions under functions-framework), a fresh stack per mode and scenario group; "
@@ -32,6 +46,7 @@ METHOD = [
     "BigQuery jobs listed before and after.",
     "Cold start: `functions/<fn>/main.py` exec'd in a fresh interpreter (median of 7), then an event for an "
     "object outside the function's prefix handled, and sys.modules checked.",
+    SEASON_METHOD,
 ]
 
 
@@ -72,6 +87,12 @@ def reasons(run: Run) -> list[str]:
                    + (f": {cpu.value} {cpu.unit}; {cpu.note}" if cpu else "")
                    + ". The holder's rounds run while the event flood is still being handled, which slows "
                    "both (see the per-round seconds in the figure's note).")
+    m = by.get("season_merges_per_table")
+    if m and not m.met:
+        out.append(f"Why the season misses {m.target}: {m.value} {m.unit}. A holder MERGEs what is pending for its "
+                   "lock key; while that key is one (endpoint, game date), a backfill costs at least one MERGE per "
+                   "date and table, and one more for each date whose later files arrived after its first round "
+                   f"started ({m.note}).")
     return out
 
 

@@ -31,11 +31,12 @@ MODES = {"batch": "batch", "baseline": "per_file"}
 
 # -- stack helpers --------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, r: Run, mode: str, settle: float, tag: str, extra_env: dict | None = None):
+    def __init__(self, r: Run, mode: str, settle: float, tag: str, extra_env: dict | None = None,
+                 **stack_options):
         self.r, self.mode, self.settle = r, mode, settle
         self.tmp = tempfile.TemporaryDirectory(prefix=f"oddsbatch-bench-{tag}-")
         self.stack = Stack(Path(self.tmp.name) / "state", settle_seconds=settle,
-                           extra_env={"ODDSBATCH_MODE": MODES[mode], **(extra_env or {})})
+                           extra_env={"ODDSBATCH_MODE": MODES[mode], **(extra_env or {})}, **stack_options)
 
     def __enter__(self) -> "Bench":
         log(f"starting stack mode={self.mode} settle={self.settle}")
@@ -147,17 +148,17 @@ def _secs(value) -> str:
     return "n/a" if value is None else f"{value:.2f}s"
 
 
-def merged_records(b: Bench, day: str) -> list[dict]:
-    """The functions' `merged` log lines of one game date."""
+def merged_records(b: Bench, day: str | None = None) -> list[dict]:
+    """The functions' `merged` log lines of one game date (of every date when None)."""
     out = []
     for fn in ("game_lines", "player_props"):
         for line in b.stack.log_text(fn).splitlines():
-            if '"message": "merged"' in line and day in line:
+            if '"message": "merged"' in line and (day is None or day in line):
                 try:
                     rec = json.loads(line)
                 except ValueError:
                     continue
-                if str(rec.get("batch_key", "")).endswith(day):
+                if day is None or str(rec.get("batch_key", "")).endswith(day):
                     out.append(rec)
     return out
 
@@ -180,14 +181,19 @@ def phases(records: list[dict]) -> str:
     return text
 
 
-def expected_rows(files) -> dict[str, int]:
-    """Distinct natural keys per endpoint: what COUNT(*) reads once every file is merged."""
+def natural_keys(files) -> dict[str, set[tuple]]:
+    """Endpoint -> the distinct natural keys the files hold (live and -history objects alike)."""
     keys = {e: set() for e in ENDPOINT_TABLES}
     for name, data in files:
         endpoint = "game-lines" if name.startswith("odds-api/game-lines") else "player-props"
         spec = table_for_endpoint(endpoint)
         keys[endpoint].update(transform.natural_key(row, spec) for row in transform.rows_for_object(name, data, 1))
-    return {e: len(k) for e, k in keys.items()}
+    return keys
+
+
+def expected_rows(files) -> dict[str, int]:
+    """Distinct natural keys per endpoint: what COUNT(*) reads once every file is merged."""
+    return {e: len(k) for e, k in natural_keys(files).items()}
 
 
 def scenario(b: Bench, files, day: str, concurrency: int, timeout: float, poll_seconds: float = 0.1) -> dict:

@@ -104,6 +104,21 @@ def source_objects_sql(target: str, partition_field: str = "game_date") -> str:
             f"WHERE {quote(partition_field)} = @game_date")
 
 
+def rows_per_date_sql(target: str, partition_field: str = "game_date") -> str:
+    """Rows per game date within [@start_date, @end_date] (the bench's season backfill)."""
+    field = quote(partition_field)
+    return (f"SELECT {field} AS game_date, COUNT(*) AS n FROM {target} "
+            f"WHERE {field} BETWEEN @start_date AND @end_date GROUP BY {field}")
+
+
+def key_counts_sql(spec: TableSpec, target: str) -> str:
+    """Rows per natural key within [@start_date, @end_date]: a key stored twice shows as n = 2
+    (BigQuery enforces no key)."""
+    keys = ", ".join(quote(c) for c in spec.natural_key)
+    return (f"SELECT {keys}, COUNT(*) AS n FROM {target} "
+            f"WHERE {quote(spec.partition_field)} BETWEEN @start_date AND @end_date GROUP BY {keys}")
+
+
 # -- the analyst layer (schemas/routines/): what `oddsbatch lines`, the demo and the tests ask --
 
 # The closing window and steam thresholds `oddsbatch lines` and the demo pass; table function

@@ -57,6 +57,10 @@ STATEMENTS = {
         {"game_date": "DATE"}),
     "count_rows_sql": lambda spec: (sql.count_rows_sql(target(spec.name)), {"game_date": "DATE"}),
     "source_objects_sql": lambda spec: (sql.source_objects_sql(target(spec.name)), {"game_date": "DATE"}),
+    "rows_per_date_sql": lambda spec: (sql.rows_per_date_sql(target(spec.name)),
+                                       {"start_date": "DATE", "end_date": "DATE"}),
+    "key_counts_sql": lambda spec: (sql.key_counts_sql(spec, target(spec.name)),
+                                    {"start_date": "DATE", "end_date": "DATE"}),
     # the analyst layer: the table functions exist in the catalog (create_routines) when these run
     "table_function_sql": lambda spec: (
         sql.table_function_sql(PROJECT, DATASET, "odds_api_market_snapshots", ("start_date", "end_date")),
