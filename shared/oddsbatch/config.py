@@ -90,8 +90,8 @@ MODES = ("batch", "per_file")
 # The units deploy.sh's --memory accepts (512Mi, 1Gi, 512M, 1G, 512MB, 1GB).
 _MEMORY_UNITS = {"m": 1000 ** 2, "g": 1000 ** 3, "mb": 1000 ** 2, "gb": 1000 ** 3, "mi": 1024 ** 2, "gi": 1024 ** 3}
 # The share of an instance's memory the files in flight may take: the rest holds the interpreter
-# and clients (~80-100 MiB per idle worker, bench/RESULTS.md), the rounds' in-memory spools and the
-# loads' buffers.
+# and clients (~80-100 MiB per idle worker, bench/RESULTS.md) and the requests' buffers (staged rows
+# leave the process for the staging bucket: staged_objects.py).
 BUDGET_SHARE_OF_INSTANCE = 0.4
 DEFAULT_INSTANCE_MEMORY = "512Mi"  # deploy.sh's default --memory
 
