@@ -50,6 +50,7 @@ class RoundResult:
     updated: int = 0
     quarantined: int = 0
     gone: int = 0
+    reused: int = 0  # files whose staging object an earlier attempt completed (no download, no transform)
     last_snapshot: datetime | None = None  # the newest snapshot among the merged files
     seconds: dict = field(default_factory=dict)
     entries: list = field(default_factory=list)
@@ -255,9 +256,7 @@ class BatchHolder:
         staging = self.staging
         generation = marker.generation or 0
         found = staging.find(marker.name, generation)
-        if found is not None:
-            logs.log("staged_reused", batch_key=self.key, object=marker.name, generation=marker.generation,
-                     rows=found.rows)
+        if found is not None:  # counted in the round's `merged` line (reused=N)
             return marker, found, None
         blob = storage_client(self.settings.project).bucket(marker.bucket).blob(marker.name,
                                                                                generation=marker.generation or None)
@@ -313,6 +312,7 @@ class BatchHolder:
                 elif reason is not None:
                     to_quarantine.append((marker, reason))
                 else:
+                    result.reused += staged.reused
                     spans.append(StagedFile(marker, staged.uri, staged.bytes, staged.rows, staged.snapshot))
             staging_id = staging_table.result()
         result.seconds["read"] = round(time.monotonic() - started, 3)
@@ -372,7 +372,7 @@ class BatchHolder:
         logs.log("merged", batch_key=self.key, run_id=result.run_id, mode=self.settings.mode,
                  files=result.files, rows=result.rows,
                  bytes=result.bytes, merges=result.merges, inserted=result.inserted, updated=result.updated,
-                 quarantined=result.quarantined, gone=result.gone, seconds=result.seconds,
+                 quarantined=result.quarantined, gone=result.gone, reused=result.reused, seconds=result.seconds,
                  table=self.spec.name)
         if failed:
             raise failed[0]

@@ -42,8 +42,9 @@ def test_a_merged_round_loads_from_the_staging_objects_and_then_deletes_them(wor
 
 
 def test_a_retried_round_reuses_the_staging_objects_without_reading_the_sources_again(world, monkeypatch):
-    seen = []
-    monkeypatch.setattr(logs, "log", lambda decision, **fields: seen.append(decision) or {"message": decision})
+    merged = []
+    monkeypatch.setattr(logs, "log", lambda decision, **fields: (decision == "merged" and merged.append(fields))
+                        or {"message": decision})
     h, pending = make_holder(world, "event-1", FakeWarehouse(fail_merges=1))
     for i in range(2):
         add_file(world, pending, i)
@@ -55,7 +56,7 @@ def test_a_retried_round_reuses_the_staging_objects_without_reading_the_sources_
     h2, _ = make_holder(world, "event-1", wh)
     assert h2.run() == "merged" and wh.merges == 1
     assert world.reads == {name(0): 1, name(1): 1}  # no second download, so no second transform
-    assert seen.count("staged_reused") == 2
+    assert [m["reused"] for m in merged] == [2] and h2.results[0].reused == 2
     assert staged_rows(wh.staged[0]) == 2 * 12 and staged_names(world) == []
 
 
