@@ -128,11 +128,11 @@ def _streamed(name: str, open_stream: Callable[[], BinaryIO], generation: int,
     table_for_endpoint(ref.endpoint)  # KeyError for an endpoint without a table: a programming error
     streamed = streaming.StreamedFile(ref, open_stream, generation, created)
     out = sink()
-    try:
-        for text in streamed.texts():
-            out.write(text)
-    finally:
-        out.close()  # an upload's last chunk goes while the file still holds its share of the budget
+    for text in streamed.texts():
+        out.write(text)
+    # Closed only when every piece is written (a file refused halfway leaves no object behind: its
+    # resumable upload is never finalized); the last chunk goes while the file holds its budget.
+    out.close()
     return StagedObject(out, streamed.rows, _snapshot(streamed.snapshot))
 
 

@@ -93,14 +93,21 @@ class _LazyWriter:
         self.blob, self.writer, self.bytes = blob, None, 0
 
     def write(self, data: bytes) -> int:
-        if self.writer is None:
-            self.writer = self.blob.open("wb", chunk_size=WRITE_CHUNK_BYTES, content_type=CONTENT_TYPE)
+        try:
+            if self.writer is None:
+                self.writer = self.blob.open("wb", chunk_size=WRITE_CHUNK_BYTES, content_type=CONTENT_TYPE)
+            written = self.writer.write(data)
+        except Exception as exc:  # an upload error is the round's (retried), never the file's fault
+            raise classify(exc) from exc
         self.bytes += len(data)
-        return self.writer.write(data)
+        return written
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except Exception as exc:
+                raise classify(exc) from exc
 
 
 class StagingObjects:

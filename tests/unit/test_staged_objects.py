@@ -141,6 +141,41 @@ def test_a_transient_staging_write_failure_raises_and_quarantines_nothing(world,
     assert world.quarantined == [] and pending.has_any()
 
 
+def test_a_streamed_files_upload_failure_raises_transient_and_quarantines_nothing(world, monkeypatch):
+    from google.api_core.exceptions import ServiceUnavailable
+
+    def down(self):
+        raise ServiceUnavailable("503 resumable upload")
+
+    monkeypatch.setattr("tests.unit.storage_fake._Writer.close", down)
+    world.settings = world.settings.with_(stream_object_bytes=1)  # streamed: the resumable upload's path
+    h, pending = make_holder(world, "event-1", FakeWarehouse())
+    add_file(world, pending, 0)
+    with pytest.raises(TransientError, match="503 resumable upload"):
+        h.run()
+    assert world.quarantined == [] and pending.has_any() and world.staged == {}
+
+
+def test_a_file_refused_halfway_through_its_stream_leaves_no_staging_object(world, monkeypatch):
+    from oddsbatch import streaming
+    from oddsbatch.errors import BadInputError
+
+    real_texts = streaming.StreamedFile.texts
+
+    def refused_after_one_piece(self):
+        pieces = real_texts(self)
+        yield next(pieces)  # written to the upload
+        raise BadInputError("a value out of its column's range in the second bookmaker")
+
+    monkeypatch.setattr(streaming.StreamedFile, "texts", refused_after_one_piece)
+    world.settings = world.settings.with_(stream_object_bytes=1)
+    h, pending = make_holder(world, "event-1", FakeWarehouse())
+    add_file(world, pending, 0)
+    h.run()
+    assert world.quarantined == [(name(0), "a value out of its column's range in the second bookmaker")]
+    assert world.staged == {}  # its upload was never finalized
+
+
 def test_the_name_carries_the_format_the_object_and_its_generation():
     assert staged_objects.object_name("odds-api/game-lines/2025-01-21/x.json", 17) == (
         f"staged/{staged_objects.FORMAT}/odds-api/game-lines/2025-01-21/x.json/17.ndjson")
