@@ -112,9 +112,11 @@ class Warehouse:
         BigQuery's limits for a load from Cloud Storage (https://cloud.google.com/bigquery/quotas,
         "Load jobs"): at most 10,000 source URIs per job configuration (more fails jobs.insert with
         400 "Too many sources provided: N. Limit is 10000.", as met in MobilityData/mobility-feed-api#1609),
-        15 TB per job, each URI naming one object here (no wildcard: JobConfigurationLoad.sourceUris
-        allows one '*' after the bucket name, we never need it). A round has at most
-        holder.MAX_FILES_PER_ROUND = 2,000 files, each one URI: always within MAX_SOURCE_URIS."""
+        15 TB per job and terabytes per uncompressed JSON file (the same page; Apache Beam's
+        bigquery_file_loads keeps the same two numbers, 10,000 URIs and 15 TB), each URI naming one
+        object here (no wildcard: JobConfigurationLoad.sourceUris allows one '*' after the bucket
+        name, we never need it). A round has at most holder.MAX_FILES_PER_ROUND = 2,000 files, each
+        one URI of at most a few hundred MB (a 32 MiB source stages less than that): always within."""
         from google.cloud import bigquery
 
         if not uris:
