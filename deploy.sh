@@ -78,8 +78,9 @@ below are the module's defaults.
   --build-service-account SA     account Cloud Build builds the functions as (an email or
                                  projects/P/serviceAccounts/EMAIL) [output build_service_account,
                                  else oddsbatch-build@P.iam.gserviceaccount.com]
-  The collections (ODDSBATCH_*_COLLECTION) and the quarantine bucket (ODDSBATCH_QUARANTINE_BUCKET)
-  have no flag: output firestore_collections and quarantine_bucket, else the module's defaults.
+  The collections (ODDSBATCH_*_COLLECTION), the quarantine bucket (ODDSBATCH_QUARANTINE_BUCKET) and
+  the staging bucket (ODDSBATCH_STAGING_BUCKET) have no flag: outputs firestore_collections,
+  quarantine_bucket and staging_bucket, else the module's defaults (BUCKET-staging for staging).
   --memory M                     memory per instance [1Gi]: 8 holders peak ~224 MiB RSS (bench/RESULTS.md)
                                  and on Cloud Run /tmp (the rounds' spooled staging) is memory too
   --timeout T                    seconds, at most 540, e.g. 540 or 540s [540s]
@@ -291,6 +292,8 @@ if [[ "$mode" != "build-only" ]]; then
   fi
   # The quarantine bucket and the collections have no flag: Terraform's or the functions' defaults.
   quarantine_bucket="${tf[quarantine_bucket]:-$bucket}"
+  # The holders' staging objects (ODDSBATCH_STAGING_BUCKET): Terraform's, else the module's name for it.
+  staging_bucket="${tf[staging_bucket]:-$bucket-staging}"
   # The sweep drains this subscription (sweep.py): Terraform's, else the module's default name.
   dead_letter_subscription="${tf[dead_letters_subscription]:-}"
   collection_fences="${tf[firestore_collections.fences]:-oddsbatch_fences}"
@@ -427,6 +430,7 @@ function_environment() {
     "ODDSBATCH_SWEEP_COLLECTION=$collection_sweeps"
     "ODDSBATCH_QUARANTINE_BUCKET=$quarantine_bucket"
     "ODDSBATCH_QUARANTINE_PREFIX=$quarantine_prefix"
+    "ODDSBATCH_STAGING_BUCKET=$staging_bucket"
     "ODDSBATCH_SETTLE_SECONDS=$settle_seconds"
     "ODDSBATCH_LEASE_SECONDS=$lease_seconds"
     "ODDSBATCH_TIMEOUT_SECONDS=$timeout_seconds"

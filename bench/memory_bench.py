@@ -8,9 +8,10 @@ One stack with THREADS=8 (the deployed concurrency) and the deployed memory budg
 2. 8 game dates x 300 player-props files uploaded at once (8 holders in one worker): the
    player_props worker's peak RSS, and that every row of every date landed.
 
-Peak RSS is the worker's VmHWM (/proc/<pid>/status). The holders' round spools beyond 8 MiB and
-streamed files' spools beyond 1 MiB live in the temp directory: on disk here, not in RSS; on
-Cloud Run gen2 /tmp is memory and counts against the instance's limit.
+Peak RSS is the worker's VmHWM (/proc/<pid>/status). Staged rows touch no temporary file: each
+file's go to a staging object in the staging bucket (1 MiB upload chunks for a streamed file) and
+the load job reads them from gs:// (oddsbatch.staged_objects), so VmHWM is the whole figure, as
+on Cloud Run gen2, where /tmp would count against the instance's memory.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ resource "google_service_account" "functions" {
   project      = var.project_id
   account_id   = each.value.account_id
   display_name = "oddsbatch ${each.key} function"
-  description  = "Runs the ${each.key} Cloud Function: reads the landing bucket, writes quarantine, Firestore and BigQuery."
+  description  = "Runs the ${each.key} Cloud Function: reads the landing bucket, writes quarantine, staging objects, Firestore and BigQuery."
   depends_on   = [google_project_service.services["iam.googleapis.com"]]
 }
 
@@ -36,13 +36,36 @@ resource "google_project_iam_custom_role" "quarantine_writer" {
   project     = var.project_id
   role_id     = var.quarantine_role_id
   title       = "oddsbatch quarantine writer"
-  description = "Create, overwrite and annotate quarantined copies (bound to the quarantine prefix)."
+  description = "Create, overwrite and annotate quarantined copies (bound to the quarantine prefix) and the staging bucket's objects."
   permissions = [
     "storage.objects.create",
     "storage.objects.delete",
     "storage.objects.update",
   ]
   depends_on = [google_project_service.services["iam.googleapis.com"]]
+}
+
+# The staging bucket: each function writes its staging objects, patches their metadata (the
+# totals that complete a streamed one), reads them back (a retry's reuse check, and BigQuery's
+# load job, which runs with the function's credentials and needs storage.objects.get) and deletes
+# them. objectViewer (get, list) plus the custom writer role (create, update, delete), bucket-wide:
+# the bucket holds nothing else. Roles and their permissions:
+# https://cloud.google.com/storage/docs/access-control/iam-roles; what a load from Cloud Storage
+# needs: https://cloud.google.com/bigquery/docs/batch-loading-data (Required permissions).
+resource "google_storage_bucket_iam_member" "staging_reader" {
+  for_each   = var.functions
+  bucket     = google_storage_bucket.staging.name
+  role       = "roles/storage.objectViewer"
+  member     = google_service_account.functions[each.key].member
+  depends_on = [google_project_service.services["storage.googleapis.com"]]
+}
+
+resource "google_storage_bucket_iam_member" "staging_writer" {
+  for_each   = var.functions
+  bucket     = google_storage_bucket.staging.name
+  role       = google_project_iam_custom_role.quarantine_writer.id
+  member     = google_service_account.functions[each.key].member
+  depends_on = [google_project_service.services["storage.googleapis.com"]]
 }
 
 resource "google_storage_bucket_iam_member" "quarantine_writer" {

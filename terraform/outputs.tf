@@ -70,6 +70,11 @@ output "service_accounts" {
   value       = { for k, sa in google_service_account.functions : k => sa.email }
 }
 
+output "staging_bucket" {
+  description = "Bucket of the functions' staging objects (ODDSBATCH_STAGING_BUCKET): staged rows loaded by BigQuery from gs://."
+  value       = google_storage_bucket.staging.name
+}
+
 output "sweep_topic" {
   description = "Topic the sweep's Cloud Scheduler job publishes to (one Eventarc trigger per function delivers it)."
   value       = google_pubsub_topic.sweep.id

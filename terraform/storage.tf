@@ -95,3 +95,34 @@ resource "google_storage_bucket_iam_member" "access_logs_writer" {
   member     = "group:cloud-storage-analytics@google.com"
   depends_on = [google_project_service.services["storage.googleapis.com"]]
 }
+
+# The functions' staging objects (ODDSBATCH_STAGING_BUCKET, shared/oddsbatch/staged_objects.py):
+# each source object's staged rows, written once, loaded by BigQuery from gs://, deleted after the
+# MERGE. A bucket of its own: Eventarc filters Cloud Storage events by bucket only, so an object
+# written to the landing bucket would fire a finalize event to both functions. In the dataset's
+# location: "If your dataset's location is set to a value other than the US multi-region, then the
+# Cloud Storage bucket must be in the same region or contained in the same multi-region as the
+# dataset" (https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-json). No versioning:
+# the objects are disposable (a lost one is staged again from its source); the lifecycle rule
+# deletes what a crashed round left behind.
+resource "google_storage_bucket" "staging" {
+  #checkov:skip=CKV_GCP_62:Disposable staging objects of the functions (deleted within var.staging_object_age_days); Cloud Audit Logs record the API calls.
+  #checkov:skip=CKV_GCP_78:No versioning on purpose: staging objects are disposable, rewritten from their source when lost.
+  name                        = "${var.bucket.name}-staging"
+  project                     = var.project_id
+  location                    = var.bigquery.location
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+  labels                      = var.labels
+  lifecycle_rule {
+    condition {
+      age = var.staging_object_age_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  depends_on = [google_project_service.services["storage.googleapis.com"]]
+}

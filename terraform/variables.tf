@@ -260,6 +260,17 @@ variable "region" {
   }
 }
 
+variable "staging_object_age_days" {
+  description = "Days after which the staging bucket's lifecycle rule deletes a staging object (NAME-staging, ODDSBATCH_STAGING_BUCKET). The functions delete each round's objects after its MERGE; this is the backstop for rounds that crashed or were abandoned. A retried round reuses its objects, so keep it above the longest time a key's work can wait (the sweep adopts stranded keys within ODDSBATCH_SWEEP_STALE_SECONDS)."
+  type        = number
+  default     = 1
+  nullable    = false
+  validation {
+    condition     = var.staging_object_age_days >= 1 && floor(var.staging_object_age_days) == var.staging_object_age_days
+    error_message = "staging_object_age_days must be a whole number of days, at least 1."
+  }
+}
+
 variable "sweep" {
   description = "The scheduled sweep: Cloud Scheduler job (cron schedule, default every 15 minutes, in time_zone) publishing to topic_name, which an Eventarc trigger per function delivers."
   type = object({

@@ -40,6 +40,7 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_TTL_DAYS": ("7", "expireAt offset of lock and marker documents (Firestore TTL garbage collection only)."),
     "ODDSBATCH_QUARANTINE_BUCKET": ("source bucket", "Bucket that receives copies of unreadable files."),
     "ODDSBATCH_QUARANTINE_PREFIX": ("quarantine/", "Object-name prefix of quarantined copies."),
+    "ODDSBATCH_STAGING_BUCKET": ("(required by a holder)", "Bucket of the staged rows: each source object's staged NDJSON is written there once (named by object and generation, reused by a retry) and BigQuery loads it from gs://, so staged rows never sit in the function's memory or /tmp; deleted after the MERGE, and by a lifecycle rule. Its own bucket: an object written to the landing bucket would fire a finalize event to both functions."),
     "ODDSBATCH_DOWNLOAD_WORKERS": ("8", "Parallel object downloads per batch."),
     "ODDSBATCH_MERGE_ATTEMPTS": ("5", "Attempts of a MERGE that hits a serialization conflict."),
     "ODDSBATCH_MODE": ("batch", "batch (one MERGE per burst) or per_file (the old one-MERGE-per-file behaviour, benchmark baseline only)."),
@@ -89,8 +90,8 @@ MODES = ("batch", "per_file")
 # The units deploy.sh's --memory accepts (512Mi, 1Gi, 512M, 1G, 512MB, 1GB).
 _MEMORY_UNITS = {"m": 1000 ** 2, "g": 1000 ** 3, "mb": 1000 ** 2, "gb": 1000 ** 3, "mi": 1024 ** 2, "gi": 1024 ** 3}
 # The share of an instance's memory the files in flight may take: the rest holds the interpreter
-# and clients (~80-100 MiB per idle worker, bench/RESULTS.md), the rounds' in-memory spools and the
-# loads' buffers.
+# and clients (~80-100 MiB per idle worker, bench/RESULTS.md) and the requests' buffers (staged rows
+# leave the process for the staging bucket: staged_objects.py).
 BUDGET_SHARE_OF_INSTANCE = 0.4
 DEFAULT_INSTANCE_MEMORY = "512Mi"  # deploy.sh's default --memory
 
@@ -149,6 +150,9 @@ class Settings:
     ttl_days: float = 7.0
     quarantine_bucket: str | None = None
     quarantine_prefix: str = "quarantine/"
+    # None only where no holder runs (the ignore path, operator tools that only read): a holder
+    # without it stops with a TerminalError naming the setting (staged_objects.py).
+    staging_bucket: str | None = None
     download_workers: int = 8
     merge_attempts: int = 5
     bigquery_endpoint: str | None = None
@@ -217,6 +221,7 @@ class Settings:
             ttl_days=_float(env, "ODDSBATCH_TTL_DAYS", 7.0),
             quarantine_bucket=env.get("ODDSBATCH_QUARANTINE_BUCKET") or None,
             quarantine_prefix=env.get("ODDSBATCH_QUARANTINE_PREFIX") or "quarantine/",
+            staging_bucket=env.get("ODDSBATCH_STAGING_BUCKET") or None,
             download_workers=_int(env, "ODDSBATCH_DOWNLOAD_WORKERS", 8),
             merge_attempts=_int(env, "ODDSBATCH_MERGE_ATTEMPTS", 5),
             bigquery_endpoint=env.get("ODDSBATCH_BIGQUERY_ENDPOINT") or None,

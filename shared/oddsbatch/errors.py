@@ -126,13 +126,19 @@ def is_rejected_data(exc: BaseException | None) -> bool:
     return exc is not None and "invalid" in _reasons(exc)
 
 
+def is_missing_uri(exc: BaseException | None) -> bool:
+    """A load job from Cloud Storage whose object does not exist: reason `notFound`, "Not found:
+    URI gs://..." (the job's errorResult, as in googleapis/google-cloud-node#1177)."""
+    return exc is not None and "notFound" in _reasons(exc) and "URI gs://" in str(exc)
+
+
 FIX_UNKNOWN = ("an unexpected error: read it, fix the cause (or report it), then run "
                "`oddsbatch reconcile --date D`; the pending markers keep the work queued")
 # What an operator changes when a Google API answers with one of these (by exception class).
 _FIXES = {
     "NotFound": ("a resource the configuration names does not exist (dataset, table, bucket or Firestore "
                  "database): check ODDSBATCH_PROJECT, ODDSBATCH_DATASET, ODDSBATCH_TABLE, the quarantine "
-                 "bucket, and run `terraform apply`"),
+                 "and staging buckets (ODDSBATCH_STAGING_BUCKET), and run `terraform apply`"),
     "Forbidden": ("the function's service account lacks a role: see terraform/iam.tf and run `terraform apply`"),
     "PermissionDenied": ("the function's service account lacks a role: see terraform/iam.tf and run `terraform apply`"),
     "Unauthorized": "no valid credentials: check the function's service account",

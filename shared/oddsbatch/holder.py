@@ -10,14 +10,11 @@ marker (pending.py) -> lock (lock.py) -> holder -> staging load and MERGE (wareh
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import BinaryIO
 
 from . import faults, logs, reading
 from .clients import storage_client
@@ -30,17 +27,13 @@ from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
 from .lock import BatchLock, LockLost
 from .pending import Marker, PendingWork
 from .quarantine import quarantine
+from .staged_objects import StagedText, StagingObjects
 from .tables import table_for_endpoint
 from .warehouse import Warehouse
 
 MAX_FILES_PER_ROUND = 2000
 # How often a settling holder counts the queue (one aggregation query each).
 SETTLE_POLL_SECONDS = 0.1
-# Staged NDJSON of one round kept in memory; beyond this it spools to a temporary file. Small, so
-# that THREADS holders of large dates stay within the instance's memory (issue 19: 8 holders of
-# 300 props files held ~57 MB each). On Cloud Run /tmp is memory too: staging through gs:// is
-# what takes it out of the instance.
-SPOOL_BYTES = 8 * 1024 * 1024
 # The least time a round is assumed to need (download, load, MERGE on real BigQuery), until this
 # invocation has timed one; capped at a quarter of the timeout.
 ROUND_FLOOR_SECONDS = 30.0
@@ -57,6 +50,7 @@ class RoundResult:
     updated: int = 0
     quarantined: int = 0
     gone: int = 0
+    reused: int = 0  # files whose staging object an earlier attempt completed (no download, no transform)
     last_snapshot: datetime | None = None  # the newest snapshot among the merged files
     seconds: dict = field(default_factory=dict)
     entries: list = field(default_factory=list)
@@ -64,22 +58,14 @@ class RoundResult:
 
 @dataclass(frozen=True)
 class StagedFile:
-    """One file's staged NDJSON inside a round's spool."""
+    """One file of a round and where its staged rows are (staged_objects.py): a staging object
+    of the staging bucket, loaded from its gs:// URI; none for a file without rows."""
 
     marker: Marker
-    offset: int
+    uri: str | None
     length: int
     rows: int
     snapshot: datetime | None  # the file's snapshot time (one per file)
-
-
-def _join(staged, files: list[StagedFile]) -> bytes:
-    """The staged NDJSON of some files of a round, read back from the spool."""
-    parts = []
-    for f in files:
-        staged.seek(f.offset)
-        parts.append(staged.read(f.length))
-    return b"".join(parts)
 
 
 def find_rejected(items: list, load, rejection: Exception | None = None) -> list[tuple[object, str]]:
@@ -128,6 +114,7 @@ class BatchHolder:
         self.spec = table_for_endpoint(settings.endpoint)
         self._warehouse: Warehouse | None = None
         self._fence: MergeFence | None = None
+        self._staging: StagingObjects | None = None
         self.results: list[RoundResult] = []
         self.ledger = Ledger.of(db, settings) if db else None
 
@@ -248,15 +235,29 @@ class BatchHolder:
             seen, checked = now_seen, now
         return round(max(slept, clock() - started), 3)
 
-    def _read(self, marker: Marker) -> tuple[Marker, bytes | BinaryIO | None, int, str | None, datetime | None]:
-        """Download and transform one object within the instance's memory budget (reading.py):
-        (marker, staging NDJSON as bytes or a file to copy and close, rows, bad-input reason,
-        snapshot time)."""
+    @property
+    def staging(self) -> StagingObjects:
+        """The staging bucket (ODDSBATCH_STAGING_BUCKET): a TerminalError naming it when unset."""
+        if self._staging is None:
+            self._staging = StagingObjects(self.settings.staging_bucket, storage_client(self.settings.project))
+        return self._staging
+
+    def _read(self, marker: Marker) -> tuple[Marker, StagedText | None, str | None]:
+        """One file to its staging object: (marker, where its rows are, bad-input reason). The
+        staging object a previous attempt completed is used as it is (no download, no transform);
+        otherwise the object is downloaded and transformed within the instance's memory budget
+        (reading.py) and its rows written to the staging bucket as they come. None: the object
+        is gone."""
         from google.api_core.exceptions import NotFound
 
         limit = self.settings.max_object_bytes
         if marker.size is not None and marker.size > limit:  # quarantined unread: never pulled into memory
-            return marker, b"", 0, f"object of {marker.size} bytes exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}", None
+            return marker, None, f"object of {marker.size} bytes exceeds ODDSBATCH_MAX_OBJECT_BYTES={limit}"
+        staging = self.staging
+        generation = marker.generation or 0
+        found = staging.find(marker.name, generation)
+        if found is not None:  # counted in the round's `merged` line (reused=N)
+            return marker, found, None
         blob = storage_client(self.settings.project).bucket(marker.bucket).blob(marker.name,
                                                                                generation=marker.generation or None)
 
@@ -270,84 +271,88 @@ class BatchHolder:
 
         try:
             staged = reading.read_object(self.settings, marker.name, marker.generation, _created(marker.created),
-                                         marker.size, download)
-            return marker, staged.payload, staged.rows, None, staged.snapshot
+                                         marker.size, download, sink=staging.sink(marker.name, generation))
         except NotFound:
-            return marker, None, 0, None, None
+            return marker, None, None
         except BadInputError as bad:
-            return marker, b"", 0, bad.reason, None
-        except (TransientError, TerminalError):  # the download's: the round raises, Eventarc retries
+            return marker, StagedText(None, 0, 0, None), bad.reason
+        except (TransientError, TerminalError):  # the download's or the staging write's: the round raises
             raise
         except Exception as exc:  # noqa: BLE001 - confined to this file: it must not block its key
             logs.log("transform_error", severity="ERROR", batch_key=self.key, object=marker.name,
                      generation=marker.generation, error=f"{type(exc).__name__}: {exc}"[:500])
-            return marker, b"", 0, " ".join(f"could not transform: {type(exc).__name__}: {exc}".split())[:500], None
+            return marker, StagedText(None, 0, 0, None), " ".join(
+                f"could not transform: {type(exc).__name__}: {exc}".split())[:500]
+        if isinstance(staged.payload, bytes):  # read whole: one upload of the bytes it has
+            return marker, staging.put(marker.name, generation, staged.payload, staged.rows, staged.snapshot), None
+        return marker, staging.finish(marker.name, generation, staged.payload, staged.rows, staged.snapshot), None
 
     def merge_round(self, markers: list[Marker]) -> RoundResult:
-        """One round: read and transform the files, load the good ones into one staging table,
-        one MERGE, then quarantine the bad ones, record the ledger and drop the markers.
+        """One round: read and transform the files into their staging objects, load the good
+        ones into one staging table from their gs:// URIs, one MERGE, then quarantine the bad
+        ones, record the ledger, drop the markers and delete the round's staging objects.
 
         A file is quarantined alone whatever makes it bad: the transform refused it, it raised,
-        or the load refused its rows (found by loading halves, `find_rejected`). Quarantine
-        copies are made after the MERGE, so a copy that fails (a transient error: the round
-        raises, Eventarc retries) keeps only that file's marker queued, never the others'."""
+        or the load refused its rows (found by loading halves of the URIs, `find_rejected`).
+        Quarantine copies are made after the MERGE, so a copy that fails (a transient error: the
+        round raises, Eventarc retries) keeps only that file's marker queued, never the others'.
+        A round that raises keeps its staging objects: the retry loads them as they are."""
         result = RoundResult(run_id=uuid.uuid4().hex[:16])
         started = time.monotonic()
         to_quarantine: list[tuple[Marker, str]] = []
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as staged:
-            spans: list[StagedFile] = []
-            with ThreadPoolExecutor(max_workers=self.settings.download_workers + 1) as pool:
-                # The staging table is created while the files download: one request off the latency.
-                staging_table = pool.submit(self.warehouse.create_staging, result.run_id)
-                for marker, payload, rows, reason, snapshot in pool.map(self._read, markers):
-                    if payload is None:
-                        result.gone += 1
-                        result.entries.append(Entry(marker, GONE))
-                        logs.log("object_gone", batch_key=self.key, object=marker.name, generation=marker.generation)
-                    elif reason is not None:
-                        to_quarantine.append((marker, reason))
-                    else:
-                        offset = staged.tell()
-                        if isinstance(payload, bytes):
-                            staged.write(payload)
-                        else:  # a streamed file's own spool
-                            with payload:
-                                shutil.copyfileobj(payload, staged)
-                        spans.append(StagedFile(marker, offset, staged.tell() - offset, rows, snapshot))
-                staging_id = staging_table.result()
-            result.seconds["read"] = round(time.monotonic() - started, 3)
-            if any(s.rows for s in spans):  # files without rows (no lines posted yet) need no load
-                t = time.monotonic()
-                spans = self._load(result.run_id, staged, spans, to_quarantine)
-                result.seconds["load"] = round(time.monotonic() - t, 3)
-            for span in spans:
-                result.files += 1
-                result.rows += span.rows
-                result.bytes += span.length
-                result.entries.append(Entry(span.marker, MERGED, rows=span.rows))
-            result.last_snapshot = max((s.snapshot for s in spans if s.rows and s.snapshot), default=None)
-            if not result.rows:
-                self.warehouse.drop_staging(staging_id)  # nothing to merge (every file bad, gone or empty)
-            else:
-                faults.point("after_load")
-                if self.lock:
-                    # The fence: a conditional write right before the MERGE is submitted. A holder that
-                    # lost the lock meanwhile learns it here (LockLost) and never runs its MERGE.
-                    try:
-                        self.lock.renew()
-                    except LockLost:
-                        self.warehouse.drop_staging(staging_id)
-                        raise
-                t = time.monotonic()
+        spans: list[StagedFile] = []
+        with ThreadPoolExecutor(max_workers=self.settings.download_workers + 1) as pool:
+            # The staging table is created while the files download: one request off the latency.
+            staging_table = pool.submit(self.warehouse.create_staging, result.run_id)
+            for marker, staged, reason in pool.map(self._read, markers):
+                if staged is None and reason is None:
+                    result.gone += 1
+                    result.entries.append(Entry(marker, GONE))
+                    logs.log("object_gone", batch_key=self.key, object=marker.name, generation=marker.generation)
+                elif reason is not None:
+                    to_quarantine.append((marker, reason))
+                else:
+                    result.reused += staged.reused
+                    spans.append(StagedFile(marker, staged.uri, staged.bytes, staged.rows, staged.snapshot))
+            staging_id = staging_table.result()
+        result.seconds["read"] = round(time.monotonic() - started, 3)
+        staged_uris = [s.uri for s in spans if s.uri]
+        if staged_uris:  # files without rows (no lines posted yet) have no staging object, need no load
+            t = time.monotonic()
+            spans = self._load(result.run_id, spans, to_quarantine)
+            result.seconds["load"] = round(time.monotonic() - t, 3)
+        for span in spans:
+            result.files += 1
+            result.rows += span.rows
+            result.bytes += span.length
+            result.entries.append(Entry(span.marker, MERGED, rows=span.rows))
+        result.last_snapshot = max((s.snapshot for s in spans if s.rows and s.snapshot), default=None)
+        if not result.rows:
+            self.warehouse.drop_staging(staging_id)  # nothing to merge (every file bad, gone or empty)
+            self._drop_staged(staged_uris, result)
+        else:
+            faults.point("after_load")
+            # Fenced or LockLost below: the staging objects stay. Another holder has the key and
+            # reads the same markers: it reuses them, and deleting them under it would fail its load.
+            if self.lock:
+                # The fence: a conditional write right before the MERGE is submitted. A holder that
+                # lost the lock meanwhile learns it here (LockLost) and never runs its MERGE.
                 try:
-                    merged = self.warehouse.merge(result.run_id, staging_id, self.game_date, fence=self.fence)
-                except Fenced:
+                    self.lock.renew()
+                except LockLost:
                     self.warehouse.drop_staging(staging_id)
                     raise
-                result.seconds["merge"] = round(time.monotonic() - t, 3)
-                result.merges, result.inserted, result.updated = 1, merged.inserted, merged.updated
-                faults.point("after_merge")
+            t = time.monotonic()
+            try:
+                merged = self.warehouse.merge(result.run_id, staging_id, self.game_date, fence=self.fence)
+            except Fenced:
                 self.warehouse.drop_staging(staging_id)
+                raise
+            result.seconds["merge"] = round(time.monotonic() - t, 3)
+            result.merges, result.inserted, result.updated = 1, merged.inserted, merged.updated
+            faults.point("after_merge")
+            self.warehouse.drop_staging(staging_id)
+            self._drop_staged(staged_uris, result)
         failed = self._quarantine_all(to_quarantine, result)
         try:
             if self.ledger:
@@ -367,39 +372,43 @@ class BatchHolder:
         logs.log("merged", batch_key=self.key, run_id=result.run_id, mode=self.settings.mode,
                  files=result.files, rows=result.rows,
                  bytes=result.bytes, merges=result.merges, inserted=result.inserted, updated=result.updated,
-                 quarantined=result.quarantined, gone=result.gone, seconds=result.seconds,
+                 quarantined=result.quarantined, gone=result.gone, reused=result.reused, seconds=result.seconds,
                  table=self.spec.name)
         if failed:
             raise failed[0]
         return result
 
-    def _load(self, run_id: str, staged, spans: list["StagedFile"],
+    def _drop_staged(self, uris: list[str], result: RoundResult) -> None:
+        """The round's staging objects, once its MERGE is DONE (or it had nothing to merge): best
+        effort, a failure is logged (staging_delete_failed) and left to the lifecycle rule."""
+        if uris:
+            self.staging.delete(uris, workers=self.settings.download_workers, batch_key=self.key,
+                                run_id=result.run_id)
+
+    def _load(self, run_id: str, spans: list["StagedFile"],
               to_quarantine: list[tuple[Marker, str]]) -> list["StagedFile"]:
-        """Load the staged files into the run's staging table; the files it holds. When the load
-        refuses the rows, the refused files are found by loading halves and go to quarantine."""
-        total = sum(s.length for s in spans)
-        staged.seek(0)
-        # A round that outgrew the spool is on disk: stream it to the load, never read() it whole
-        # (a 1,000-file date stages ~100 MB of props NDJSON).
-        payload = staged if total > SPOOL_BYTES else staged.read()
+        """Load the staged files into the run's staging table from their staging objects' URIs;
+        the files it holds. When the load refuses the rows, the refused files are found by
+        loading halves of the URIs (nothing is read again here) and go to quarantine."""
+        with_rows = [s for s in spans if s.uri]
         try:
-            self.warehouse.stage(run_id, payload, created=True)
+            self.warehouse.stage(run_id, [s.uri for s in with_rows], created=True)
             return spans
         except RejectedData as rejected:
             probes = iter(range(1, 1_000_000))
 
             def load(subset: list[StagedFile]) -> None:
-                self.warehouse.stage(run_id, _join(staged, subset), created=True, step=f"probe_{next(probes)}")
+                self.warehouse.stage(run_id, [s.uri for s in subset], created=True, step=f"probe_{next(probes)}")
 
-            refused = find_rejected(spans, load, rejection=rejected)
-        logs.log("load_rejected", severity="WARNING", batch_key=self.key, run_id=run_id, files=len(spans),
+            refused = find_rejected(with_rows, load, rejection=rejected)
+        logs.log("load_rejected", severity="WARNING", batch_key=self.key, run_id=run_id, files=len(with_rows),
                  refused=len(refused), loads=next(probes) - 1)
         bad = {id(span) for span, _ in refused}
         for span, reason in refused:
             to_quarantine.append((span.marker, " ".join(f"BigQuery's load refused its rows: {reason}".split())[:500]))
         good = [s for s in spans if id(s) not in bad]
-        if good:
-            self.warehouse.stage(run_id, _join(staged, good), created=True, step="load_good")
+        if any(s.uri for s in good):
+            self.warehouse.stage(run_id, [s.uri for s in good if s.uri], created=True, step="load_good")
         return good
 
     def _quarantine_all(self, bad: list[tuple[Marker, str]], result: RoundResult) -> list[Exception]:

@@ -6,8 +6,8 @@ A file is read one of two ways:
   WHOLE_FILE_BYTES_PER_BYTE times the file's size at its peak (the parsed document, the rows,
   their text); for files up to ODDSBATCH_STREAM_OBJECT_BYTES (real snapshots are ~100 KB);
 * streamed (streaming.py): one bookmaker at a time from an incremental parser, in memory that
-  does not grow with the file (the raw bytes, STREAM_WORKING_BYTES, and a per-file spool of
-  PIECE_SPOOL_BYTES beyond which the staged text goes to a temporary file); for larger files,
+  does not grow with the file (the raw bytes, STREAM_WORKING_BYTES, and the PIECE_SPOOL_BYTES
+  chunk of the staging object's resumable upload the pieces are written to); for larger files,
   for every gzip-compressed one, and for any file whose size the event did not give.
 
 Each file is admitted into the instance's budget (budget.py) at the cost of its way before it
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import tempfile
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,9 +52,16 @@ GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 256 * 1024
 
 
+class _MemorySink(io.BytesIO):
+    """Without a staging object: the pieces in memory, readable after close (getvalue)."""
+
+    def close(self) -> None:  # kept readable: the caller takes the text with getvalue()
+        pass
+
+
 @dataclass
 class StagedObject:
-    """One file's staged NDJSON: bytes, or a binary file at its start (the caller closes it)."""
+    """One file's staged NDJSON: bytes (read whole), or the closed sink its pieces went to."""
 
     payload: bytes | BinaryIO
     rows: int
@@ -117,19 +123,17 @@ def _whole(name: str, data: bytes, generation: int, created: datetime | None) ->
 
 
 def _streamed(name: str, open_stream: Callable[[], BinaryIO], generation: int,
-              created: datetime | None) -> StagedObject:
+              created: datetime | None, sink: Callable[[], BinaryIO]) -> StagedObject:
     ref = parse_object_name(name)
     table_for_endpoint(ref.endpoint)  # KeyError for an endpoint without a table: a programming error
     streamed = streaming.StreamedFile(ref, open_stream, generation, created)
-    spool = tempfile.SpooledTemporaryFile(max_size=PIECE_SPOOL_BYTES)
-    try:
-        for text in streamed.texts():
-            spool.write(text)
-    except BaseException:
-        spool.close()
-        raise
-    spool.seek(0)
-    return StagedObject(spool, streamed.rows, _snapshot(streamed.snapshot))
+    out = sink()
+    for text in streamed.texts():
+        out.write(text)
+    # Closed only when every piece is written (a file refused halfway leaves no object behind: its
+    # resumable upload is never finalized); the last chunk goes while the file holds its budget.
+    out.close()
+    return StagedObject(out, streamed.rows, _snapshot(streamed.snapshot))
 
 
 def _snapshot(text: str | None) -> datetime | None:
@@ -146,10 +150,15 @@ def _admitted(budget, cost: int, how: str) -> Iterator[None]:
 
 
 def read_object(settings: Settings, name: str, generation: int, created: datetime | None, size: int | None,
-                download: Callable[[], tuple[bytes, str | None]]) -> StagedObject:
+                download: Callable[[], tuple[bytes, str | None]],
+                sink: Callable[[], BinaryIO] | None = None) -> StagedObject:
     """The staged text of one object; BadInputError (its reason) for a file to quarantine.
     `download()` returns the stored bytes and the object's Content-Encoding; `size` is the
-    event's (None when it gave none). Waits while the instance's budget has no room for it."""
+    event's (None when it gave none). Waits while the instance's budget has no room for it.
+    A file read whole gives its text as bytes; a streamed one writes its pieces to a file
+    `sink()` opens (the holder's: the staging object's upload, staged_objects.py) and gives
+    that file, closed. Without a sink the pieces gather in memory (tests, `oddsbatch transform`)."""
+    sink = sink or _MemorySink
     limit = settings.max_object_bytes
     budget = budget_of(settings.memory_budget_bytes)
     threshold = settings.stream_object_bytes
@@ -167,8 +176,8 @@ def read_object(settings: Settings, name: str, generation: int, created: datetim
             if not gzipped and (len(data) <= threshold or not data):
                 return _whole(name, data, generation, created)
             if gzipped:
-                return _streamed(name, lambda: _Gunzip(data, limit), generation, created)
-            return _streamed(name, lambda: io.BytesIO(data), generation, created)
+                return _streamed(name, lambda: _Gunzip(data, limit), generation, created, sink)
+            return _streamed(name, lambda: io.BytesIO(data), generation, created, sink)
         except streaming.NotStreamable:
             pass
         except BadInputError as bad:

@@ -1,4 +1,5 @@
-"""Runs the batch's BigQuery work: one load job into an expiring staging table, one MERGE.
+"""Runs the batch's BigQuery work: one load job (from the round's staging objects in Cloud Storage)
+into an expiring staging table, one MERGE.
 
 Loads, never streaming inserts (streamed rows block DML for ~30 minutes). Every job goes
 through one runner (`_run_job`) with deterministic job ids, one per attempt:
@@ -22,12 +23,11 @@ through one runner (`_run_job`) with deterministic job ids, one per attempt:
 
 from __future__ import annotations
 
-import io
 import random
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import BinaryIO, Callable
+from typing import Callable
 
 from . import faults, logs, sql
 from .clients import bigquery_client
@@ -35,10 +35,12 @@ from .config import Settings
 from .deadline import Deadline
 from .fence import Fenced, is_placeholder
 from .errors import (BigQueryUnavailable, DeadlineReached, RejectedData, RetryInProcess, SerializationConflict,
-                     TerminalError, TransientError, classify, is_rejected_data)
+                     TerminalError, TransientError, classify, is_missing_uri, is_rejected_data)
 from .tables import TableSpec
 
 STAGING_TTL = timedelta(hours=6)
+# Source URIs one load job may name (https://cloud.google.com/bigquery/quotas, "Load jobs").
+MAX_SOURCE_URIS = 10_000
 # Backoff between attempts of a job: 1 s, 2 s, 4 s ... at most 30 s, each drawn in [d/2, d].
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 30.0
 # Attempts to insert one job id (5xx / connection errors on jobs.insert) before giving up.
@@ -99,13 +101,28 @@ class Warehouse:
             raise classify(exc) from exc
         return staging_id
 
-    def stage(self, run_id: str, payload: bytes | BinaryIO, created: bool = False, step: str = "load") -> str:
-        """Load staging NDJSON (staging.py; bytes, or a binary file read from its start) into
-        this run's staging table, creating it first unless `created`; returns its id. A file is
-        streamed in chunks, so a large round is never held in memory whole. Each load of one
-        run needs its own `step` (its job ids). RejectedData when the load refuses the rows."""
+    def stage(self, run_id: str, uris: list[str], created: bool = False, step: str = "load") -> str:
+        """Load staged NDJSON from its staging objects (gs:// URIs, staged_objects.py) into this
+        run's staging table, creating it first unless `created`; returns its id. BigQuery reads
+        the objects itself: nothing passes through this process. Each load of one run needs its
+        own `step` (its job ids). RejectedData when the load refuses the rows; a staging object
+        that vanished (a twin holder merged the same files and deleted it) is transient: the
+        retried event finds the files merged, or stages them again.
+
+        BigQuery's limits for a load from Cloud Storage (https://cloud.google.com/bigquery/quotas,
+        "Load jobs"): at most 10,000 source URIs per job configuration (more fails jobs.insert with
+        400 "Too many sources provided: N. Limit is 10000.", as met in MobilityData/mobility-feed-api#1609),
+        15 TB per job and terabytes per uncompressed JSON file (the same page; Apache Beam's
+        bigquery_file_loads keeps the same two numbers, 10,000 URIs and 15 TB), each URI naming one
+        object here (no wildcard: JobConfigurationLoad.sourceUris allows one '*' after the bucket
+        name, we never need it). A round has at most holder.MAX_FILES_PER_ROUND = 2,000 files, each
+        one URI of at most a few hundred MB (a 32 MiB source stages less than that): always within."""
         from google.cloud import bigquery
 
+        if not uris:
+            raise ValueError("a load needs at least one staging object")
+        if len(uris) > MAX_SOURCE_URIS:
+            raise ValueError(f"{len(uris)} URIs in one load: BigQuery takes at most {MAX_SOURCE_URIS}")
         staging_id = self._staging_id(run_id) if created else self.create_staging(run_id)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
@@ -114,14 +131,16 @@ class Warehouse:
         )
 
         def submit(job_id):
-            source = io.BytesIO(payload) if isinstance(payload, (bytes, bytearray)) else payload
-            return self.client.load_table_from_file(source, staging_id, job_id=job_id, job_config=config, rewind=True)
+            return self.client.load_table_from_uri(list(uris), staging_id, job_id=job_id, job_config=config)
 
         try:
             self._run_job(run_id, step, submit)
         except TerminalError as error:
             if is_rejected_data(error.__cause__):
                 raise RejectedData(str(error)) from error
+            if is_missing_uri(error.__cause__):
+                raise TransientError(f"a staging object of run {run_id} is gone (deleted by a holder that "
+                                     f"merged the same files?): {error}") from error
             raise
         return staging_id
 

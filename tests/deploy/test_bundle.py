@@ -121,7 +121,8 @@ def test_bundle_serves_on_its_own(bundles, tmp_path, stack):
     stack.storage().create_bucket(bundle_bucket)
     serve_env = {**env, **{k: stack.env[k] for k in (
         "STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "ODDSBATCH_BIGQUERY_ENDPOINT", "ODDSBATCH_PROJECT",
-        "ODDSBATCH_DATASET")}, "ODDSBATCH_BUCKET": bundle_bucket, "ODDSBATCH_SETTLE_SECONDS": "0"}
+        "ODDSBATCH_DATASET", "ODDSBATCH_STAGING_BUCKET")}, "ODDSBATCH_BUCKET": bundle_bucket,
+        "ODDSBATCH_SETTLE_SECONDS": "0"}
     where = subprocess.run(
         # the whole batch path imports (Google clients included) and the schemas load
         [str(venv / "bin" / "python"), "-c",

@@ -210,6 +210,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
             "ODDSBATCH_SWEEP_COLLECTION": "oddsbatch_sweeps",
             "ODDSBATCH_QUARANTINE_BUCKET": "my-landing",
             "ODDSBATCH_QUARANTINE_PREFIX": "quarantine/",
+            "ODDSBATCH_STAGING_BUCKET": "my-landing-staging",  # the module's NAME-staging (storage.tf)
             "ODDSBATCH_TIMEOUT_SECONDS": "540",
             "ODDSBATCH_INSTANCE_MEMORY": "1Gi",  # the memory budget follows the tier (config.py)
             # the sweep drains the dead letters (the module's default subscription)

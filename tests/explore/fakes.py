@@ -27,8 +27,11 @@ new key is inserted; a matched key is updated only when the source wins the (gen
 order and a data value differs. The fake refuses any statement that is not exactly merge_sql's
 (or the placeholder), so the rules cannot drift from the SQL the code sends.
 
-Cloud Storage: tests/unit/storage_fake.py. Objects are read only, never written, in the
-scenarios, so a read commutes with every other step and is not a switch point.
+Cloud Storage: tests/unit/storage_fake.py. Source objects are read only, never written, in the
+scenarios, so a read commutes with every other step and is not a switch point. The staging
+bucket's objects (one per source object and generation) are written by holders with the same
+text whatever the holder, and deleted after a MERGE: a load job reads them when it runs (a job
+step), and fails with notFound when one is gone by then.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from oddsbatch import sql, staging
 from oddsbatch.tables import PROVENANCE_COLUMNS, TableSpec
 
 from tests.unit.firestore_fake import FakeFirestore
+from tests.unit.storage_fake import STAGING_BUCKET
 
 from .scheduler import Job, Scheduler
 
@@ -195,6 +199,7 @@ class FakeBigQuery:
         self.streamed: dict[str, dict] = {}  # insertId -> row of the ingest log
         self.overlaps: list[str] = []  # why a MERGE started while another one of the key was in flight
         self.problems: list[str] = []  # found online (a schedule cut short by pruning still reports them)
+        self.staging: dict = {}  # the staging bucket's objects (tests/unit/storage_fake.py), set by the world
         self._digest = 0  # of the partitions, the versions and the write counts: updated at each commit
         self._count = 0
 
@@ -276,6 +281,28 @@ class FakeBigQuery:
 
         def finish():
             self.tables[destination] = self._flatten(payload)  # WRITE_TRUNCATE: replaces the staged rows
+            job.state = "DONE"
+
+        job = self._new_job(job_id, "load", finish)
+        return job
+
+    def load_table_from_uri(self, source_uris, destination, job_id=None, job_config=None):
+        """A load from the staging bucket's objects (staged_objects.py): read when the job runs,
+        and an object gone by then fails the job with reason notFound, "Not found: URI gs://...",
+        as BigQuery reports it (googleapis/google-cloud-node#1177)."""
+        self._point("load job insert")
+        destination = str(destination)
+        if job_config.write_disposition != "WRITE_TRUNCATE":
+            raise AssertionError(f"the explorer models WRITE_TRUNCATE loads only, got {job_config.write_disposition}")
+        uris = list(source_uris)
+
+        def finish():
+            prefix = f"gs://{STAGING_BUCKET}/"
+            missing = [u for u in uris if u[len(prefix):] not in self.staging]
+            if missing:
+                job.error = NotFound(f"Not found: URI {missing[0]}", errors=[{"reason": "notFound"}])
+            else:  # WRITE_TRUNCATE: replaces the staged rows
+                self.tables[destination] = self._flatten(b"".join(self.staging[u[len(prefix):]][0] for u in uris))
             job.state = "DONE"
 
         job = self._new_job(job_id, "load", finish)

@@ -56,7 +56,7 @@ from oddsbatch.errors import TransientError
 from oddsbatch.event import StorageEvent
 from oddsbatch.tables import table_for_endpoint
 
-from tests.unit.storage_fake import FakeStorage
+from tests.unit.storage_fake import STAGING_BUCKET, FakeStorage
 
 from .fakes import ExploredFirestore, FakeBigQuery, virtual_utc
 from .scheduler import DFS, Scenario, Scheduler, Task, ThreadingShim
@@ -222,6 +222,7 @@ class World:
         self.bq = FakeBigQuery(sched, self.table, f"{settings.project}.{settings.dataset}.{settings.table}",
                                timeouts=spec.deadline)
         self.storage = FakeStorage(files)
+        self.bq.staging = self.storage.staged
         self.logs: list[str] = []
         self.ids = DeterministicIds(sched)
         sched.world_state = lambda: (self.db.shared_state(), self.bq.shared_state())
@@ -354,7 +355,7 @@ def check(world: World, expected: dict[tuple, dict], problems: list[str]) -> tup
 
 def run_one(spec: Spec, dfs: DFS, payload: bytes, bound_steps: int = 3000, every_call: bool = False):
     settings = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_SETTLE_SECONDS": "0",
-                                                "ODDSBATCH_BUCKET": BUCKET,
+                                                "ODDSBATCH_BUCKET": BUCKET, "ODDSBATCH_STAGING_BUCKET": STAGING_BUCKET,
                                                 "ODDSBATCH_TIMEOUT_SECONDS": str(spec.timeout_seconds)})
     files = {object_name(i): payload for i in range(spec.files)}
     generations = {object_name(i): 1000 + i for i in range(spec.files)}

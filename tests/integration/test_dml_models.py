@@ -34,6 +34,7 @@ import pytest
 from google.api_core.exceptions import BadRequest, Conflict, NotFound
 from google.cloud import bigquery
 
+from .staged_upload import stage_bytes
 from oddsbatch import errors, sql, staging
 from oddsbatch.config import Settings
 from oddsbatch.tables import table_for_endpoint
@@ -219,7 +220,7 @@ class EmulatorRun:
             self.stack.log_text("bigquery")
 
     def merge(self, name: str, rows) -> None:
-        staging_id = self.warehouse.stage(f"{self.tag}{name}", payload(rows, self.day))
+        staging_id = stage_bytes(self.warehouse, f"{self.tag}{name}", payload(rows, self.day))
         self.staged.append(staging_id)
         statement = sql.merge_sql(SPEC, self.warehouse.target, sql.quote(staging_id))
         self.jobs[name] = self.client.query(statement, job_config=merge_config(self.day, {

@@ -23,6 +23,7 @@ from datetime import date, datetime, timezone
 import pytest
 from google.cloud import bigquery
 
+from .staged_upload import stage_bytes
 from oddsbatch import staging, synth
 from oddsbatch.config import Settings
 from oddsbatch.local.stack import Stack
@@ -59,7 +60,7 @@ def merge(warehouse, rows: list[dict]):
     groups = [({c: r[c] for c in spec.head_columns}, [{c: r[c] for c in spec.line_columns if r[c] is not None}])
               for r in rows]
     run_id = uuid.uuid4().hex[:12]
-    staging_id = warehouse.stage(run_id, staging.encode(groups))
+    staging_id = stage_bytes(warehouse, run_id, staging.encode(groups))
     try:
         return warehouse.merge(run_id, staging_id, DAY)
     finally:

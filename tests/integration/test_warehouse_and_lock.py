@@ -10,6 +10,7 @@ import pytest
 from google.api_core.exceptions import BadRequest
 from google.cloud import bigquery
 
+from .staged_upload import stage_bytes
 from oddsbatch import clients, sql, staging
 from oddsbatch.config import Settings
 from oddsbatch.lock import BatchLock
@@ -46,7 +47,7 @@ def staged(spec, rows) -> bytes:
 
 def merge(warehouse, rows):
     run_id = uuid.uuid4().hex[:12]
-    staging_id = warehouse.stage(run_id, staged(warehouse.spec, rows))
+    staging_id = stage_bytes(warehouse, run_id, staged(warehouse.spec, rows))
     try:
         return warehouse.merge(run_id, staging_id, DAY)
     finally:

@@ -38,8 +38,21 @@ def test_landing_bucket_is_locked_down(tf):
     assert all(r["action"]["type"] == "Delete" for r in rules)
 
 
+def test_staging_bucket_is_locked_down_in_the_datasets_location_and_ages_its_objects_out(tf):
+    bucket = one(tf, "google_storage_bucket.staging")
+    assert bucket["name"] == "oddsbatch-test-landing-staging"
+    assert bucket["location"] == one(tf, "google_bigquery_dataset.dataset")["location"]  # BigQuery loads need it
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert not bucket.get("versioning") or bucket["versioning"].get("enabled") is not True
+    rule = bucket["lifecycle_rule"]  # one block: tfparse gives it as an object
+    (rule,) = rule if isinstance(rule, list) else [rule]
+    assert _plain(rule["condition"]) == {"age": 1} and rule["action"]["type"] == "Delete"
+
+
 def test_access_logs_are_off_by_default(tf):
-    assert sorted(resources(tf, "google_storage_bucket")) == ["google_storage_bucket.landing"]
+    assert sorted(resources(tf, "google_storage_bucket")) == ["google_storage_bucket.landing",
+                                                               "google_storage_bucket.staging"]
     assert not [a for a in resources(tf, "google_storage_bucket_iam_member") if "access_logs" in a]
 
 
@@ -174,6 +187,16 @@ def test_function_service_accounts_get_only_what_they_use(tf, raw):
         editor = one(tf, f'google_bigquery_dataset_iam_member.data_editor["{fn}"]')
         assert (editor["dataset_id"], editor["role"]) == ("odds_api", "roles/bigquery.dataEditor")
         assert one(tf, f'google_project_iam_member.datastore_user["{fn}"]')["role"] == "roles/datastore.user"
+        staging_reader = one(tf, f'google_storage_bucket_iam_member.staging_reader["{fn}"]')
+        assert (staging_reader["bucket"], staging_reader["role"]) == ("oddsbatch-test-landing-staging",
+                                                                      "roles/storage.objectViewer")
+        assert one(tf, f'google_storage_bucket_iam_member.staging_writer["{fn}"]')["bucket"] == (
+            "oddsbatch-test-landing-staging")
+    for name in ("staging_reader", "staging_writer"):
+        block = raw_resource(raw, "google_storage_bucket_iam_member", name)
+        assert block["member"] == "${google_service_account.functions[each.key].member}" and "condition" not in block
+    assert raw_resource(raw, "google_storage_bucket_iam_member", "staging_writer")["role"] == (
+        "${google_project_iam_custom_role.quarantine_writer.id}")
     role = one(tf, "google_project_iam_custom_role.quarantine_writer")
     assert sorted(role["permissions"]) == ["storage.objects.create", "storage.objects.delete", "storage.objects.update"]
     # Members point at the function's own account (references are unknown to tfparse: read the source).

@@ -275,6 +275,7 @@ ENVIRONMENT_FROM_TERRAFORM = {
     "ODDSBATCH_SWEEP_COLLECTION": ("firestore_collections.sweeps", "eu_sweeps"),
     "ODDSBATCH_QUARANTINE_BUCKET": ("quarantine_bucket", "odds-eu-landing"),
     "ODDSBATCH_QUARANTINE_PREFIX": ("quarantine_prefix", "bad-files/"),
+    "ODDSBATCH_STAGING_BUCKET": ("staging_bucket", "odds-eu-landing-staging"),
     "ODDSBATCH_DEAD_LETTER_SUBSCRIPTION": ("dead_letters_subscription",
                                            "projects/odds-eu-project/subscriptions/eu-dead-letters"),
 }

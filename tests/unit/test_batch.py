@@ -19,7 +19,7 @@ from oddsbatch.lock import BatchLock, LockLost
 from oddsbatch.pending import PendingWork
 
 from .firestore_fake import FakeFirestore
-from .storage_fake import FakeBlob, FakeStorage
+from .storage_fake import STAGING_BUCKET, FakeBlob, FakeStorage, staged_text
 
 DATA = Path(__file__).parent.parent / "data"
 DAY = "2025-01-21"
@@ -64,6 +64,8 @@ class FakeJobs:
 
 
 class FakeWarehouse:
+    staging: dict = {}  # the staging bucket's objects (the world fixture's)
+
     def __init__(self, fail_merges=0, on_merge=None):
         self.staged, self.merges, self.fail_merges, self.on_merge = [], 0, fail_merges, on_merge
         self.created, self.dropped = set(), set()
@@ -73,9 +75,9 @@ class FakeWarehouse:
         self.created.add(f"staging_{run_id}")
         return f"staging_{run_id}"
 
-    def stage(self, run_id, payload, created=False):
+    def stage(self, run_id, uris, created=False, step="load"):
         assert created and f"staging_{run_id}" in self.created  # the holder created it during the reads
-        self.staged.append(payload if isinstance(payload, bytes) else payload.read())
+        self.staged.append(staged_text(self.staging, uris))  # BigQuery reads the staging objects
         return f"staging_{run_id}"
 
     def merge(self, run_id, staging_id, game_date, fence=None):
@@ -98,14 +100,17 @@ class FakeWarehouse:
 def world(monkeypatch):
     FakeJobs.shared = FakeJobs()
     db = FakeFirestore()
-    objects = {}
+    objects, staged, reads = {}, {}, {}
     quarantined = []
-    monkeypatch.setattr(holder, "storage_client", lambda project: FakeStorage(objects))
+    monkeypatch.setattr(holder, "storage_client", lambda project: FakeStorage(objects, staged=staged, reads=reads))
+    monkeypatch.setattr(FakeWarehouse, "staging", staged)
     monkeypatch.setattr(batch, "firestore_client", lambda project, database: db)
     for module in (batch, holder):  # an unparsable name (batch) and a bad file in a round (holder)
         monkeypatch.setattr(module, "quarantine", lambda s, b, n, g, reason: quarantined.append((n, reason)))
-    settings = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_SETTLE_SECONDS": "0"})
-    return type("World", (), {"db": db, "objects": objects, "quarantined": quarantined, "settings": settings})
+    settings = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_SETTLE_SECONDS": "0",
+                                                "ODDSBATCH_STAGING_BUCKET": STAGING_BUCKET})
+    return type("World", (), {"db": db, "objects": objects, "quarantined": quarantined, "settings": settings,
+                              "staged": staged, "reads": reads})
 
 
 def make_holder(world, owner, warehouse):

@@ -17,6 +17,7 @@ from oddsbatch.errors import RejectedData, TerminalError, TransientError, classi
 from oddsbatch.event import StorageEvent
 from oddsbatch.pending import PendingWork
 
+from .storage_fake import staged_text
 from .test_batch import GOOD, KEY, FakeWarehouse, add_file, make_holder, name, world  # noqa: F401 - fixture
 
 # ------------------------------------------------------------------------------------------
@@ -75,13 +76,13 @@ class RefusingWarehouse(FakeWarehouse):
         super().__init__()
         self.refuse, self.loads, self.loaded = refuse, 0, b""
 
-    def stage(self, run_id, payload, created=False, step="load"):
-        data = payload if isinstance(payload, bytes) else payload.read()
+    def stage(self, run_id, uris, created=False, step="load"):
+        data = staged_text(self.staging, uris)  # BigQuery reads the staging objects, never this process
         self.loads += 1
         if self.refuse in data:
             raise RejectedData("400 Error while reading data, error message: JSON table encountered too many errors")
         self.loaded = data
-        return super().stage(run_id, data, created)
+        return super().stage(run_id, uris, created)
 
 
 def test_a_file_whose_rows_the_load_refuses_is_quarantined_alone(world, monkeypatch):
@@ -93,8 +94,9 @@ def test_a_file_whose_rows_the_load_refuses_is_quarantined_alone(world, monkeypa
     assert [n for n, _ in world.quarantined] == [name(5)]
     assert "load refused its rows" in world.quarantined[0][1]
     assert wh.merges == 1 and b"POISONED" not in wh.loaded and wh.loaded
-    assert 2 < wh.loads < 8 + 2  # the first load, the halves, the good files' load
+    assert 2 < wh.loads < 8 + 2  # the first load, the halves of the URIs, the good files' load
     assert not pending.has_any()
+    assert world.staged == {}  # every staging object deleted after the MERGE, the refused file's too
 
 
 def test_any_exception_while_transforming_a_file_quarantines_it_and_the_batch_goes_on(world, monkeypatch):

@@ -32,7 +32,7 @@ def read(s: Settings, name_: str, data: bytes, size=None, encoding=None, calls=N
         return data, encoding
 
     staged = reading.read_object(s, name_, 7, None, len(data) if size == "event" else size, download)
-    payload = staged.payload if isinstance(staged.payload, bytes) else staged.payload.read()
+    payload = staged.payload if isinstance(staged.payload, bytes) else staged.payload.getvalue()
     return payload, staged.rows, staged.snapshot
 
 

@@ -50,6 +50,22 @@ refused). Tests hold one statement exactly: a job labelled `oddsbatch-hold=NAME`
 commit until the file <data-dir>/dml-holds/NAME.<run> exists (log `dml_hold name=NAME job=ID
 attempt=N`).
 
+Load jobs from Cloud Storage (configuration.load.sourceUris = gs://bucket/object): BigQuery reads the
+objects itself. The launcher reads them from the local Cloud Storage (fake-gcs-server), found through
+STORAGE_EMULATOR_HOST as the functions find it, over its JSON API, into a temporary directory for the
+job, and local-bigquery loads those files as it loads an upload. The rules, from BigQuery's pages:
+- at most 10,000 source URIs per job configuration (https://cloud.google.com/bigquery/quotas, "Load
+  jobs"); more fails jobs.insert with 400 "Too many sources provided: N. Limit is 10000." (BigQuery's
+  answer, met in MobilityData/mobility-feed-api#1609);
+- each URI may hold one '*' wildcard, after the bucket name (JobConfigurationLoad.sourceUris,
+  https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#JobConfigurationLoad); it matches
+  every object whose name fits, '/' included; a second '*' or one in the bucket name is refused;
+- an object that does not exist fails the job (DONE with errorResult) with reason notFound, "Not found:
+  URI gs://bucket/object" (as BigQuery answers it: googleapis/google-cloud-node#1177); so does a
+  wildcard URI that matches no object;
+- a URI with a generation number ("gs://b/o#123") fails the load ("If you include a generation number
+  in the Cloud Storage URI, then the load job fails": loading-data-cloud-storage-json, Limitations).
+
 Run with the emulator's own Python: `python bigquery_emulator.py serve --host ... --port ...
 [--dml-running 2 --dml-queued 20 --dml-conflicts on --dml-latency-ms 0]`.
 """
@@ -73,6 +89,7 @@ from local_bigquery.catalog import tables as catalog_tables
 from local_bigquery.engine import database
 from local_bigquery.cli import main
 from local_bigquery.errors import BigQueryError
+from local_bigquery.jobs import load as load_job
 from local_bigquery.jobs import merge, query, runner, store
 from local_bigquery.models import Table
 from local_bigquery.sql.dialect import BigQueryDialect
@@ -253,6 +270,7 @@ def _mutating_target(project_id, configuration) -> str | None:
 
 
 def _submit(project_id, job_id, configuration, upload=None):
+    _check_source_uris(configuration)
     with _submit_lock:
         return _submit_once(project_id, job_id, configuration, upload)
 
@@ -564,6 +582,114 @@ def _writing(*table):
 
 query.execute = _query_execute
 database.writing = _writing
+
+# -- load jobs from gs:// URIs, read from the local Cloud Storage (see the module doc) -------------
+MAX_SOURCE_URIS = 10_000
+_load_dir = contextvars.ContextVar("oddsbatch_load_dir", default=None)
+_original_load_run = load_job.run
+_original_load_paths = load_job.paths
+
+
+def _check_source_uris(configuration) -> None:
+    """jobs.insert of a load job: BigQuery's limits on its source URIs, refused at once (HTTP 400)."""
+    load_config = configuration.load
+    uris = (load_config.sourceUris or []) if load_config is not None else []
+    if len(uris) > MAX_SOURCE_URIS:
+        raise BigQueryError("invalid", f"Too many sources provided: {len(uris)}. Limit is {MAX_SOURCE_URIS}.")
+    for uri in uris:
+        if not uri.startswith("gs://"):
+            continue
+        bucket, _, name = uri.removeprefix("gs://").partition("/")
+        if "*" in bucket or name.count("*") > 1:
+            raise BigQueryError("invalid", f"Invalid source URI {uri}: a Cloud Storage URI can contain one '*' "
+                                           "wildcard character, after the bucket name")
+
+
+def _storage_endpoint() -> str:
+    import os
+
+    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if not host:
+        raise BigQueryError("invalid", "a load from gs:// needs the local Cloud Storage: STORAGE_EMULATOR_HOST is not set")
+    return (host if "://" in host else f"http://{host}").rstrip("/")
+
+
+def _storage_get(path: str, query: dict | None = None):
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    url = f"{_storage_endpoint()}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise BigQueryError("backendError", f"local Cloud Storage answered HTTP {error.code} for {path}") from error
+    return body if query and query.get("alt") == "media" else json.loads(body)
+
+
+def _object_names(bucket: str, pattern: str) -> list[str]:
+    """The bucket's object names matching one '*' wildcard (any characters, '/' included)."""
+    import re
+    import urllib.parse
+
+    head, _, tail = pattern.partition("*")
+    matcher = re.compile(re.escape(head) + ".*" + re.escape(tail), re.DOTALL)
+    names, token = [], None
+    while True:
+        query = {"prefix": head, **({"pageToken": token} if token else {})}
+        page = _storage_get(f"/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o", query) or {}
+        names += [item["name"] for item in page.get("items", []) if matcher.fullmatch(item["name"])]
+        token = page.get("nextPageToken")
+        if not token:
+            return sorted(names)
+
+
+def _load_paths(cur, uri: str) -> list[str]:
+    """Local files holding the objects a gs:// URI names, downloaded for this job."""
+    import urllib.parse
+
+    directory = _load_dir.get()
+    if directory is None or not uri.startswith("gs://"):
+        return _original_load_paths(cur, uri)
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    if "#" in name:
+        raise BigQueryError("invalid", f"Invalid source URI {uri}: BigQuery does not load Cloud Storage object "
+                                       "versions (a generation number in the URI)")
+    names = _object_names(bucket, name) if "*" in name else [name]
+    paths = []
+    for object_name in names:
+        data = _storage_get(f"/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o/"
+                            f"{urllib.parse.quote(object_name, safe='')}", {"alt": "media"})
+        if data is None:
+            break
+        path = Path(directory) / f"{len(list(Path(directory).iterdir()))}.source"
+        path.write_bytes(data)
+        paths.append(str(path))
+    if not names or len(paths) < len(names):
+        raise BigQueryError("notFound", f"Not found: URI {uri}")
+    return paths
+
+
+def _load_run(cur, config, upload):
+    import tempfile
+
+    if upload or not any(u.startswith("gs://") for u in (config.sourceUris or [])):
+        return _original_load_run(cur, config, upload)
+    with tempfile.TemporaryDirectory(prefix="oddsbatch-load-") as directory:
+        token = _load_dir.set(directory)
+        try:
+            return _original_load_run(cur, config, upload)
+        finally:
+            _load_dir.reset(token)
+
+
+load_job.paths = _load_paths
+load_job.run = _load_run
+runner.HANDLERS["load"] = _load_run
 
 
 def _limits_from_argv(argv: list[str]) -> list[str]:

@@ -69,10 +69,14 @@ def provision(env: Mapping[str, str]) -> dict:
     endpoint = env["ODDSBATCH_BIGQUERY_ENDPOINT"]
     gcs = clients.storage_client(project)
     _retry(lambda: gcs.bucket(bucket).exists() or gcs.create_bucket(bucket))
+    staging = env.get("ODDSBATCH_STAGING_BUCKET")  # the holders' staged rows (staged_objects.py)
+    if staging:
+        _retry(lambda: gcs.bucket(staging).exists() or gcs.create_bucket(staging))
     bq = clients.bigquery_client(project, endpoint)
     _retry(lambda: bq.create_dataset(f"{project}.{dataset}", exists_ok=True))
     tables = create_tables(project, dataset, endpoint, legacy_dataset_of(env))
-    return {"bucket": bucket, "dataset": dataset, "tables": tables, "legacy_dataset": legacy_dataset_of(env)}
+    return {"bucket": bucket, "staging_bucket": staging, "dataset": dataset, "tables": tables,
+            "legacy_dataset": legacy_dataset_of(env)}
 
 
 def collections(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -81,11 +85,13 @@ def collections(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def reset(env: Mapping[str, str]) -> None:
-    """Empty the bucket, every Firestore document, and the dataset (targets recreated empty)."""
+    """Empty the buckets (landing and staging), every Firestore document, and the dataset (targets recreated empty)."""
     project, bucket, dataset = env["ODDSBATCH_PROJECT"], env["ODDSBATCH_BUCKET"], env["ODDSBATCH_DATASET"]
     endpoint = env["ODDSBATCH_BIGQUERY_ENDPOINT"]
     gcs = clients.storage_client(project)
     blobs = list(gcs.list_blobs(bucket))
+    if env.get("ODDSBATCH_STAGING_BUCKET"):
+        blobs += list(gcs.list_blobs(env["ODDSBATCH_STAGING_BUCKET"]))
     if blobs:  # one by one: fake-gcs-server does not answer batch requests in the client's format
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda b: b.delete(), blobs))

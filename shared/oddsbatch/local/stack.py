@@ -48,6 +48,7 @@ from . import delivery, emulators
 HOST = "127.0.0.1"
 PROJECT = "test-project"
 BUCKET = "oddsbatch-landing"
+STAGING_BUCKET = "oddsbatch-staging"  # the holders' staging objects (staged_objects.py): never the landing bucket
 DATASET = "odds_api"
 TOPIC = delivery.GCS_TOPIC
 SWEEP_TOPIC = delivery.SWEEP_TOPIC
@@ -401,6 +402,7 @@ class Stack:
             "ODDSBATCH_PROJECT": self.project,
             "GOOGLE_CLOUD_PROJECT": self.project,
             "ODDSBATCH_BUCKET": self.bucket,
+            "ODDSBATCH_STAGING_BUCKET": STAGING_BUCKET,
             "ODDSBATCH_DATASET": self.dataset,
             # the compatibility views' dataset (provision.py), the old pipeline's name unless set
             "ODDSBATCH_LEGACY_DATASET": os.environ.get("ODDSBATCH_LEGACY_DATASET") or LEGACY_DATASET,
@@ -425,7 +427,9 @@ class Stack:
                                      "--dml-queued", str(self.dml_queued),
                                      "--dml-conflicts", "on" if self.dml_conflicts else "off",
                                      "--dml-latency-ms", str(self.dml_latency_ms)],
-                        {**base, "HOME": tools["bq_home"]}, ports=[p["bigquery"], p["bigquery_grpc"]])
+                        # STORAGE_EMULATOR_HOST: load jobs read their gs:// URIs from the local Cloud Storage
+                        {**base, "HOME": tools["bq_home"], "STORAGE_EMULATOR_HOST": self.env["STORAGE_EMULATOR_HOST"]},
+                        ports=[p["bigquery"], p["bigquery_grpc"]])
             self._spawn("firestore", list(emulators.firestore_emulator(p["firestore"]).argv), base,
                         ports=[p["firestore"]])
             self._spawn("pubsub", list(emulators.pubsub_emulator(p["pubsub"]).argv), base, ports=[p["pubsub"]])
