@@ -39,6 +39,11 @@ def marker_id(key: str, bucket: str, name: str, generation: int) -> str:
     return f"{key}~{digest}"
 
 
+def key_of(marker: Marker) -> str:
+    """The batch key a marker was queued under (its id starts with it: `marker_id`)."""
+    return marker.doc_id.rsplit("~", 1)[0]
+
+
 class PendingWork:
     """The queue of markers of one batch key."""
 
