@@ -179,6 +179,7 @@ class BatchHolder:
         self.results: list[RoundResult] = []
         self.ledger = Ledger.of(db, settings) if db else None
         self._regained = 0
+        self.decision: str | None = None  # what run() returned, for whoever held a group (groups.py)
 
     @classmethod
     def of_group(cls, settings: Settings, group: list[HeldKey], db, sleep=None,
