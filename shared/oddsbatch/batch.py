@@ -50,7 +50,8 @@ def handle_event(settings: Settings, event: StorageEvent) -> str:
     except Exception as exc:
         raise classify(exc) from exc
     if not acquired:
-        logs.log("coalesced", batch_key=ref.batch_key, lock=lock_key, object=event.name, event_id=event.event_id)
+        # batch_key names the lock it coalesced onto (a backfill's: the endpoint's), date_key its queue.
+        logs.log("coalesced", batch_key=lock_key, date_key=ref.batch_key, object=event.name, event_id=event.event_id)
         return "coalesced"
     try:
         if ref.historical:

@@ -368,6 +368,8 @@ def cmd_reconcile(args) -> int:
 
 
 def _reconcile(args) -> int:
+    given = getattr(args, "dates_per_merge", None)
+    per_merge = dates_per_merge(given) if given is not None else None  # None: ODDSBATCH_DATES_PER_MERGE
     local = use_local_stack_if_unconfigured(args.state_dir)
 
     def announce() -> None:  # once the arguments hold, before anything is read or written
@@ -395,8 +397,6 @@ def _reconcile(args) -> int:
         raise ValueError("no bucket: pass --bucket or set ODDSBATCH_BUCKET")
     endpoints = [args.endpoint] if args.endpoint else list(ENDPOINTS)
     settings = {e: Settings.from_env(e) for e in endpoints}
-    per_merge = dates_per_merge(args.dates_per_merge) if getattr(args, "dates_per_merge", None) is not None \
-        else None  # None: each endpoint's ODDSBATCH_DATES_PER_MERGE
     announce()
     progress = _Progress(len(days) * len(endpoints))
     reports = []
