@@ -86,7 +86,7 @@ def report_lines(capsys) -> list[str]:
 
 
 def test_reconcile_merges_n_dates_with_one_merge_and_every_row_once(stack, capsys):
-    days = days_from("2025-05-01", 5)
+    days = days_from("2025-07-01", 5)
     files, generations = land(stack, days)
     forget(stack, days)
     before = {j.job_id for j in merge_jobs(stack)}
@@ -111,7 +111,7 @@ def test_reconcile_merges_n_dates_with_one_merge_and_every_row_once(stack, capsy
 
 
 def test_groups_of_n_cost_ceil_dates_over_n_merges(stack, capsys):
-    days = days_from("2025-05-10", 7)
+    days = days_from("2025-07-10", 7)
     files, generations = land(stack, days, seed=60)
     forget(stack, days)
     before = {j.job_id for j in merge_jobs(stack)}
@@ -123,7 +123,7 @@ def test_groups_of_n_cost_ceil_dates_over_n_merges(stack, capsys):
 
 
 def test_a_date_another_holder_has_is_skipped_and_merged_by_that_holder(stack, capsys):
-    days = days_from("2025-05-20", 3)
+    days = days_from("2025-07-20", 3)
     files, generations = land(stack, days, seed=80)
     forget(stack, days)
     settings = Settings.from_env(ENDPOINT)
@@ -177,7 +177,7 @@ def test_the_backfill_lock_handshake_loses_a_history_file_that_lands_at_the_rele
     """A -history/ file's event writes its marker and finds the backfill lock held (coalesced) in
     the very last moment before the holder releases it: the holder's re-read after its release
     sees the marker, takes the lock again and merges it. Every row once, no marker or lock left."""
-    days = days_from("2025-06-01", 4)
+    days = days_from("2025-09-01", 4)
     files, generations = land(stack, days, historical=True, seed=90)
     assert all("-history/" in name for name, _ in files)
     forget(stack, days)
