@@ -235,3 +235,16 @@ def test_history_events_take_the_backfill_lock_and_live_ones_their_dates(world, 
     assert batch.handle_event(settings, history) == "coalesced"  # onto the backfill holder
     assert batch.handle_event(settings, live) == "merged"  # its date's lock: both markers of the date
     assert not docs(world, world.settings.pending_collection)
+
+
+def test_dates_per_merge_is_a_whole_number_from_1_to_100():
+    from oddsbatch.config import Settings, dates_per_merge
+
+    assert dates_per_merge(None) == 16 and dates_per_merge("1") == 1 and dates_per_merge(" 100 ") == 100
+    for bad in ("0", "101", "-3", "2.5", "many"):
+        with pytest.raises(ValueError, match="--dates-per-merge"):
+            dates_per_merge(bad)
+    env = {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_DATES_PER_MERGE": "8"}
+    assert Settings.from_env("game-lines", env).dates_per_merge == 8
+    with pytest.raises(ValueError, match="ODDSBATCH_DATES_PER_MERGE"):
+        Settings.from_env("game-lines", {**env, "ODDSBATCH_DATES_PER_MERGE": "0"})
