@@ -2,7 +2,9 @@
 
 event.py turns the CloudEvent into a StorageEvent; here its object name gives the batch key,
 its marker is written (pending.py) BEFORE the lock is tried (lock.py), and the invocation that
-gets the lock becomes the holder (holder.py) for everyone who coalesced onto it.
+gets the lock becomes the holder (holder.py) for everyone who coalesced onto it. A -history/
+object (a backfill) tries its endpoint's backfill lock instead of its date's: its holder merges
+the endpoint's pending dates several per MERGE (backfill.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from .config import Settings
 from .deadline import Deadline
 from .errors import BadInputError, TerminalError, classify
 from .event import StorageEvent
+from .backfill import BackfillHolder, backfill_key
 from .holder import BatchHolder
 from .lock import BatchLock
 from .pending import Marker, PendingWork, marker_id
@@ -38,16 +41,21 @@ def handle_event(settings: Settings, event: StorageEvent) -> str:
         faults.point("before_marker")
         faults.fail_point("firestore")
         pending.add(event.bucket, event.name, event.generation, event.event_id, event.created, event.size)
-        lock = BatchLock(db.collection(settings.lock_collection), ref.batch_key, owner=event.event_id,
+        # The marker is written: now the lock (a backfill's: the endpoint's backfill lock).
+        lock_key = backfill_key(settings.endpoint) if ref.historical else ref.batch_key
+        lock = BatchLock(db.collection(settings.lock_collection), lock_key, owner=event.event_id,
                          lease=timedelta(seconds=settings.lease_seconds), ttl=settings.ttl,
                          heartbeat=timedelta(seconds=settings.lock_heartbeat_seconds))
         acquired = lock.acquire()
     except Exception as exc:
         raise classify(exc) from exc
     if not acquired:
-        logs.log("coalesced", batch_key=ref.batch_key, object=event.name, event_id=event.event_id)
+        # batch_key names the lock it coalesced onto (a backfill's: the endpoint's), date_key its queue.
+        logs.log("coalesced", batch_key=lock_key, date_key=ref.batch_key, object=event.name, event_id=event.event_id)
         return "coalesced"
     try:
+        if ref.historical:
+            return BackfillHolder(settings, db, lock, owner=event.event_id, deadline=deadline).run()
         return BatchHolder(settings, ref.batch_key, ref.game_date, lock, pending, db, deadline=deadline).run()
     except TerminalError:
         # Logged with what to fix (`failed`); the markers stay queued. Retrying the same event cannot

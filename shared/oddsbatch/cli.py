@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p["reconcile"].add_argument("--endpoint", choices=["game-lines", "player-props"], help="default: both")
     p["reconcile"].add_argument("--bucket", help="landing bucket (default: $ODDSBATCH_BUCKET)")
     p["reconcile"].add_argument("--dry-run", action="store_true", help="report what is missing, merge nothing")
+    # Validated by the command (one line and exit 2), as ready's flags.
+    p["reconcile"].add_argument("--dates-per-merge", metavar="N",
+                                help="game dates of an endpoint merged by one MERGE (1-100; default "
+                                     "$ODDSBATCH_DATES_PER_MERGE, else 16)")
     p["reconcile"].add_argument("--from-dead-letters", metavar="SUBSCRIPTION",
                                 help="replay the dates named by the dead letters of this pull subscription "
                                      "(projects/P/subscriptions/S: terraform output dead_letters_subscription)")

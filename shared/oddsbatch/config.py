@@ -53,6 +53,7 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "ODDSBATCH_SWEEP_STALE_SECONDS": ("600", "The sweep adopts a key whose oldest pending marker is older than this and that has no live lock, and reconciles bucket objects older than this."),
     "ODDSBATCH_SWEEP_DAYS": ("2", "Game dates the sweep reconciles against the bucket: today and the days before it (UTC), 2 = today and yesterday."),
     "ODDSBATCH_DEAD_LETTER_SUBSCRIPTION": ("(none)", "Pull subscription of the triggers' dead letters (projects/P/subscriptions/S, Terraform's dead_letters_subscription): each sweep drains it, reconciling the dates they name (sweep.py); unset, the sweep leaves them to `oddsbatch reconcile --from-dead-letters`."),
+    "ODDSBATCH_DATES_PER_MERGE": ("16", "Game dates of an endpoint one MERGE may cover (1-100): the backfill holder of -history/ objects, the sweep and `oddsbatch reconcile` (its --dates-per-merge overrides it) merge up to this many dates' pending files at once, so a backfill costs about dates / N MERGEs per table (groups.py)."),
     "ODDSBATCH_BIGQUERY_ENDPOINT": ("(Google)", "Local only: BigQuery API endpoint of the emulator (anonymous credentials)."),
 }
 
@@ -85,6 +86,24 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 MODES = ("batch", "per_file")
+
+# Game dates one MERGE may cover (groups.py). BigQuery lets one job modify thousands of partitions
+# (the partitioned-table limits of https://cloud.google.com/bigquery/quotas); the cap keeps a group's
+# round, its staging and its retry small.
+DEFAULT_DATES_PER_MERGE, MAX_DATES_PER_MERGE = 16, 100
+
+
+def dates_per_merge(raw: str | int | None, name: str = "--dates-per-merge") -> int:
+    """A count of game dates per MERGE: a whole number 1..MAX_DATES_PER_MERGE (default 16)."""
+    if raw in (None, ""):
+        return DEFAULT_DATES_PER_MERGE
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of dates (1-{MAX_DATES_PER_MERGE}), got {raw!r}") from None
+    if not 1 <= value <= MAX_DATES_PER_MERGE:
+        raise ValueError(f"{name} must be between 1 and {MAX_DATES_PER_MERGE}, got {raw!r}")
+    return value
 
 
 # The units deploy.sh's --memory accepts (512Mi, 1Gi, 512M, 1G, 512MB, 1GB).
@@ -165,6 +184,7 @@ class Settings:
     sweep_stale_seconds: float = 600.0
     sweep_days: int = 2
     dead_letter_subscription: str | None = None
+    dates_per_merge: int = 16
 
     @property
     def collections(self) -> tuple[str, ...]:
@@ -234,4 +254,5 @@ class Settings:
             sweep_stale_seconds=_float(env, "ODDSBATCH_SWEEP_STALE_SECONDS", 600.0),
             sweep_days=_int(env, "ODDSBATCH_SWEEP_DAYS", 2),
             dead_letter_subscription=env.get("ODDSBATCH_DEAD_LETTER_SUBSCRIPTION") or None,
+            dates_per_merge=dates_per_merge(env.get("ODDSBATCH_DATES_PER_MERGE"), "ODDSBATCH_DATES_PER_MERGE"),
         )

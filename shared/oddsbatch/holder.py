@@ -1,4 +1,14 @@
-"""The holder: the invocation that holds the lock of one batch key and merges its queue.
+"""The holder: the invocation that holds the lock of one batch key, or of a group of keys of one
+endpoint, and merges their queues.
+
+A group (HeldKey per key: its own lock, pending queue and MERGE fence) is merged with ONE MERGE
+per round over all its dates (sql.merge_sql's @game_dates); a single key is the group of one,
+through the same code. Who forms groups: reconcile (--dates-per-merge), the backfill holder
+(backfill.py) and the sweep. Every invariant of one key holds for each key of a group: the MERGE's
+job id is recorded in every touched key's fence before it is inserted, and every touched key's
+lock is renewed right before it (a holder that lost any of them stops before the MERGE, leaves
+every marker queued and releases what it still holds); the ledger is written and the markers
+removed per key; at the end every lock is released and every queue re-read.
 
 It does the work of everyone who coalesced onto it: per round it reads the pending markers,
 downloads and transforms those objects in parallel, loads ONE staging table, runs ONE MERGE,
@@ -25,7 +35,7 @@ from .errors import BadInputError, DeadlineReached, RejectedData, TerminalError,
 from .fence import Fenced, MergeFence
 from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
 from .lock import BatchLock, LockLost
-from .pending import Marker, PendingWork
+from .pending import Marker, PendingWork, key_of
 from .quarantine import quarantine
 from .staged_objects import StagedText, StagingObjects
 from .tables import table_for_endpoint
@@ -37,6 +47,29 @@ SETTLE_POLL_SECONDS = 0.1
 # The least time a round is assumed to need (download, load, MERGE on real BigQuery), until this
 # invocation has timed one; capped at a quarter of the timeout.
 ROUND_FLOOR_SECONDS = 30.0
+
+
+@dataclass
+class HeldKey:
+    """One batch key of a holding: its date, its lock, its pending queue and (created by the
+    holder when it first merges) its MERGE fence. Locks and fences are never shared between keys."""
+
+    key: str
+    game_date: date
+    lock: BatchLock | None
+    pending: PendingWork | None
+    fence: MergeFence | None = None
+
+
+@dataclass
+class KeyTotals:
+    """One key's share of a round (the ingest log's row of its date)."""
+
+    files: int = 0
+    rows: int = 0
+    quarantined: int = 0
+    gone: int = 0
+    last_snapshot: datetime | None = None
 
 
 @dataclass
@@ -54,6 +87,23 @@ class RoundResult:
     last_snapshot: datetime | None = None  # the newest snapshot among the merged files
     seconds: dict = field(default_factory=dict)
     entries: list = field(default_factory=list)
+    game_dates: list = field(default_factory=list)  # the dates the round's MERGE touched
+    last_snapshots: dict = field(default_factory=dict)  # batch key -> the newest snapshot it merged
+
+    def totals(self) -> dict[str, KeyTotals]:
+        """Per key, from the entries (and the newest snapshot among each key's merged files)."""
+        by_key: dict[str, KeyTotals] = {}
+        for entry in self.entries:
+            key = key_of(entry.marker)
+            totals = by_key.setdefault(key, KeyTotals(last_snapshot=self.last_snapshots.get(key)))
+            if entry.outcome == MERGED:
+                totals.files += 1
+                totals.rows += entry.rows
+            elif entry.outcome == QUARANTINED:
+                totals.quarantined += 1
+            else:
+                totals.gone += 1
+        return by_key
 
 
 @dataclass(frozen=True)
@@ -98,25 +148,57 @@ def _created(value: str | None) -> datetime | None:
 
 
 class BatchHolder:
-    """The invocation that holds the lock of one batch key and merges its queue."""
+    """The invocation that holds the locks of one batch key or of a group of keys of one
+    endpoint (`BatchHolder.of_group`), and merges their queues."""
 
     def __init__(self, settings: Settings, key: str, game_date: date, lock: BatchLock | None,
-                 pending: PendingWork | None, db, sleep=None, deadline: Deadline | None = None):
+                 pending: PendingWork | None, db, sleep=None, deadline: Deadline | None = None,
+                 group: list[HeldKey] | None = None):
         self.settings = settings
-        self.key = key
-        self.game_date = game_date
-        self.lock = lock
-        self.pending = pending
+        self.held: list[HeldKey] = list(group) if group else [HeldKey(key, game_date, lock, pending)]
         self.db = db
         self.sleep = sleep or time.sleep
         self.deadline = deadline or Deadline(settings.timeout_seconds)
         self.longest_round = 0.0  # seconds of this invocation's slowest round
         self.spec = table_for_endpoint(settings.endpoint)
         self._warehouse: Warehouse | None = None
-        self._fence: MergeFence | None = None
         self._staging: StagingObjects | None = None
         self.results: list[RoundResult] = []
         self.ledger = Ledger.of(db, settings) if db else None
+        self._regained = 0
+        self.decision: str | None = None  # what run() returned, for whoever held a group (groups.py)
+
+    @classmethod
+    def of_group(cls, settings: Settings, group: list[HeldKey], db, sleep=None,
+                 deadline: Deadline | None = None) -> "BatchHolder":
+        """A holding of several keys of `settings.endpoint`, each lock already acquired."""
+        if not group:
+            raise ValueError("a group holds at least one key")
+        first = group[0]
+        return cls(settings, first.key, first.game_date, first.lock, first.pending, db, sleep=sleep,
+                   deadline=deadline, group=group)
+
+    # The first key of the holding (the only one of a single-key holding): names it in logs.
+    @property
+    def key(self) -> str:
+        return self.held[0].key
+
+    @property
+    def game_date(self) -> date:
+        return self.held[0].game_date
+
+    @property
+    def lock(self) -> BatchLock | None:
+        return self.held[0].lock
+
+    @property
+    def pending(self) -> PendingWork | None:
+        return self.held[0].pending
+
+    @property
+    def label(self) -> str:
+        """The holding in one word for logs: its key, or its first key and how many more."""
+        return self.key if len(self.held) == 1 else f"{self.key}+{len(self.held) - 1}"
 
     @property
     def warehouse(self) -> Warehouse:
@@ -124,71 +206,100 @@ class BatchHolder:
             self._warehouse = Warehouse(self.settings, self.spec, deadline=self.deadline)
         return self._warehouse
 
-    @property
-    def fence(self) -> MergeFence | None:
+    def fence_of(self, held: HeldKey) -> MergeFence | None:
         """The key's MERGE fence (fence.py); None without a lock (the per-file baseline)."""
-        if self._fence is None and self.lock is not None and self.db is not None:
-            self._fence = MergeFence(self.db.collection(self.settings.fence_collection), self.key, self.lock.owner,
-                                     self.warehouse.client, self.settings.ttl, self.deadline,
-                                     location=self.settings.bigquery_location, sleep=self.sleep)
-        return self._fence
+        if held.fence is None and held.lock is not None and self.db is not None:
+            held.fence = MergeFence(self.db.collection(self.settings.fence_collection), held.key, held.lock.owner,
+                                    self.warehouse.client, self.settings.ttl, self.deadline,
+                                    location=self.settings.bigquery_location, sleep=self.sleep)
+        return held.fence
 
     def run(self) -> str:
         rounds = 0
-        logs.log("batch_started", batch_key=self.key, owner=self.lock.owner, how=self.lock.how)
+        logs.log("batch_started", batch_key=self.key, batch_keys=[h.key for h in self.held],
+                 owner=self.lock.owner, how=self.lock.how)
         try:
             while True:
-                if self._fence is not None:
-                    self._fence.forget()  # a new holding: whoever held the key since may have recorded a MERGE
-                logs.log("settled", batch_key=self.key, seconds=round(self.settle(), 3))
+                for held in self.held:
+                    if held.fence is not None:
+                        held.fence.forget()  # a new holding: whoever held the key since may have recorded a MERGE
+                logs.log("settled", batch_key=self.label, seconds=round(self.settle(), 3))
                 while True:
-                    markers = self.pending.list(limit=MAX_FILES_PER_ROUND)
+                    markers, more = self.list_round()
                     if not markers:
                         break
                     self.check_time_for_round(len(markers))
-                    self.lock.renew()
+                    for held in self.held:
+                        held.lock.renew()
                     self.merge_round(markers)
                     rounds += 1
-                    if len(markers) < MAX_FILES_PER_ROUND:
+                    if not more:
                         break
                 faults.point("before_release")
-                self.lock.release()
-                if not self.pending.has_any():
+                for held in self.held:
+                    held.lock.release()
+                late = [held for held in self.held if held.pending.has_any()]
+                if not late:
                     return "merged" if rounds else "nothing_pending"
-                if not self.lock.acquire():  # late work: someone else holds it now
-                    logs.log("handed_over", batch_key=self.key, rounds=rounds)
+                regained = [held for held in late if held.lock.acquire()]
+                if not regained:  # late work: someone else holds each of those keys now
+                    logs.log("handed_over", batch_key=self.label, rounds=rounds)
                     return "handed_over"
-                logs.log("late_work", batch_key=self.key, rounds=rounds)
+                self.held = regained
+                logs.log("late_work", batch_key=self.label, rounds=rounds)
         except LockLost as lost:
-            # Someone else wrote the lock (took it over) or it vanished: this holder stops before any
-            # MERGE, leaves its markers queued and deletes nothing. A holder that has it now sees the
-            # markers; if nobody does, take it again (create() is exclusive) and go on.
-            logs.log("lock_lost", severity="WARNING", batch_key=self.key, owner=self.lock.owner, rounds=rounds,
+            # Someone else wrote a lock (took it over) or it vanished, or another holder recorded a
+            # MERGE in a key's fence: this holder stops before any MERGE, leaves its markers queued
+            # and deletes nothing. It gives back every lock it still holds (compare-and-set: a lost
+            # one is left alone). A holder that has a key now sees its markers; a key nobody holds
+            # is taken again (create() is exclusive) and the holding goes on with those.
+            logs.log("lock_lost", severity="WARNING", batch_key=self.label, owner=self.lock.owner, rounds=rounds,
                      error=str(lost)[:300], fenced=isinstance(lost, Fenced))
-            if isinstance(lost, Fenced):
-                try:  # another holder merges this key: give the lock back if it is still ours (compare-and-set)
-                    self.lock.release()
-                except Exception:  # noqa: BLE001 - the lease expires anyway
-                    pass
-            self._regained = getattr(self, "_regained", 0) + 1
+            self._release_all()
+            self._regained += 1
             if self._regained > 3:  # it keeps vanishing: let Eventarc retry the event later
                 raise lost
             try:
-                if self.pending.has_any() and self.lock.acquire():
-                    return self.run()
+                regained = [held for held in self.held if held.pending.has_any() and held.lock.acquire()]
             except Exception as exc:
                 raise classify(exc) from exc
+            if regained:
+                self.held = regained
+                return self.run()
             return "lock_lost"
         except Exception as exc:
             error = classify(exc)
-            logs.log("failed", severity="ERROR", batch_key=self.key, error=str(error)[:500],
+            logs.log("failed", severity="ERROR", batch_key=self.label, error=str(error)[:500],
                      transient=isinstance(error, TransientError),
                      **({"fix": error.fix} if isinstance(error, TerminalError) else {}))
+            self._release_all()
+            raise error from exc
+
+    def _release_all(self) -> None:
+        """Give back every lock of the holding this invocation still holds (best effort)."""
+        for held in self.held:
             try:
-                self.lock.release()
+                held.lock.release()
             except Exception:  # noqa: BLE001 - the lease expires anyway
                 pass
-            raise error from exc
+
+    def list_round(self) -> tuple[list[Marker], bool]:
+        """The next round's markers: each held key's, at most MAX_FILES_PER_ROUND in all (a group
+        costs no more memory per round than one key); and whether any key may have more."""
+        markers: list[Marker] = []
+        more = False
+        for held in self.held:
+            room = MAX_FILES_PER_ROUND - len(markers)
+            if room <= 0:
+                more = True  # this key's turn comes in the next round
+                break
+            listed = held.pending.list(limit=room)
+            markers += listed
+            more = more or len(listed) >= room
+        return markers, more
+
+    def count_pending(self) -> int:
+        return sum(held.pending.count() for held in self.held)
 
     def round_estimate(self) -> float:
         """Seconds a round is expected to take: the slowest one this invocation ran, and at
@@ -201,7 +312,8 @@ class BatchHolder:
         lock is released, the markers stay, and Eventarc's retry starts with a whole timeout)."""
         needed = self.round_estimate()
         if not self.deadline.allows(needed):
-            raise DeadlineReached(f"{self.deadline.remaining():.1f}s left before the {self.settings.timeout_seconds:g}s "
+            raise DeadlineReached(f"{self.label}: {self.deadline.remaining():.1f}s left before the "
+                                  f"{self.settings.timeout_seconds:g}s "
                                   f"timeout, a round of {files} files needs ~{needed:.1f}s: left to the retried event")
 
     def settle(self) -> float:
@@ -220,7 +332,7 @@ class BatchHolder:
         clock = time.monotonic
         started = clock()
         slept = still = 0.0
-        seen = self.pending.count()
+        seen = self.count_pending()
         checked = clock()
         while still < quiet:
             waited = max(slept, clock() - started)
@@ -229,7 +341,7 @@ class BatchHolder:
             step = min(SETTLE_POLL_SECONDS, limit - waited)
             self.sleep(step)
             slept += step
-            now_seen = self.pending.count()
+            now_seen = self.count_pending()
             now = clock()
             still = still + max(step, now - checked) if now_seen == seen else 0.0
             seen, checked = now_seen, now
@@ -279,7 +391,7 @@ class BatchHolder:
         except (TransientError, TerminalError):  # the download's or the staging write's: the round raises
             raise
         except Exception as exc:  # noqa: BLE001 - confined to this file: it must not block its key
-            logs.log("transform_error", severity="ERROR", batch_key=self.key, object=marker.name,
+            logs.log("transform_error", severity="ERROR", batch_key=key_of(marker), object=marker.name,
                      generation=marker.generation, error=f"{type(exc).__name__}: {exc}"[:500])
             return marker, StagedText(None, 0, 0, None), " ".join(
                 f"could not transform: {type(exc).__name__}: {exc}".split())[:500]
@@ -296,8 +408,15 @@ class BatchHolder:
         or the load refused its rows (found by loading halves of the URIs, `find_rejected`).
         Quarantine copies are made after the MERGE, so a copy that fails (a transient error: the
         round raises, Eventarc retries) keeps only that file's marker queued, never the others'.
-        A round that raises keeps its staging objects: the retry loads them as they are."""
+        A round that raises keeps its staging objects: the retry loads them as they are.
+
+        The markers may belong to several held keys (a group): the MERGE covers their dates, is
+        recorded in each of their fences and preceded by a renew of each of their locks; the
+        ledger and the markers are written per key."""
         result = RoundResult(run_id=uuid.uuid4().hex[:16])
+        by_key = {held.key: held for held in self.held}
+        touched = [by_key[k] for k in dict.fromkeys(key_of(m) for m in markers)]  # KeyError: not held
+        result.game_dates = sorted({held.game_date for held in touched})
         started = time.monotonic()
         to_quarantine: list[tuple[Marker, str]] = []
         spans: list[StagedFile] = []
@@ -308,7 +427,8 @@ class BatchHolder:
                 if staged is None and reason is None:
                     result.gone += 1
                     result.entries.append(Entry(marker, GONE))
-                    logs.log("object_gone", batch_key=self.key, object=marker.name, generation=marker.generation)
+                    logs.log("object_gone", batch_key=key_of(marker), object=marker.name,
+                             generation=marker.generation)
                 elif reason is not None:
                     to_quarantine.append((marker, reason))
                 else:
@@ -327,6 +447,11 @@ class BatchHolder:
             result.bytes += span.length
             result.entries.append(Entry(span.marker, MERGED, rows=span.rows))
         result.last_snapshot = max((s.snapshot for s in spans if s.rows and s.snapshot), default=None)
+        for span in spans:
+            if span.rows and span.snapshot:
+                key = key_of(span.marker)
+                newest = result.last_snapshots.get(key)
+                result.last_snapshots[key] = span.snapshot if newest is None else max(newest, span.snapshot)
         if not result.rows:
             self.warehouse.drop_staging(staging_id)  # nothing to merge (every file bad, gone or empty)
             self._drop_staged(staged_uris, result)
@@ -334,17 +459,20 @@ class BatchHolder:
             faults.point("after_load")
             # Fenced or LockLost below: the staging objects stay. Another holder has the key and
             # reads the same markers: it reuses them, and deleting them under it would fail its load.
-            if self.lock:
-                # The fence: a conditional write right before the MERGE is submitted. A holder that
-                # lost the lock meanwhile learns it here (LockLost) and never runs its MERGE.
-                try:
-                    self.lock.renew()
-                except LockLost:
-                    self.warehouse.drop_staging(staging_id)
-                    raise
+            # The fence: a conditional write of every touched key's lock right before the MERGE is
+            # submitted. A holder that lost any of them meanwhile learns it here (LockLost) and
+            # never runs its MERGE.
+            try:
+                for held in touched:
+                    if held.lock:
+                        held.lock.renew()
+            except LockLost:
+                self.warehouse.drop_staging(staging_id)
+                raise
+            fences = [f for f in (self.fence_of(held) for held in touched) if f is not None]
             t = time.monotonic()
             try:
-                merged = self.warehouse.merge(result.run_id, staging_id, self.game_date, fence=self.fence)
+                merged = self.warehouse.merge(result.run_id, staging_id, result.game_dates, fences=fences)
             except Fenced:
                 self.warehouse.drop_staging(staging_id)
                 raise
@@ -355,10 +483,12 @@ class BatchHolder:
             self._drop_staged(staged_uris, result)
         failed = self._quarantine_all(to_quarantine, result)
         try:
-            if self.ledger:
-                self.ledger.record(self.key, result.entries, result.run_id)
-            if self.pending:
-                self.pending.remove([e.marker for e in result.entries])
+            for held in touched:
+                entries = [e for e in result.entries if key_of(e.marker) == held.key]
+                if self.ledger:
+                    self.ledger.record(held.key, entries, result.run_id)
+                if held.pending:
+                    held.pending.remove([e.marker for e in entries])
         except Exception as exc:
             raise classify(exc) from exc
         result.seconds["total"] = round(time.monotonic() - started, 3)
@@ -369,7 +499,8 @@ class BatchHolder:
 
             record_round(self, result)
         self.results.append(result)
-        logs.log("merged", batch_key=self.key, run_id=result.run_id, mode=self.settings.mode,
+        logs.log("merged", batch_key=self.label, batch_keys=[held.key for held in touched],
+                 game_dates=[d.isoformat() for d in result.game_dates], run_id=result.run_id, mode=self.settings.mode,
                  files=result.files, rows=result.rows,
                  bytes=result.bytes, merges=result.merges, inserted=result.inserted, updated=result.updated,
                  quarantined=result.quarantined, gone=result.gone, reused=result.reused, seconds=result.seconds,
@@ -382,7 +513,7 @@ class BatchHolder:
         """The round's staging objects, once its MERGE is DONE (or it had nothing to merge): best
         effort, a failure is logged (staging_delete_failed) and left to the lifecycle rule."""
         if uris:
-            self.staging.delete(uris, workers=self.settings.download_workers, batch_key=self.key,
+            self.staging.delete(uris, workers=self.settings.download_workers, batch_key=self.label,
                                 run_id=result.run_id)
 
     def _load(self, run_id: str, spans: list["StagedFile"],
@@ -401,7 +532,7 @@ class BatchHolder:
                 self.warehouse.stage(run_id, [s.uri for s in subset], created=True, step=f"probe_{next(probes)}")
 
             refused = find_rejected(with_rows, load, rejection=rejected)
-        logs.log("load_rejected", severity="WARNING", batch_key=self.key, run_id=run_id, files=len(with_rows),
+        logs.log("load_rejected", severity="WARNING", batch_key=self.label, run_id=run_id, files=len(with_rows),
                  refused=len(refused), loads=next(probes) - 1)
         bad = {id(span) for span, _ in refused}
         for span, reason in refused:
@@ -419,7 +550,7 @@ class BatchHolder:
                 quarantine(self.settings, marker.bucket, marker.name, marker.generation, reason)
             except Exception as exc:  # noqa: BLE001 - this file only; the round's others are done
                 error = exc if isinstance(exc, TransientError) else TransientError(f"{type(exc).__name__}: {exc}")
-                logs.log("quarantine_failed", severity="ERROR", batch_key=self.key, object=marker.name,
+                logs.log("quarantine_failed", severity="ERROR", batch_key=key_of(marker), object=marker.name,
                          generation=marker.generation, reason=reason, error=str(error)[:300], transient=True)
                 failed.append(error)
                 continue
@@ -432,8 +563,10 @@ class BatchHolder:
         now = datetime.now(timezone.utc)
         try:
             self.db.collection(self.settings.runs_collection).document(result.run_id).set({
-                "batch_key": self.key, "endpoint": self.settings.endpoint, "table": self.spec.name,
-                "game_date": self.game_date.isoformat(), "owner": self.lock.owner if self.lock else None,
+                "batch_key": self.label, "batch_keys": sorted(result.totals()), "endpoint": self.settings.endpoint,
+                "table": self.spec.name, "game_date": result.game_dates[0].isoformat() if result.game_dates else None,
+                "game_dates": [d.isoformat() for d in result.game_dates],
+                "owner": self.lock.owner if self.lock else None,
                 "finished_at": now,
                 "files": result.files, "rows": result.rows, "bytes": result.bytes, "merges": result.merges,
                 "inserted": result.inserted, "updated": result.updated, "quarantined": result.quarantined,

@@ -74,29 +74,40 @@ def _timeout(holder) -> float:
 
 
 def record_round(holder, result) -> bool:
-    """Append the round's row to odds_api_ingest_log; never raises (a warning instead).
+    """Append the round's rows to odds_api_ingest_log, one per game date it merged (a group's
+    round merges several), in one insert; never raises (a warning instead).
 
     `holder` is the BatchHolder that finished `result` (its markers are already deleted, so
-    `pending.count()` is what is still queued for the key)."""
+    each key's `pending.count()` is what is still queued for it). Each row's insertId is the run id
+    and its date: rows of one round never deduplicate each other."""
     settings = holder.settings
     try:
         client = holder.warehouse.client  # the round's own BigQuery client (same endpoint and location)
-        pending_after = None
-        if holder.pending is not None:
-            try:
-                pending_after = holder.pending.count()
-            except Exception as exc:  # noqa: BLE001 - NULL: readiness reads the markers itself
-                logs.log("ingest_log_count_failed", severity="WARNING", run_id=result.run_id, error=str(exc)[:300])
-        row = round_row(run_id=result.run_id, endpoint=settings.endpoint, table=holder.spec.name,
-                        game_date=holder.game_date, finished_at=datetime.now(timezone.utc),
-                        files_merged=result.files, quarantined=result.quarantined, gone=result.gone,
-                        rows=result.rows, last_snapshot=result.last_snapshot, pending_after=pending_after)
-        errors = client.insert_rows_json(f"{settings.project}.{settings.dataset}.{LOG_TABLE}", [row],
-                                         row_ids=[result.run_id], timeout=_timeout(holder))
+        held = {h.key: h for h in holder.held}
+        rows, row_ids = [], []
+        for key, totals in sorted(result.totals().items()):
+            pending_after = None
+            pending = held[key].pending if key in held else None
+            if pending is not None:
+                try:
+                    pending_after = pending.count()
+                except Exception as exc:  # noqa: BLE001 - NULL: readiness reads the markers itself
+                    logs.log("ingest_log_count_failed", severity="WARNING", run_id=result.run_id,
+                             error=str(exc)[:300])
+            game_date = held[key].game_date if key in held else holder.game_date
+            rows.append(round_row(run_id=result.run_id, endpoint=settings.endpoint, table=holder.spec.name,
+                                  game_date=game_date, finished_at=datetime.now(timezone.utc),
+                                  files_merged=totals.files, quarantined=totals.quarantined, gone=totals.gone,
+                                  rows=totals.rows, last_snapshot=totals.last_snapshot, pending_after=pending_after))
+            row_ids.append(f"{result.run_id}_{game_date.isoformat()}")
+        if not rows:
+            return True
+        errors = client.insert_rows_json(f"{settings.project}.{settings.dataset}.{LOG_TABLE}", rows,
+                                         row_ids=row_ids, timeout=_timeout(holder))
         if errors:
             raise RuntimeError(f"insertAll refused the row: {json.dumps(errors)[:300]}")
     except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a merged round
-        logs.log("ingest_log_failed", severity="WARNING", batch_key=holder.key, run_id=result.run_id,
+        logs.log("ingest_log_failed", severity="WARNING", batch_key=holder.label, run_id=result.run_id,
                  error=f"{type(exc).__name__}: {exc}"[:300])
         return False
     return True

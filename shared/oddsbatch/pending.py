@@ -39,6 +39,12 @@ def marker_id(key: str, bucket: str, name: str, generation: int) -> str:
     return f"{key}~{digest}"
 
 
+def key_of(marker: Marker | str) -> str:
+    """The batch key a marker (or a marker's document id) was queued under: its id starts with
+    it (`marker_id`)."""
+    return (marker if isinstance(marker, str) else marker.doc_id).rsplit("~", 1)[0]
+
+
 class PendingWork:
     """The queue of markers of one batch key."""
 

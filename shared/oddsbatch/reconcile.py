@@ -4,15 +4,18 @@ Belt and braces for lost events, and the backfill tool for whole seasons. Per (e
 date) it lists the bucket's objects (name + generation) under both the live and the
 -history prefix, subtracts what the target table holds (its source_object and
 source_generation columns) and what the ledger says is finished, then queues the rest as
-pending markers and works them off through the same lock and the same batch holder as the
-functions: one MERGE per date, whatever the number of files. If a function holds the lock
-at that moment, the markers are enough: a holder re-reads the queue before it lets go.
+pending markers and works them off through the same locks and the same batch holder as the
+functions. Dates are merged in groups (`--dates-per-merge N`, default ODDSBATCH_DATES_PER_MERGE,
+16): once N dates of an endpoint are queued, reconcile takes the free locks among them (no wait)
+and merges them with ONE MERGE, whatever the number of files (groups.py), so a range of D dates
+costs ceil(D / N) MERGEs per table. If a function holds a date's lock at that moment, the markers
+are enough: a holder re-reads the queue before it lets go (that date reports queued_for_holder).
 
-Reconcile is a CLI, not a function: no platform timeout stops it. Each date still gets the
+Reconcile is a CLI, not a function: no platform timeout stops it. Each group still gets the
 budget of one invocation (a fresh ODDSBATCH_TIMEOUT_SECONDS deadline): BigQuery's limits are
-retried in-process within it, every wait is bounded by it. A date that runs out of it, or
+retried in-process within it, every wait is bounded by it. A group that runs out of it, or
 meets another transient error, keeps its markers queued (the next event or reconcile run
-merges them) and reconcile goes on with the next date; it ends with exit status 1 and one
+merges them) and reconcile goes on with the next dates; it ends with exit status 1 and one
 line naming how many dates to run again.
 
 Runs anywhere the Google clients reach: against the emulators (it reads the local
@@ -20,7 +23,7 @@ stack's endpoints, only when no project is named at all: ODDSBATCH_PROJECT,
 GOOGLE_CLOUD_PROJECT or GCLOUD_PROJECT) and, unchanged, against real GCP (application default
 credentials). It prints the project it acts on before it acts.
 
-Ctrl-C (SIGINT) and SIGTERM release the lock the run holds, leave its markers queued (the
+Ctrl-C (SIGINT) and SIGTERM release the locks the run holds, leave its markers queued (the
 sweep adopts them, or the next event or reconcile of that date merges them) and end with one
 line and exit status 130 or 143.
 """
@@ -34,15 +37,15 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from . import logs, sql
-from .holder import BatchHolder
+from . import groups, logs, sql
 from .clients import bigquery_client, firestore_client, storage_client
-from .config import ENDPOINTS, OBJECT_ROOT, Settings
+from .config import ENDPOINTS, OBJECT_ROOT, Settings, dates_per_merge
 from .deadline import Deadline
 from .envfile import target_line, use_local_stack_if_unconfigured
 from .errors import OddsbatchError, TransientError, classify
 from .ledger import Ledger
 from .lock import BatchLock
+from .holder import BatchHolder
 from .pending import PendingWork
 from .paths import batch_key
 
@@ -70,10 +73,11 @@ class DateReport:
     decision: str = "nothing_missing"
     files: int = 0
     rows: int = 0
-    merges: int = 0
+    merges: int = 0  # MERGEs that touched this date (a group's one MERGE touches each of its dates)
     quarantined: int = 0
-    retried: int = 0  # BigQuery jobs resubmitted in-process (limits, conflicts)
+    retried: int = 0  # BigQuery jobs resubmitted in-process (limits, conflicts), counted on a group's first date
     error: str | None = None
+    merge_runs: set = field(default_factory=set)  # run ids of those MERGEs: the summary counts each once
 
 
 def date_range(start: date, end: date) -> list[date]:
@@ -109,58 +113,135 @@ def table_objects(settings: Settings, game_date: date) -> set[tuple[str, int]]:
 
 
 def reconcile_date(settings: Settings, bucket: str, game_date: date, dry_run: bool = False) -> DateReport:
+    """One date, held alone (the group of one). TransientError if it met one (its files stay queued)."""
+    (report,) = reconcile_dates(settings, bucket, [game_date], dry_run=dry_run, per_merge=1)
+    if report.error:
+        raise TransientError(report.error)
+    return report
+
+
+def reconcile_dates(settings: Settings, bucket: str, days: list[date], dry_run: bool = False,
+                    per_merge: int | None = None, on_date=None) -> list[DateReport]:
+    """Queue what each date lacks, and merge the queued dates `per_merge` at a time (default
+    settings.dates_per_merge) with one MERGE per group. A date's transient error is its report's
+    `error` (its files stay queued); `on_date(report)` is called once each date is settled."""
+    per_merge = per_merge or settings.dates_per_merge
+    owner = f"reconcile-{uuid.uuid4().hex[:12]}"
+    reports: list[DateReport] = []
+    waiting: list[DateReport] = []
+
+    def flush() -> None:
+        hold_dates(settings, bucket, waiting, owner)
+        for report in waiting:
+            log_report(report)
+            if on_date:
+                on_date(report)
+        waiting.clear()
+
+    for day in days:
+        try:
+            report, queued = queue_date(settings, bucket, day, dry_run, owner)
+        except TransientError as exc:  # this date's files stay queued; the other dates go on
+            report, queued = DateReport(settings.endpoint, day, decision="retry_later", error=str(exc)[:300]), False
+        reports.append(report)
+        if queued:
+            waiting.append(report)
+            if len(waiting) >= per_merge:
+                flush()
+        else:
+            log_report(report)
+            if on_date:
+                on_date(report)
+    if waiting:
+        flush()
+    return reports
+
+
+def queue_date(settings: Settings, bucket: str, game_date: date, dry_run: bool, owner: str) -> tuple[DateReport, bool]:
+    """List one date's objects, subtract what the table and the ledger hold, and queue the rest
+    as markers (before any lock is tried: a holder that has the date sees them). (report, whether
+    markers were queued)."""
     report = DateReport(settings.endpoint, game_date)
     key = batch_key(settings.endpoint, game_date)
     try:
         objects = bucket_objects(settings, bucket, game_date)
         report.objects = len(objects)
         if not objects:
-            return report
+            return report, False
         db = firestore_client(settings.project, settings.firestore_database)
         done = table_objects(settings, game_date) | Ledger.of(db, settings).finished(key)
         report.missing = sorted(k for k in objects if k not in done)
         report.present = report.objects - len(report.missing)
         if not report.missing or dry_run:
             report.decision = "dry_run" if report.missing else report.decision
-            return report
+            return report, False
         pending = PendingWork(db, settings.pending_collection, key, settings.ttl)
-        run_owner = f"reconcile-{uuid.uuid4().hex[:12]}"
         for name, generation in report.missing:
             blob = objects[(name, generation)]
             created = blob.time_created.isoformat() if blob.time_created else None
-            pending.add(bucket, name, generation, run_owner, created, blob.size)
-        lock = BatchLock(db.collection(settings.lock_collection), key, run_owner,
-                         lease=timedelta(seconds=settings.lease_seconds), ttl=settings.ttl)
-        if not lock.acquire():
-            report.decision = "queued_for_holder"
-            return report
-        try:
-            holder = BatchHolder(settings.with_(settle_seconds=0), key, game_date, lock, pending, db,
-                                 deadline=Deadline(settings.timeout_seconds))  # one invocation's budget per date
-            try:
-                report.decision = holder.run()
-            finally:
-                if holder._warehouse is not None:
-                    report.retried = sum(holder._warehouse.retried.values())
-        except (KeyboardInterrupt, Terminated):
-            # The holder releases on every Exception; an interrupt is not one: release here, so
-            # no event of this date coalesces onto a holder that is gone. The markers stay queued.
-            released = _release_quietly(lock)
-            logs.log("reconcile_interrupted", severity="WARNING", batch_key=key, lock_released=released)
-            raise
-        for result in holder.results:
-            report.files += result.files
-            report.rows += result.rows
-            report.merges += result.merges
-            report.quarantined += result.quarantined
+            pending.add(bucket, name, generation, owner, created, blob.size)
     except OddsbatchError:
         raise
     except Exception as exc:
         raise classify(exc) from exc
-    logs.log("reconciled", endpoint=settings.endpoint, game_date=game_date, objects=report.objects,
+    report.decision = "queued"
+    return report, True
+
+
+def hold_dates(settings: Settings, bucket: str, reports: list[DateReport], owner: str) -> None:
+    """Take the free locks of the queued dates (a date a live holder has is left to it) and merge
+    them with one MERGE per round; fills each report. A transient error is every held date's."""
+    db = firestore_client(settings.project, settings.firestore_database)
+    by_key = {batch_key(settings.endpoint, r.game_date): r for r in reports}
+
+    def make_lock(key: str) -> BatchLock:
+        return BatchLock(db.collection(settings.lock_collection), key, owner,
+                         lease=timedelta(seconds=settings.lease_seconds), ttl=settings.ttl)
+
+    held: list = []
+    try:
+        held, busy = groups.take_locks(settings, db, list(by_key), make_lock, limit=len(by_key))
+        for key in busy:
+            by_key[key].decision = "queued_for_holder"
+        if not held:
+            return
+        holder = None
+        try:
+            holder = BatchHolder.of_group(settings.with_(settle_seconds=0), held, db,
+                                                 deadline=Deadline(settings.timeout_seconds))  # one invocation's budget
+            decision = holder.run()
+        except (KeyboardInterrupt, Terminated):
+            # The holder releases on every Exception; an interrupt is not one: release here, so no
+            # event of these dates coalesces onto a holder that is gone. The markers stay queued.
+            groups.release(held)
+            logs.log("reconcile_interrupted", severity="WARNING", batch_keys=[k.key for k in held])
+            raise
+        finally:
+            if holder is not None and holder._warehouse is not None:
+                by_key[held[0].key].retried += sum(holder._warehouse.retried.values())
+    except TransientError as exc:  # the held dates' files stay queued (before any lock: every date's)
+        for key in [k.key for k in held] or list(by_key):
+            by_key[key].decision, by_key[key].error = "retry_later", str(exc)[:300]
+            logs.log("reconcile_failed", severity="WARNING", endpoint=settings.endpoint, batch_key=key,
+                     error=str(exc)[:300], transient=True)
+        return
+    for key in held:
+        by_key[key.key].decision = decision
+    for result in holder.results:
+        for key, totals in result.totals().items():
+            report = by_key[key]
+            report.files += totals.files
+            report.rows += totals.rows
+            report.quarantined += totals.quarantined
+            if result.merges and totals.files:
+                report.merges += 1
+                report.merge_runs.add(result.run_id)
+
+
+def log_report(report: DateReport) -> None:
+    logs.log("reconciled", endpoint=report.endpoint, game_date=report.game_date, objects=report.objects,
              missing=len(report.missing), decision=report.decision, files=report.files, rows=report.rows,
-             merges=report.merges)
-    return report
+             merges=report.merges, error=report.error)
 
 
 # --- dead letters --------------------------------------------------------------------------
@@ -287,6 +368,8 @@ def cmd_reconcile(args) -> int:
 
 
 def _reconcile(args) -> int:
+    given = getattr(args, "dates_per_merge", None)
+    per_merge = dates_per_merge(given) if given is not None else None  # None: ODDSBATCH_DATES_PER_MERGE
     local = use_local_stack_if_unconfigured(args.state_dir)
 
     def announce() -> None:  # once the arguments hold, before anything is read or written
@@ -317,16 +400,10 @@ def _reconcile(args) -> int:
     announce()
     progress = _Progress(len(days) * len(endpoints))
     reports = []
-    for day in days:
-        for endpoint in endpoints:
-            try:
-                reports.append(reconcile_date(settings[endpoint], bucket, day, dry_run=args.dry_run))
-            except TransientError as exc:  # this date's files stay queued; the other dates go on
-                report = DateReport(endpoint, day, decision="retry_later", error=str(exc)[:300])
-                reports.append(report)
-                logs.log("reconcile_failed", severity="WARNING", endpoint=endpoint, game_date=day,
-                         error=report.error, transient=True)
-            progress.step(f"{endpoint} {day}")
+    for endpoint in endpoints:  # an endpoint's dates together: its groups share one table
+        reports += reconcile_dates(settings[endpoint], bucket, days, dry_run=args.dry_run, per_merge=per_merge,
+                                   on_date=lambda r: progress.step(f"{r.endpoint} {r.game_date}"))
+    reports.sort(key=lambda r: (r.game_date, endpoints.index(r.endpoint)))
     return _summary(reports, len(days), len(endpoints), args)
 
 
@@ -339,7 +416,7 @@ def _summary(reports: list[DateReport], n_days: int, n_endpoints: int, args) -> 
                   + ("" if args.dry_run else f" ({r.files} files, {r.rows} rows, {r.merges} merges)"))
     print(f"reconcile: dates={n_days} endpoints={n_endpoints} objects={sum(r.objects for r in reports)} "
           f"missing={sum(len(r.missing) for r in reports)} merged_files={sum(r.files for r in reports)} "
-          f"rows={sum(r.rows for r in reports)} merges={sum(r.merges for r in reports)} "
+          f"rows={sum(r.rows for r in reports)} merges={len(set().union(*(r.merge_runs for r in reports)))} "
           f"quarantined={sum(r.quarantined for r in reports)} retried={sum(r.retried for r in reports)} "
           f"failed={sum(1 for r in reports if r.error)} dry_run={str(bool(args.dry_run)).lower()}")
     failed = [r for r in reports if r.error]

@@ -2,6 +2,20 @@
 
 Identifiers always pass through `quote`; values are query parameters (@game_date), never
 formatted into the text.
+
+The batch MERGE names its game dates with three parameters (`merge_parameters`): @game_dates, an
+ARRAY<DATE> of the dates it merges (one, or a group of several: holder.py), and @first_game_date /
+@last_game_date, their least and greatest. The target's partitions are pruned by the range, a
+comparison of the partitioning column with constants, the form BigQuery's page names for pruning
+("If a query uses a qualifying filter on the value of the partitioning column, BigQuery can scan
+the partitions that match the filter and skip the remaining partitions"; its examples compare the
+column with constants, `transaction_date >= '2016-01-01'`, `_PARTITIONTIME BETWEEN ...`:
+https://cloud.google.com/bigquery/docs/querying-partitioned-tables), which is also the "partition
+filter that can be used for partition elimination" a table with require_partition_filter asks
+for (Table.requirePartitionFilter, https://cloud.google.com/bigquery/docs/reference/rest/v2/tables).
+`IN UNNEST(@game_dates)` then keeps exactly the group's dates (a date between two of them that the
+group does not hold is never touched), and `T.game_date = S.game_date` matches each row within its
+own date.
 """
 
 from __future__ import annotations
@@ -22,9 +36,33 @@ def _null_safe_equal(left: str, right: str) -> str:
     return f"({left} = {right} OR ({left} IS NULL AND {right} IS NULL))"
 
 
-def _key_match(spec: TableSpec, target: str, source: str) -> str:
+GAME_DATES, FIRST_GAME_DATE, LAST_GAME_DATE = "game_dates", "first_game_date", "last_game_date"
+
+
+def merge_parameters(game_dates) -> dict[str, object]:
+    """The batch MERGE's parameters for a group of game dates (dates, deduplicated and sorted):
+    {name: value}, an ARRAY<DATE> list and two DATEs (warehouse.py turns them into job parameters)."""
+    days = sorted(set(game_dates))
+    if not days:
+        raise ValueError("a MERGE needs at least one game date")
+    return {GAME_DATES: days, FIRST_GAME_DATE: days[0], LAST_GAME_DATE: days[-1]}
+
+
+def partition_filter(column: str) -> str:
+    """The group's dates, pruned by their range (see the module docstring)."""
+    return (f"{column} BETWEEN @{FIRST_GAME_DATE} AND @{LAST_GAME_DATE} "
+            f"AND {column} IN UNNEST(@{GAME_DATES})")
+
+
+def _key_match(spec: TableSpec, target: str, source: str, grouped: bool = False) -> str:
+    """The ON clause: the partition filter, then every natural key column. `grouped`: the
+    group's dates (the batch MERGE), else the one @game_date (the legacy import)."""
     nullable = set(spec.nullable_key)
-    parts = [f"{target}.{quote(spec.partition_field)} = @game_date"]
+    partition = f"{target}.{quote(spec.partition_field)}"
+    if grouped:
+        parts = [partition_filter(partition), f"{partition} = {source}.{quote(spec.partition_field)}"]
+    else:
+        parts = [f"{partition} = @game_date"]
     for column in spec.natural_key:
         if column == spec.partition_field:
             continue
@@ -48,16 +86,16 @@ def _staged(spec: TableSpec, column: str) -> str:
 
 
 def deduplicated_source_sql(spec: TableSpec, staging: str) -> str:
-    """The staged rows of one game date, flat again (staging.py stages each market's head once,
-    its rows nested under it), one per natural key: BigQuery rejects a MERGE where two source
-    rows match one target row. The newest generation of the last-named object wins,
-    deterministically."""
+    """The staged rows of the group's game dates, flat again (staging.py stages each market's
+    head once, its rows nested under it), one per natural key (the date is part of it): BigQuery
+    rejects a MERGE where two source rows match one target row. The newest generation of the
+    last-named object wins, deterministically."""
     columns = ", ".join(f"{_staged(spec, c)} AS {quote(c)}" for c in spec.staged_columns)
     key = ", ".join(_staged(spec, c) for c in spec.natural_key)
     return (
         f"SELECT {columns}\n"
         f"  FROM {staging} AS M, UNNEST(M.{quote(MARKET_ROWS_FIELD)}) AS R\n"
-        f"  WHERE M.{quote(spec.partition_field)} = @game_date\n"
+        f"  WHERE {partition_filter(f'M.{quote(spec.partition_field)}')}\n"
         f"  QUALIFY ROW_NUMBER() OVER (PARTITION BY {key}\n"
         f"    ORDER BY {_staged(spec, 'source_generation')} DESC, {_staged(spec, 'source_object')} DESC) = 1"
     )
@@ -72,13 +110,14 @@ def _source_wins(target: str, source: str) -> str:
 
 
 def merge_sql(spec: TableSpec, target: str, staging: str) -> str:
-    """The one MERGE of a batch: insert new keys; update a key only when the source row
-    wins the (generation, object) order and a data value changed.
+    """The one MERGE of a batch (one game date, or a group of several): insert new keys;
+    update a key only when the source row wins the (generation, object) order and a data value
+    changed.
 
     Both conditions keep replays byte-identical (ingested_at is set on insert only, the
     provenance columns move only with the data) and make the result independent of the
-    order in which batches ran. The partition filter
-    in ON keeps the scan of the target to one game_date.
+    order in which batches ran. The partition filter in ON keeps the scan of the target to
+    the group's game dates (`merge_parameters`).
     """
     staged = spec.staged_columns
     insert_columns = ", ".join(quote(c) for c in staged + MERGE_SET_COLUMNS)
@@ -87,7 +126,7 @@ def merge_sql(spec: TableSpec, target: str, staging: str) -> str:
     return (
         f"MERGE {target} AS T\n"
         f"USING (\n  {deduplicated_source_sql(spec, staging)}\n) AS S\n"
-        f"ON {_key_match(spec, 'T', 'S')}\n"
+        f"ON {_key_match(spec, 'T', 'S', grouped=True)}\n"
         f"WHEN MATCHED AND {_source_wins('T', 'S')} AND (\n    {_values_differ(spec, 'T', 'S')}\n  ) THEN UPDATE SET\n    {updates}\n"
         f"WHEN NOT MATCHED THEN INSERT ({insert_columns})\n  VALUES ({insert_values})"
     )

@@ -9,7 +9,7 @@ function sweeps its own endpoint:
    `sweep_pending` with `oldest_pending_seconds` (the log-based metric and its alert read it).
 2. Every key whose oldest marker is older than ODDSBATCH_SWEEP_STALE_SECONDS and that has no
    live lock is adopted through the same BatchLock (compare-and-set) and BatchHolder as an
-   event: a lock whose lease passed, or whose heartbeat has been silent for a whole
+   event, up to ODDSBATCH_DATES_PER_MERGE keys per holding, merged with one MERGE (groups.py): a lock whose lease passed, or whose heartbeat has been silent for a whole
    heartbeat period (its holder died: a crashed instance, an interrupted reconcile, an event
    Eventarc gave up on), is taken over; a live holder is left alone (it re-reads the queue).
 3. Today and the ODDSBATCH_SWEEP_DAYS - 1 days before it (UTC game dates) are reconciled
@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from . import logs
+from . import groups, logs
 from .config import Settings
 from .deadline import Deadline
 from .errors import TransientError, classify
@@ -148,30 +148,28 @@ class Sweep:
 
     def hold(self, key: str, reason: str = "stale") -> str:
         """Take the key's lock (free, passed or silent) and merge its queue as a holder does."""
-        from .holder import BatchHolder
+        return self.hold_group([key], reason)
 
+    def hold_group(self, keys: list[str], reason: str = "stale") -> str:
+        """Take the locks of these keys that are free, passed or silent (a live holder's are left
+        to it) and merge their queues as one holding: one MERGE per round (groups.py)."""
         s = self.settings
-        game_date = date.fromisoformat(key.rsplit("_", 1)[1])
-        pending = PendingWork(self.db, s.pending_collection, key, s.ttl)
-        lock = self._lock(key)
-        try:
-            acquired = lock.acquire()
-        except Exception as exc:
-            raise classify(exc) from exc
-        if not acquired:
+        held, busy = groups.take_locks(s, self.db, keys, self._lock, limit=len(keys))
+        for key in busy:
             self.report.left_to_holder.append(key)
             logs.log("sweep_left_to_holder", endpoint=s.endpoint, batch_key=key)
+        if not held:
             return "left_to_holder"
-        holder = BatchHolder(s.with_(settle_seconds=0), key, game_date, lock, pending, self.db,
-                             deadline=self.deadline)
-        logs.log("sweep_adopted", severity="WARNING", endpoint=s.endpoint, batch_key=key, how=lock.how, reason=reason)
-        decision = holder.run()
-        self.report.adopted.append(key)
+        for key in held:
+            logs.log("sweep_adopted", severity="WARNING", endpoint=s.endpoint, batch_key=key.key, how=key.lock.how,
+                     reason=reason)
+        holder = groups.hold(s, self.db, held, deadline=self.deadline)
+        self.report.adopted += [key.key for key in held]
         for result in holder.results:
             self.report.files += result.files
             self.report.rows += result.rows
             self.report.merges += result.merges
-        return decision
+        return holder.decision
 
     def _guarded(self, key: str, what) -> None:
         if not self.deadline.allows(min(ADOPT_FLOOR_SECONDS, self.settings.timeout_seconds / 4)):
@@ -238,8 +236,10 @@ class Sweep:
         logs.log("sweep_pending", endpoint=s.endpoint, oldest_pending_seconds=r.oldest_pending_seconds,
                  oldest_pending_minutes=round(r.oldest_pending_seconds / 60, 3), oldest_key=oldest_key, pending_keys=r.keys, pending_markers=r.markers)
         r.stale_keys = sorted((k for k, age in ages.items() if age >= s.sweep_stale_seconds), key=ages.get, reverse=True)
-        for key in r.stale_keys:
-            self._guarded(key, lambda key=key: self.hold(key))
+        per_merge = s.dates_per_merge
+        for start in range(0, len(r.stale_keys), per_merge):  # the stalest first, N keys per holding
+            group = r.stale_keys[start:start + per_merge]
+            self._guarded(", ".join(group), lambda group=group: self.hold_group(group))
         try:
             state = self.doc.get()
             fingerprints = dict((state.to_dict() or {}).get("fingerprints") or {}) if state.exists else {}

@@ -59,6 +59,19 @@ class MergeResult:
     retried: dict | None = None  # BigQuery reason -> attempts it failed (and was retried)
 
 
+def merge_job_config(game_dates):
+    """The MERGE job's parameters (sql.merge_parameters): @game_dates ARRAY<DATE>, and the range."""
+    from google.cloud import bigquery
+
+    parameters = []
+    for name, value in sql.merge_parameters(game_dates).items():
+        if isinstance(value, list):
+            parameters.append(bigquery.ArrayQueryParameter(name, "DATE", [d.isoformat() for d in value]))
+        else:
+            parameters.append(bigquery.ScalarQueryParameter(name, "DATE", value.isoformat()))
+    return bigquery.QueryJobConfig(query_parameters=parameters)
+
+
 def staging_table_name(spec: TableSpec, run_id: str) -> str:
     return f"_staging_{spec.name}_{run_id}".replace("-", "_")
 
@@ -144,16 +157,24 @@ class Warehouse:
             raise
         return staging_id
 
-    def merge(self, run_id: str, staging_id: str, game_date: date, fence=None) -> MergeResult:
-        """One MERGE of the staged rows into the target's game_date partition. With a `fence`
-        (fence.MergeFence: every holder passes its key's), each attempt's job id is recorded
-        in it before the job is inserted, and each job seen DONE is reported to it."""
-        from google.cloud import bigquery
-
+    def merge(self, run_id: str, staging_id: str, game_dates, fences=()) -> MergeResult:
+        """One MERGE of the staged rows into the target's partitions of `game_dates` (one date, or
+        a holder's group of several). With `fences` (fence.MergeFence, one per batch key the
+        MERGE touches: every holder passes its keys'), each attempt's job id is recorded in every
+        one of them before the job is inserted (Fenced, and no job, if any record fails), and each
+        job seen DONE is reported to them all."""
         statement = sql.merge_sql(self.spec, self.target, sql.quote(staging_id))
-        config = bigquery.QueryJobConfig(
-            query_parameters=[bigquery.ScalarQueryParameter("game_date", "DATE", game_date.isoformat())]
-        )
+        config = merge_job_config([game_dates] if isinstance(game_dates, date) else game_dates)
+        fences = list(fences)
+
+        def record(job_id: str) -> None:
+            for fence in fences:
+                fence.record(job_id)
+
+        def finished(job_id: str) -> None:
+            for fence in fences:
+                fence.finished(job_id)
+
         started = time.monotonic()
         faults.fail_point("bigquery")  # an outage that outlasts the in-process retries: Eventarc retries
 
@@ -163,8 +184,8 @@ class Warehouse:
             return job
 
         job, attempts, retried = self._run_job(run_id, "merge", submit, before_attempt=faults.maybe_fail_merge,
-                                               before_insert=fence.record if fence else None,
-                                               on_done=fence.finished if fence else None)
+                                               before_insert=record if fences else None,
+                                               on_done=finished if fences else None)
         stats = job.dml_stats
         inserted = int(stats.inserted_row_count) if stats else int(job.num_dml_affected_rows or 0)
         updated = int(stats.updated_row_count) if stats else 0

@@ -47,14 +47,17 @@ def add_legacy_tables(checker) -> None:
         checker.add_table(source.old_table, fields, dataset=LEGACY_DATASET)
 
 
+# The batch MERGE's parameters, typed as warehouse.merge_job_config sends them.
+MERGE_PARAMETERS = {sql.GAME_DATES: ("ARRAY", "DATE"), sql.FIRST_GAME_DATE: "DATE", sql.LAST_GAME_DATE: "DATE"}
+
 # builder name -> (statement for one table, its parameters). Every *_sql builder is listed.
 STATEMENTS = {
     "merge_sql": lambda spec: (sql.merge_sql(spec, target(spec.name),
                                              sql.quote(f"{PROJECT}.{DATASET}.{staging_name(spec.name)}_run_0a1b")),
-                               {"game_date": "DATE"}),
+                               MERGE_PARAMETERS),
     "deduplicated_source_sql": lambda spec: (
         sql.deduplicated_source_sql(spec, sql.quote(f"{PROJECT}.{DATASET}.{staging_name(spec.name)}")),
-        {"game_date": "DATE"}),
+        MERGE_PARAMETERS),
     "count_rows_sql": lambda spec: (sql.count_rows_sql(target(spec.name)), {"game_date": "DATE"}),
     "source_objects_sql": lambda spec: (sql.source_objects_sql(target(spec.name)), {"game_date": "DATE"}),
     "rows_per_date_sql": lambda spec: (sql.rows_per_date_sql(target(spec.name)),

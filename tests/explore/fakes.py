@@ -22,7 +22,7 @@ oddsbatch/local/bigquery_dml.py, which the emulator runs):
   rerun is a job step of its own here), then the client gets "Could not serialize access to table
   ... due to concurrent update".
 The MERGE's effect is oddsbatch.sql.merge_sql's rules in Python, keyed by the table's natural
-key: the staged rows of @game_date, deduplicated to the newest (generation, object) per key; a
+key: the staged rows of each of @game_dates (one date, or a group's), deduplicated to the newest (generation, object) per key; a
 new key is inserted; a matched key is updated only when the source wins the (generation, object)
 order and a data value differs. The fake refuses any statement that is not exactly merge_sql's
 (or the placeholder), so the rules cannot drift from the SQL the code sends.
@@ -345,15 +345,20 @@ class FakeBigQuery:
         expected = sql.merge_sql(self.spec, sql.quote(self.target), staging_quoted)
         if statement != expected:
             raise AssertionError("a MERGE other than oddsbatch.sql.merge_sql's: the fake's rules would not match it")
-        (param,) = job_config.query_parameters
-        game_date = str(param.value)
+        parameters = {p.name: p for p in job_config.query_parameters}
+        game_dates = sorted(str(d) for d in parameters[sql.GAME_DATES].values)  # the group's dates (one or more)
+        if [str(parameters[sql.FIRST_GAME_DATE].value), str(parameters[sql.LAST_GAME_DATE].value)] != \
+                [game_dates[0], game_dates[-1]]:
+            raise AssertionError("the MERGE's range parameters are not its dates' least and greatest")
         if staging_id not in self.tables:
             raise NotFound(f"Not found: Table {staging_id}")
         source = list(self.tables[staging_id])  # the staging table is this round's alone
-        record = {"owner": self.sched.me().name, "start": self.sched.step, "end": None, "ok": None}
+        record = {"owner": self.sched.me().name, "start": self.sched.step, "end": None, "ok": None,
+                  "dates": frozenset(game_dates)}
         self.sched.note(("merge snapshot", self._digest))
-        others = [m["owner"] for m in self.merges if m["end"] is None and m["owner"] != record["owner"]]
-        if others:  # two MERGEs of the key in flight: only a lease passing or a holder dying explains it
+        others = [m["owner"] for m in self.merges if m["end"] is None and m["owner"] != record["owner"]
+                  and m["dates"] & record["dates"]]
+        if others:  # two MERGEs of one key in flight: only a lease passing or a holder dying explains it
             if self.sched.lease_in_merge:
                 self.overlaps.append("lease_passed_during_merge")
             elif self.sched.crash_in_merge:
@@ -366,15 +371,16 @@ class FakeBigQuery:
         run = {}
 
         def start():
-            """The run reads its snapshot of the target partition (BigQuery: when the job starts)."""
-            run["snapshot"] = dict(self.partitions.get(game_date, {}))
-            run["version"] = self.versions.get(game_date, 0)
+            """The run reads its snapshot of the target partitions (BigQuery: when the job starts)."""
+            run["snapshot"] = {d: dict(self.partitions.get(d, {})) for d in game_dates}
+            run["version"] = {d: self.versions.get(d, 0) for d in game_dates}
             job.runs += 1
             job.state = "RUNNING"
 
         def finish():
-            inserts, updates = self._effects(source, run["snapshot"], game_date)
-            if updates and any(v > run["version"] and updated for v, updated in self.commits.get(game_date, ())):
+            effects = {d: self._effects(source, run["snapshot"][d], d) for d in game_dates}
+            updated_dates = [d for d, (_, updates) in effects.items() if updates]
+            if any(v > run["version"][d] and updated for d in updated_dates for v, updated in self.commits.get(d, ())):
                 self.conflicts += 1
                 if job.runs <= RERUNS:  # BigQuery reruns it on a fresh snapshot
                     start()
@@ -385,10 +391,13 @@ class FakeBigQuery:
                                        errors=[{"reason": "invalidQuery"}])
                 self._end(job, record, ok=False)
                 return
-            self._apply(game_date, inserts, updates, record)
-            job.dml_stats = SimpleNamespace(inserted_row_count=len(inserts), updated_row_count=len(updates),
+            for d, (inserts, updates) in effects.items():
+                self._apply(d, inserts, updates, record)
+            inserted = sum(len(i) for i, _ in effects.values())
+            updated = sum(len(u) for _, u in effects.values())
+            job.dml_stats = SimpleNamespace(inserted_row_count=inserted, updated_row_count=updated,
                                             deleted_row_count=0)
-            job.num_dml_affected_rows = len(inserts) + len(updates)
+            job.num_dml_affected_rows = inserted + updated
             self._end(job, record, ok=True)
 
         queued = len(self.started) >= self.running

@@ -73,8 +73,12 @@ def _payload() -> bytes:
     return data.replace(b'"a1b2c3d4e5f6g7h8i9j0"', f'"{EVENT_GAME}"'.encode())
 
 
-def object_name(i: int) -> str:
-    return f"odds-api/game-lines/{DAY}/{EVENT_GAME}-BOSLAL/20250120_18{i:02d}00-snap-18{i:02d}.json"
+DAY2 = "2025-01-22"
+
+
+def object_name(i: int, day: str = DAY, historical: bool = False) -> str:
+    root = "game-lines-history" if historical else "game-lines"
+    return f"odds-api/{root}/{day}/{EVENT_GAME}-BOSLAL/20250120_18{i:02d}00-snap-18{i:02d}.json"
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,16 @@ class Spec:
     free_ticks: bool = False  # time passing while a job could complete is no preemption (slow BigQuery)
     faults: int = 0  # transient faults per schedule: a service call fails (503) or its answer is lost
     heartbeat: bool = True  # a control switches the heartbeat thread off
+    # per file: (game date, -history/ or not); empty: every file live, of DAY
+    layout: tuple = ()
+
+    def file_name(self, i: int) -> str:
+        day, historical = self.layout[i] if self.layout else (DAY, False)
+        return object_name(i, day, historical)
+
+    @property
+    def days(self) -> list[str]:
+        return sorted({day for day, _ in self.layout}) if self.layout else [DAY]
 
 
 SCENARIOS = {
@@ -119,6 +133,15 @@ SCENARIOS = {
     "faults": Spec("faults", files=2, deliveries=(0, 1), faults=1),
     # two crashes, retries crashable too: a retry that dies while settling or merging
     "crash2": Spec("crash2", files=1, deliveries=(0,), crash=True, crashes=2, crashable_retries=True),
+    # a two-key group: -history/ files of two dates take the endpoint's backfill lock, whose holder
+    # merges both dates with ONE MERGE when both markers are queued (backfill.py, groups.py); the
+    # late one's event coalesces or holds the backfill lock after the release
+    "group": Spec("group", files=2, deliveries=(0, 1), layout=((DAY, True), (DAY2, True))),
+    # the same with a live file of the first date, which takes that date's lock: the backfill
+    # holder skips a date a live holder has, and every date's MERGE fence and lock hold for each
+    # key of the group (26,524 schedules at bound 0: `make prove`)
+    "group_live": Spec("group_live", files=3, deliveries=(0, 1, 2),
+                       layout=((DAY, True), (DAY2, True), (DAY, False))),
 }
 
 
@@ -231,7 +254,7 @@ class World:
         """At an acquisition: nobody else still holds the key with a live lease (see the module doc)."""
         crashed = {t.proc for t in self.sched.tasks if t.state == "crashed"}
         for other in self.locks:
-            if other is taker:
+            if other is taker or other.key != taker.key:  # one holder per key; a group holds several keys
                 continue
             if not other._held or other._lost or other.proc in crashed:
                 continue
@@ -243,6 +266,7 @@ class World:
     @contextmanager
     def installed(self):
         sched, real_lock, real_warehouse = self.sched, lock.BatchLock, holder.Warehouse
+        from oddsbatch import backfill
         heartbeat = self.spec.heartbeat
 
         world = self
@@ -277,7 +301,7 @@ class World:
             who = sched._by_thread.get(threading.get_ident())
             self.logs.append(f"{who.name if who else '-'}: {decision} "
                              + " ".join(f"{k}={v}" for k, v in fields.items() if k in ("how", "rounds", "files",
-                                                                                      "error", "owner")))
+                                                                                      "error", "owner", "game_dates")))
             return {"message": decision, **fields}
 
         swaps = [
@@ -286,6 +310,8 @@ class World:
             (quarantine, "storage_client", lambda project: self.storage),
             (holder, "Warehouse", make_warehouse),
             (batch, "BatchLock", make_lock),
+            (backfill, "BatchLock", make_lock),  # the backfill holder's date locks
+            (backfill, "time", VirtualTime(sched)),
             (holder, "ThreadPoolExecutor", InlineExecutor),
             (lock, "threading", ThreadingShim(sched)),
             (documents, "utcnow", lambda: virtual_utc(sched)),
@@ -333,7 +359,7 @@ def check(world: World, expected: dict[tuple, dict], problems: list[str]) -> tup
             problems.append(f"{t.name} raised a non-transient {type(t.error).__name__}: {t.error}")
     if sched.pruned:
         return problems, why
-    table = bq.partitions.get(DAY, {})
+    table = {k: row for day in world.spec.days for k, row in bq.partitions.get(day, {}).items()}
     missing = sorted({row["source_object"].rsplit("/", 1)[-1] for key, row in expected.items() if key not in table})
     if missing:
         problems.append(f"not merged: {', '.join(missing)}")
@@ -357,8 +383,8 @@ def run_one(spec: Spec, dfs: DFS, payload: bytes, bound_steps: int = 3000, every
     settings = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p", "ODDSBATCH_SETTLE_SECONDS": "0",
                                                 "ODDSBATCH_BUCKET": BUCKET, "ODDSBATCH_STAGING_BUCKET": STAGING_BUCKET,
                                                 "ODDSBATCH_TIMEOUT_SECONDS": str(spec.timeout_seconds)})
-    files = {object_name(i): payload for i in range(spec.files)}
-    generations = {object_name(i): 1000 + i for i in range(spec.files)}
+    files = {spec.file_name(i): payload for i in range(spec.files)}
+    generations = {spec.file_name(i): 1000 + i for i in range(spec.files)}
     sched = Scheduler(dfs.choose, Scenario(crash=spec.crash, crashes=spec.crashes, lease_pass=spec.lease_pass,
                                             deadline=spec.deadline, free_ticks=spec.free_ticks,
                                             faults=spec.faults),
@@ -367,7 +393,7 @@ def run_one(spec: Spec, dfs: DFS, payload: bytes, bound_steps: int = 3000, every
     counts: dict[int, int] = {}
 
     def delivery(i: int, label: str, attempt: int = 1, arrive_at=None, crashable=True) -> Task:
-        name = object_name(i)
+        name = spec.file_name(i)
         event = StorageEvent(event_id=f"e{i + 1}", bucket=BUCKET, name=name, generation=generations[name],
                              size=len(files[name]))
         return Task(sched, label, lambda: batch.handle_event(settings, event), proc=label, arrive_at=arrive_at,
@@ -402,6 +428,8 @@ def explore(spec: Spec, bound: int, max_schedules: int | None = None, stop_at_fi
         problems, why, trace, log_lines, pruned, crash_points = run_one(spec, dfs, payload, every_call=every_call)
         out.crash_points.update(crash_points)
         for line in log_lines:
+            if ": merged " in line and "game_dates=" in line and line.split("game_dates=", 1)[1].count(",") >= 1:
+                out.seen["multi_date_merge"] = out.seen.get("multi_date_merge", 0) + 1  # one MERGE, several dates
             for what in ("twin delivery coalesces", "its holder died", "stale_takeover (previous",
                          "unfinished at the deadline", "fence_waiting", "fence_burned", "fenced"):
                 if what in line:
@@ -465,10 +493,16 @@ def marker_after_lock(source: str) -> str:
 
 def release_without_reread(source: str) -> str:
     """The holder releases and returns without re-reading the queue."""
-    old = "if not self.pending.has_any():"
+    old = "late = [held for held in self.held if held.pending.has_any()]"
     if source.count(old) != 1:
         raise AssertionError(f"BatchHolder.run no longer has exactly one {old!r}")
-    return source.replace(old, "if True:  # mutated: no re-read after the release")
+    return source.replace(old, "late = []  # mutated: no re-read after the release")
+
+
+def backfill_release_without_reread(source: str) -> str:
+    """The backfill holder releases the backfill lock and returns without re-reading the queue."""
+    return _replace_once(source, "pending = pending_ids_by_key(self.db, self.settings)",
+                         "pending = {}  # mutated: no re-read after the release", "BackfillHolder.run")
 
 
 def _replace_once(source: str, old: str, new: str, what: str) -> str:
@@ -506,5 +540,5 @@ def record_without_settling(source: str) -> str:
 
 def merge_without_record(source: str) -> str:
     """Warehouse.merge inserts its MERGE jobs without recording them in the fence first."""
-    return _replace_once(source, "before_insert=fence.record if fence else None", "before_insert=None",
+    return _replace_once(source, "before_insert=record if fences else None", "before_insert=None",
                          "Warehouse.merge")

@@ -24,7 +24,7 @@ from oddsbatch import batch, fence, holder, lock, warehouse
 
 from .scenarios import (SCENARIOS, blind_takeover, describe_failure, explore, marker_after_lock,
                         merge_without_record, mutated, record_without_settling, release_without_precondition,
-                        release_without_reread, silent_heartbeat)
+                        release_without_reread, silent_heartbeat, backfill_release_without_reread)
 
 PROVE = os.environ.get("ODDSBATCH_PROVE") == "1"
 # scenario -> (preemption bound, every service call a branching point)
@@ -42,6 +42,8 @@ BOUNDS = {
     "deadline": (2, True) if PROVE else (1, False),
     "crash2": (2, True) if PROVE else (1, False),
     "faults": (2, True) if PROVE else (1, False),
+    "group": (2, True) if PROVE else (1, False),
+    "group_live": (0, True) if PROVE else None,
 }
 
 
@@ -58,6 +60,8 @@ def test_every_schedule_merges_every_file_once(name, capsys):
     report(capsys, out.line(spec, bound))
     assert out.complete
     assert not out.failures, describe_failure(out.failures[0])
+    if spec.layout:  # a group scenario met schedules where one MERGE covered both dates
+        assert out.seen.get("multi_date_merge"), out.seen
     assert out.schedules > (100 if bound else 10)
     # never two MERGEs of the key in flight, whatever passed or died (fence.py)
     assert out.two_merges == 0, out.by_reason
@@ -88,6 +92,14 @@ def caught(spec, bound: int, capsys, what: str) -> str:
 def test_a_marker_written_after_the_lock_attempt_is_caught(capsys):
     with mutated(batch, "handle_event", marker_after_lock):
         text = caught(SMALL, 1, capsys, "marker_after_lock_attempt")
+    assert "not merged" in text or "markers left queued" in text
+
+
+def test_a_backfill_release_without_the_reread_is_caught(capsys):
+    from oddsbatch import backfill
+
+    with mutated(backfill.BackfillHolder, "run", backfill_release_without_reread):
+        text = caught(SCENARIOS["group"], BOUNDS["group"][0], capsys, "backfill_release_without_reread")
     assert "not merged" in text or "markers left queued" in text
 
 

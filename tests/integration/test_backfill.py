@@ -106,3 +106,95 @@ def _expected_for_day(files, generations, endpoint, day):
 def _reconcile_again(capsys) -> str:
     assert cli.main(["reconcile", "--from", DATES[0].isoformat(), "--to", DATES[-1].isoformat()]) == 0
     return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def _forget(stack, days) -> None:
+    """Lose the dates' work after the fact (rows and ledger entries of both tables)."""
+    from google.cloud import bigquery
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    from oddsbatch import sql
+
+    ledger = stack.firestore().collection("oddsbatch_merged")
+    for endpoint, table in ENDPOINT_TABLES.items():
+        target = sql.table_path(stack.project, stack.dataset, table)
+        params = bigquery.QueryJobConfig(query_parameters=[
+            bigquery.ScalarQueryParameter("first", "DATE", days[0].isoformat()),
+            bigquery.ScalarQueryParameter("last", "DATE", days[-1].isoformat())])
+        stack.bigquery().query(f"DELETE FROM {target} WHERE game_date BETWEEN @first AND @last",
+                               job_config=params).result()
+        for day in days:
+            for snap in ledger.where(filter=FieldFilter("batch_key", "==", f"{endpoint}_{day}")).stream():
+                snap.reference.delete()
+
+
+def _merge_jobs(stack) -> dict[str, set[str]]:
+    jobs = {t: set() for t in ENDPOINT_TABLES.values()}
+    for job in stack.bigquery().list_jobs(all_users=True):
+        if getattr(job, "statement_type", None) == "MERGE":
+            for table in jobs:
+                if f"_{table}_" in job.job_id:
+                    jobs[table].add(job.job_id)
+    return jobs
+
+
+def test_reconcile_dates_per_merge_costs_ceil_dates_over_n_merges_per_table(limited_stack, capsys):
+    """The same 40 dates again, lost after the fact: `--dates-per-merge 8` merges them with
+    ceil(40 / 8) = 5 MERGEs per table under the 1-statement limit, every row once."""
+    stack = limited_stack
+    files = [f for i, day in enumerate(DATES) for f in synth.synthesize_day(day, games=1, snapshots=1, seed=100 + i)]
+    bucket = stack.storage().bucket(stack.bucket)
+    if any(bucket.get_blob(name) is None for name, _ in files):  # run alone: land them first
+        upload_all(stack, files, concurrency=40)
+        stack.wait_idle(expected_events=len(files), timeout=180)
+    generations = {name: bucket.get_blob(name).generation for name, _ in files}
+    _forget(stack, DATES)
+    before = _merge_jobs(stack)
+    t0 = time.monotonic()
+    assert cli.main(["reconcile", "--from", DATES[0].isoformat(), "--to", DATES[-1].isoformat(),
+                     "--dates-per-merge", "8"]) == 0
+    seconds = time.monotonic() - t0
+    summary = [line for line in capsys.readouterr().out.strip().splitlines() if not line.startswith("{")][-1]
+    new = {t: jobs - before[t] for t, jobs in _merge_jobs(stack).items()}
+    with capsys.disabled():
+        print(f"\nreconcile --dates-per-merge 8: dates={len(DATES)} merges_per_table="
+              f"{ {t: len(j) for t, j in new.items()} } seconds={seconds:.1f}\n  {summary}")
+    assert all(len(jobs) == 5 for jobs in new.values()), new
+    assert f"merged_files={len(files)} " in summary and " merges=10 " in summary
+    for endpoint in ENDPOINT_TABLES:
+        spec = table_for_endpoint(endpoint)
+        for day in DATES:
+            got = Counter(comparable(r, spec) for r in table_rows(stack, endpoint, day.isoformat()))
+            assert got == _expected_for_day(files, generations, endpoint, day), (endpoint, day)
+
+
+HISTORY_DATES = [date(2025, 12, 15) + timedelta(days=i) for i in range(40)]
+
+
+def test_a_history_backfill_of_forty_dates_costs_far_fewer_merges_than_dates(limited_stack, capsys):
+    """40 dates of -history/ files land at once: their events queue markers and coalesce onto
+    each endpoint's backfill holder, which merges up to ODDSBATCH_DATES_PER_MERGE (16) dates per
+    MERGE: far fewer MERGEs per table than dates, under the 1-statement limit, every row once."""
+    stack = limited_stack
+    files = [f for i, day in enumerate(HISTORY_DATES)
+             for f in synth.synthesize_day(day, games=1, snapshots=1, seed=300 + i, historical=True)]
+    assert all("-history/" in name for name, _ in files)
+    before = _merge_jobs(stack)
+    t0 = time.monotonic()
+    generations = upload_all(stack, files, concurrency=40)
+    stack.wait_idle(expected_events=len(files), timeout=300)
+    seconds = time.monotonic() - t0
+    new = {t: len(jobs - before[t]) for t, jobs in _merge_jobs(stack).items()}
+    with capsys.disabled():
+        print(f"\nhistory backfill: dates={len(HISTORY_DATES)} files={len(files)} merges_per_table={new} "
+              f"idle={seconds:.1f}s")
+    for endpoint in ENDPOINT_TABLES:
+        spec = table_for_endpoint(endpoint)
+        for day in HISTORY_DATES:
+            prefix = f"odds-api/{endpoint}-history/{day.isoformat()}/"
+            wanted = expected_rows([f for f in files if f[0].startswith(prefix)], generations, endpoint)
+            got = Counter(comparable(r, spec) for r in table_rows(stack, endpoint, day.isoformat()))
+            assert got == wanted, (endpoint, day)
+    assert all(0 < n <= len(HISTORY_DATES) // 4 for n in new.values()), new  # 40 dates, at most 10 MERGEs a table
+    pending = stack.firestore().collection("oddsbatch_pending")
+    assert not list(pending.limit(1).stream())  # nothing left queued

@@ -124,8 +124,18 @@ def payload(rows, day: str) -> bytes:
 
 
 def merge_config(day: str, labels: dict | None = None):
-    return bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("game_date", "DATE", day)],
-                                   labels=labels or {})
+    """The holder's MERGE parameters for the one date (warehouse.merge_job_config)."""
+    from datetime import date
+
+    from oddsbatch.warehouse import merge_job_config
+
+    config = merge_job_config([date.fromisoformat(day)])
+    config.labels = labels or {}
+    return config
+
+
+def date_config(day: str):
+    return bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("game_date", "DATE", day)])
 
 
 # -- the fake, driven step by step ----------------------------------------------------------------------
@@ -248,7 +258,7 @@ class EmulatorRun:
             jobs[name] = (_kind(error), runs)
         query = (f"SELECT game_id, source_generation, price_decimal FROM {self.warehouse.target} "
                  f"WHERE game_date = @game_date")
-        rows = Counter(tuple(r.values()) for r in self.client.query(query, job_config=merge_config(self.day)).result())
+        rows = Counter(tuple(r.values()) for r in self.client.query(query, job_config=date_config(self.day)).result())
         for staging_id in self.staged:
             self.warehouse.drop_staging(staging_id)
         return jobs, dict(rows)

@@ -7,8 +7,10 @@ update/delete honour write preconditions the way Firestore documents them: `last
 https://cloud.google.com/ruby/docs/reference/google-cloud-firestore-v1/latest/Google-Cloud-Firestore-V1-Precondition)
 fails with FailedPrecondition, `exists=True` on a missing document with NotFound, `exists=False`
 on an existing one with AlreadyExists. Every write gives its document a strictly later
-update_time; snapshots carry update_time and read_time. The rest is plain get/set and
-equality queries. The integration tests run the same lock against the real emulator.
+update_time; snapshots carry update_time and read_time. The rest is plain get/set, and queries
+with ==, <, <=, >, >= filters (compared as Firestore orders strings: by code point) and
+`select` (a projection: the fake returns the whole document, which a caller reading the
+projected fields cannot tell apart). The integration tests run the same lock against the real emulator.
 
 `on_call` (None by default) is called as on_call(operation, path) before every call a client
 would send to Firestore, outside the store lock: tests/explore switches between invocations
@@ -114,12 +116,28 @@ class _Doc:
             return _Snapshot(self.id, data, stamp, self._store.now())
 
 
+_OPERATORS = {"==": lambda a, b: a == b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+              ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def _matches(value, op: str, wanted) -> bool:
+    if op not in _OPERATORS:
+        raise NotImplementedError(f"the fake has no {op!r} filter")
+    if op != "==" and (value is None or type(value) is not type(wanted)):
+        return False  # Firestore compares values of one type only
+    return _OPERATORS[op](value, wanted)
+
+
 class _Query:
     def __init__(self, store, prefix, filters=(), limit=None):
         self._store, self._prefix, self._filters, self._limit = store, prefix, filters, limit
 
     def where(self, filter):  # noqa: A002 - the client's own keyword
-        return _Query(self._store, self._prefix, self._filters + ((filter.field_path, filter.value),), self._limit)
+        op = getattr(filter, "op_string", "==")
+        return _Query(self._store, self._prefix, self._filters + ((filter.field_path, op, filter.value),), self._limit)
+
+    def select(self, field_paths):
+        return self
 
     def limit(self, n):
         return _Query(self._store, self._prefix, self._filters, n)
@@ -141,7 +159,7 @@ class _Query:
     def _hits(self):
         hits = []
         for path, data in sorted(self._store.docs.items()):
-            if path.startswith(self._prefix) and all(data.get(f) == v for f, v in self._filters):
+            if path.startswith(self._prefix) and all(_matches(data.get(f), op, v) for f, op, v in self._filters):
                 hits.append(_Snapshot(path.split("/")[-1], data))
         self._store.reads += max(1, len(hits))
         return iter(hits[: self._limit] if self._limit else hits)

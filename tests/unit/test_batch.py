@@ -80,8 +80,9 @@ class FakeWarehouse:
         self.staged.append(staged_text(self.staging, uris))  # BigQuery reads the staging objects
         return f"staging_{run_id}"
 
-    def merge(self, run_id, staging_id, game_date, fence=None):
-        if fence is not None:  # as Warehouse.merge: the job id is recorded before the job exists
+    def merge(self, run_id, staging_id, game_dates, fences=()):
+        self.game_dates = list(game_dates)
+        for fence in fences:  # as Warehouse.merge: the job id is recorded in every fence before the job exists
             fence.record(f"merge_{run_id}")
         self.client.ids.add(f"merge_{run_id}")  # inserted: it runs, and is DONE when this returns or raises
         if self.fail_merges:
@@ -386,10 +387,10 @@ def test_the_old_failure_files_arriving_for_two_minutes_after_the_first_are_all_
         merged_files = []
 
         class SlowWarehouse(FakeWarehouse):
-            def merge(self, run_id, staging_id, game_date, fence=None):
+            def merge(self, run_id, staging_id, game_dates, fences=()):
                 merged_files.append(staged_rows(self.staged[-1]) // 12)
                 advance(20)
-                return super().merge(run_id, staging_id, game_date, fence)
+                return super().merge(run_id, staging_id, game_dates, fences)
 
         monkeypatch.setattr(holder, "time", SimulatedTime)
         monkeypatch.setattr(holder, "Warehouse", lambda *a, **k: SlowWarehouse())
@@ -479,9 +480,9 @@ def timed_holder(world, clock, seconds_per_merge, timeout=540.0):
     from oddsbatch.deadline import Deadline
 
     class SlowWarehouse(FakeWarehouse):
-        def merge(self, run_id, staging_id, game_date, fence=None):
+        def merge(self, run_id, staging_id, game_dates, fences=()):
             clock.now += seconds_per_merge
-            return super().merge(run_id, staging_id, game_date, fence)
+            return super().merge(run_id, staging_id, game_dates, fences)
 
     wh = SlowWarehouse()
     h, pending = make_holder(world, "event-1", wh)

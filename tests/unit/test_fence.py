@@ -188,5 +188,5 @@ def test_warehouse_records_each_attempt_before_inserting_it():
 
     jobs.query = query
     wh = Warehouse(settings, table_for_endpoint("game-lines"), client=jobs, sleep=lambda s: None)
-    wh.merge("run1", "p.d.staging", date(2025, 1, 21), fence=fence(db, jobs, "e1"))
+    wh.merge("run1", "p.d.staging", [date(2025, 1, 21)], fences=[fence(db, jobs, "e1")])
     assert seen == [(seen[0][0], seen[0][0])] and seen[0][0].endswith("_merge_1")

@@ -221,20 +221,35 @@ class FakeClient:
         raise AssertionError("the log writer sent a query")
 
 
-def _holder(client, pending=3):
+def _holder(client, pending=3, days=(DAY,)):
     from oddsbatch.config import Settings
     from oddsbatch.deadline import Deadline
+    from oddsbatch.holder import HeldKey
     from oddsbatch.tables import table_for_endpoint
 
     settings = Settings.from_env("game-lines", {"ODDSBATCH_PROJECT": "p"})
-    return SimpleNamespace(settings=settings, key=batch_key("game-lines", DAY), game_date=DAY,
+    held = [HeldKey(batch_key("game-lines", day), day, None, SimpleNamespace(count=lambda: pending)) for day in days]
+    return SimpleNamespace(settings=settings, key=held[0].key, label=held[0].key, game_date=DAY, held=held,
                            spec=table_for_endpoint("game-lines"), deadline=Deadline(540),
-                           warehouse=SimpleNamespace(client=client),
-                           pending=SimpleNamespace(count=lambda: pending))
+                           warehouse=SimpleNamespace(client=client))
 
 
-def _result(rows=10, last_snapshot=None):
-    return SimpleNamespace(run_id="run123", files=4, quarantined=1, gone=0, rows=rows, last_snapshot=last_snapshot)
+def _result(rows=10, last_snapshot=None, days=(DAY,)):
+    """A round of 4 merged files (`rows` rows in all) and 1 quarantined one per date."""
+    from oddsbatch.holder import RoundResult
+    from oddsbatch.ledger import MERGED, QUARANTINED, Entry
+    from oddsbatch.pending import Marker, marker_id
+
+    result = RoundResult(run_id="run123")
+    for day in days:
+        key = batch_key("game-lines", day)
+        markers = [Marker(marker_id(key, "b", f"f{i}.json", 1), "b", f"f{i}.json", 1) for i in range(5)]
+        shares = [rows // 4] * 3 + [rows - 3 * (rows // 4)]
+        result.entries += [Entry(m, MERGED, rows=n) for m, n in zip(markers, shares)]
+        result.entries.append(Entry(markers[4], QUARANTINED, reason="bad"))
+        if last_snapshot:
+            result.last_snapshots[key] = last_snapshot
+    return result
 
 
 def test_record_round_streams_one_row_with_the_run_id_as_insert_id():
@@ -242,7 +257,7 @@ def test_record_round_streams_one_row_with_the_run_id_as_insert_id():
     client = FakeClient()
     assert ingest_log.record_round(_holder(client), _result(last_snapshot=snap)) is True
     [(table, [row], row_ids)] = client.inserted
-    assert table == "p.odds_api.odds_api_ingest_log" and row_ids == ["run123"]
+    assert table == "p.odds_api.odds_api_ingest_log" and row_ids == ["run123_2025-01-21"]
     assert {k: row[k] for k in ("run_id", "endpoint", "game_date", "files_merged", "quarantined", "gone",
                                 "rows_merged", "pending_after", "last_snapshot", "table_name")} == {
         "run_id": "run123", "endpoint": "game-lines", "game_date": "2025-01-21", "files_merged": 4,
@@ -250,6 +265,18 @@ def test_record_round_streams_one_row_with_the_run_id_as_insert_id():
         "last_snapshot": "2025-01-21T23:55:00+00:00", "table_name": "odds_api_game_lines"}
     assert client.queries == []  # the holder knows its files' snapshots: no BigQuery job for the log row
     assert set(row) == {f["name"] for f in ingest_log.log_table_spec().schema}  # every column, no other
+
+
+def test_a_group_round_logs_one_row_per_date_in_one_insert():
+    from datetime import timedelta
+
+    days = (DAY, DAY + timedelta(days=1), DAY + timedelta(days=3))
+    client = FakeClient()
+    assert ingest_log.record_round(_holder(client, days=days), _result(rows=8, days=days)) is True
+    [(_, rows, row_ids)] = client.inserted  # one insertAll for the round
+    assert [r["game_date"] for r in rows] == [d.isoformat() for d in days]
+    assert all(r["run_id"] == "run123" and r["rows_merged"] == 8 and r["files_merged"] == 4 for r in rows)
+    assert len(set(row_ids)) == 3  # insertIds apart: the rows of one round never deduplicate each other
 
 
 def test_a_round_without_rows_logs_no_snapshot():

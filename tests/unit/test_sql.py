@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from oddsbatch import sql, tables
 
 
@@ -19,7 +21,10 @@ def test_merge_matches_on_partition_parameter_and_whole_natural_key():
     for endpoint in ("game-lines", "player-props"):
         spec, statement = merge_for(endpoint)
         on = statement.split("\nON ", 1)[1].split("\nWHEN", 1)[0]
-        assert "T.`game_date` = @game_date" in on
+        # the group's dates: pruned by their range, kept exactly by the array, each row in its own date
+        assert on.startswith("T.`game_date` BETWEEN @first_game_date AND @last_game_date "
+                             "AND T.`game_date` IN UNNEST(@game_dates)\n  AND T.`game_date` = S.`game_date`\n")
+        assert "@game_date " not in on + " " and "@game_date\n" not in on
         for column in spec.natural_key:
             assert f"T.`{column}`" in on, column
         for column in spec.nullable_key:  # a NULL point must still match NULL
@@ -38,7 +43,8 @@ def test_source_is_deduplicated_on_the_natural_key():
         key = re.search(r"QUALIFY ROW_NUMBER\(\) OVER \(PARTITION BY (.*?)\n", using).group(1)
         # every key column, taken from the market (M) or from its un-nested row (R)
         assert key.split(", ") == [f"{'R' if c in spec.line_columns else 'M'}.`{c}`" for c in spec.natural_key]
-        assert "WHERE M.`game_date` = @game_date" in using
+        assert ("WHERE M.`game_date` BETWEEN @first_game_date AND @last_game_date "
+                "AND M.`game_date` IN UNNEST(@game_dates)\n") in using
 
 
 def test_source_unnests_each_market_into_every_staged_column():
@@ -76,3 +82,28 @@ def test_insert_sets_ingested_at_and_every_staged_column():
 def test_no_literal_values_in_statement():
     _, statement = merge_for("game-lines")
     assert not re.search(r"'\d{4}-\d{2}-\d{2}'", statement)
+
+
+def test_merge_parameters_name_the_group_sorted_and_its_range():
+    from datetime import date
+
+    days = [date(2025, 1, 23), date(2025, 1, 21), date(2025, 1, 23), date(2025, 2, 2)]
+    assert sql.merge_parameters(days) == {"game_dates": [date(2025, 1, 21), date(2025, 1, 23), date(2025, 2, 2)],
+                                          "first_game_date": date(2025, 1, 21), "last_game_date": date(2025, 2, 2)}
+    assert sql.merge_parameters([date(2025, 1, 21)])["first_game_date"] == date(2025, 1, 21)  # the group of one
+    with pytest.raises(ValueError):
+        sql.merge_parameters([])
+
+
+def test_every_parameter_the_merge_names_is_one_merge_parameters_gives():
+    from datetime import date
+
+    for endpoint in ("game-lines", "player-props"):
+        _, statement = merge_for(endpoint)
+        assert set(re.findall(r"@(\w+)", statement)) == set(sql.merge_parameters([date(2025, 1, 21)]))
+
+
+def test_the_legacy_import_keeps_its_one_date_parameter():
+    spec = tables.table_for_endpoint("game-lines")
+    statement = sql.legacy_merge_sql(spec, "`p.d.t`", "SELECT 1")
+    assert "T.`game_date` = @game_date" in statement and "@game_dates" not in statement

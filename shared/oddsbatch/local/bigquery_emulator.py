@@ -389,10 +389,21 @@ def _constant(node, parameters: dict) -> str | None:
     return None
 
 
+def _array_parameter(node, arrays: dict) -> list | None:
+    """The values of `IN UNNEST(@array)`'s array parameter, else None."""
+    unnest = node.args.get("unnest")
+    if not isinstance(unnest, exp.Unnest) or len(unnest.expressions) != 1:
+        return None
+    (inner,) = unnest.expressions
+    return arrays.get(inner.name.casefold()) if isinstance(inner, exp.Parameter) else None
+
+
 def _partitions(project_id, configuration) -> frozenset | None:
     """The partitions one MERGE / UPDATE / DELETE touches: the values its ON (MERGE) or WHERE
-    clause pins the target's partitioning column to with a top-level equality; WHOLE_TABLE when
-    the table is not partitioned by a column or the clause does not say."""
+    clause pins the target's partitioning column to with a top-level equality, or the values of
+    the array parameter of a top-level `column IN UNNEST(@array)` (a MERGE of several game dates,
+    oddsbatch.sql.merge_sql); WHOLE_TABLE when the table is not partitioned by a column or the
+    clause does not say."""
     query_config = configuration.query
     tree = sqlglot.parse_one(query_config.query, read="bigquery")
     target = tree.this if isinstance(tree.this, exp.Table) else tree.find(exp.Table)
@@ -411,9 +422,19 @@ def _partitions(project_id, configuration) -> frozenset | None:
         return WHOLE_TABLE
     parameters = {(p.name or "").casefold(): p.parameterValue.value if p.parameterValue else None
                   for p in (query_config.queryParameters or [])}
+    arrays = {(p.name or "").casefold(): [v.value for v in (p.parameterValue.arrayValues or [])]
+              for p in (query_config.queryParameters or []) if p.parameterValue and p.parameterValue.arrayValues}
     alias = target.alias_or_name.casefold()
     values = set()
+    listed: list[frozenset] = []
     for part in (condition.flatten() if isinstance(condition, exp.And) else [condition]):
+        if isinstance(part, exp.In):
+            column = part.this
+            found = _array_parameter(part, arrays)
+            if (found and isinstance(column, exp.Column) and column.name.casefold() == field.casefold()
+                    and (not column.table or column.table.casefold() == alias)):
+                listed.append(frozenset(str(v) for v in found))
+            continue
         if not isinstance(part, exp.EQ):
             continue
         for column, other in ((part.this, part.expression), (part.expression, part.this)):
@@ -422,7 +443,11 @@ def _partitions(project_id, configuration) -> frozenset | None:
                 value = _constant(other, parameters)
                 if value is not None:
                     values.add(value)
-    return frozenset(values) if len(values) == 1 else WHOLE_TABLE
+    if len(values) == 1:
+        return frozenset(values)
+    if not values and len(listed) == 1:
+        return listed[0]
+    return WHOLE_TABLE
 
 
 def _mutated(statistics) -> bool:
