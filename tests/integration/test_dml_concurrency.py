@@ -162,3 +162,40 @@ def test_the_model_switched_off_is_local_bigquery_alone(conflicts_off):
     assert values(client, table, "2025-01-21") == [(1, 2)]
     assert "conflicts=off" in conflicts_off.log_text("bigquery")
     assert "dml_conflict " not in conflicts_off.log_text("bigquery")
+
+
+def _group_merge(held: "Held", name: str, days: list[str], n: int):
+    """An updating MERGE restricted to several partitions by `IN UNNEST(@game_dates)`, the form of
+    oddsbatch.sql.merge_sql for a group of dates, held before its commit."""
+    statement = (f"MERGE `{held.table}` AS T USING (SELECT d AS game_date FROM UNNEST(@game_dates) AS d) AS S\n"
+                 "ON T.game_date IN UNNEST(@game_dates) AND T.game_date = S.game_date\n"
+                 f"WHEN MATCHED THEN UPDATE SET n = {n}")
+    config = bigquery.QueryJobConfig(labels={"oddsbatch-hold": f"{held.tag}-{name}"}, query_parameters=[
+        bigquery.ArrayQueryParameter("game_dates", "DATE", days)])
+    held.jobs[name] = held.client.query(statement, job_id=f"conc_{held.tag}_{name}", job_retry=None,
+                                        job_config=config)
+
+
+@pytest.mark.parametrize("other_day, conflicts", [("2025-01-23", False), ("2025-01-22", True)])
+def test_a_merge_of_several_dates_conflicts_only_within_its_dates(stack, other_day, conflicts):
+    """The partitions of `game_date IN UNNEST(@game_dates)` are the array's dates: an update of a
+    date outside the group commits beside the group's updating MERGE; one of its dates conflicts."""
+    client = stack.bigquery()
+    name = f"conc_group_{other_day[-2:]}"
+    table = make_table(client, stack.project, name)
+    client.query(f"INSERT INTO `{table}` VALUES ('2025-01-23', 1, 0)").result()
+    held = Held(stack, client, table)
+    _group_merge(held, "g", ["2025-01-21", "2025-01-22"], 5)
+    wait_until(lambda: held.at_gate("g", 1), "the group's MERGE ran on its snapshot")
+    held.submit("o", f"UPDATE {{t}} SET n = 9 WHERE game_date = '{other_day}'", hold=False).result()
+    held.release("g", 1)
+    if conflicts:  # rerun on a fresh snapshot (it then commits)
+        held.release("g", 2)
+        assert f"dml_conflict table={stack.project}:odds_api.{name} job=conc_{held.tag}_g " in stack.log_text("bigquery")
+    else:  # it commits at its first run (a conflict would hold a second run at its gate)
+        job = held.jobs["g"]
+        wait_until(lambda: held.at_gate("g", 2) or job.done(), "the group's MERGE committed or reran")
+        assert not held.at_gate("g", 2), "the update of a date outside the group conflicted with its MERGE"
+    assert held.outcome("g") is None
+    assert values(client, table, "2025-01-21") == [(1, 5)] and values(client, table, "2025-01-22") == [(1, 5)]
+    assert values(client, table, "2025-01-23") == [(1, 9 if other_day == "2025-01-23" else 0)]

@@ -28,7 +28,8 @@ not serialize access to table ... due to concurrent update" (reason invalidQuery
 is a DuckDB transaction opened at its start and committed after its hold (the rules at commit), and a
 queued statement waits on a thread of its own, not one of local-bigquery's 8 workers. Partitions come
 from the statement (`partition_column = @param` / literal in a MERGE's ON clause, an UPDATE's or
-DELETE's WHERE; the whole table when unknown). Each conflict is logged on one line (`dml_conflict
+DELETE's WHERE, or the dates of `partition_column IN UNNEST(@array)`, a MERGE of several dates; the
+whole table when unknown). Each conflict is logged on one line (`dml_conflict
 table=... job=... attempt=N`); `--dml-conflicts off` switches the model off (default on).
 
 Logical views over a table with require_partition_filter: BigQuery creates them and applies the rule
