@@ -2,7 +2,7 @@
 
 A file is read one of two ways:
 
-* whole (`transform.markets_for_object`, then `staging.encode`): fastest, but it takes about
+* whole (`transform.staged_for_object`): fastest, but it takes about
   WHOLE_FILE_BYTES_PER_BYTE times the file's size at its peak (the parsed document, the rows,
   their text); for files up to ODDSBATCH_STREAM_OBJECT_BYTES (real snapshots are ~100 KB);
 * streamed (streaming.py): one bookmaker at a time from an incremental parser, in memory that
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Callable, Iterator
 
-from . import staging, streaming, transform
+from . import streaming, transform
 from .budget import budget_of
 from .config import Settings
 from .errors import BadInputError
@@ -111,9 +111,8 @@ def _gunzip_all(compressed: bytes, limit: int) -> bytes:
 
 
 def _whole(name: str, data: bytes, generation: int, created: datetime | None) -> StagedObject:
-    groups = transform.markets_for_object(name, data, generation, created)
-    snapshot = _snapshot(groups[0][0]["snapshot_timestamp"]) if groups else None  # one per file
-    return StagedObject(staging.encode(groups), staging.row_count(groups), snapshot)
+    staged = transform.staged_for_object(name, data, generation, created)
+    return StagedObject(staged.ndjson, staged.rows, _snapshot(staged.snapshot))
 
 
 def _streamed(name: str, open_stream: Callable[[], BinaryIO], generation: int,
