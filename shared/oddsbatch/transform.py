@@ -353,6 +353,30 @@ _PROP_PRICE_COLUMNS = tuple(_SIDE_COLUMNS.values())
 _LINE_PRICE_COLUMNS = (("price_decimal", "price_american"),)
 
 
+class _Made(dict):
+    """A per-file cache: the value of a key met for the first time is made by `make` and kept."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        value = self[key] = self.make(key)
+        return value
+
+
+def _text_or_null(value: str | None) -> str:
+    """A JSON string or null, exactly as `object_text` writes it."""
+    return "null" if value is None else quote(value)
+
+
+def _slot_of_side(name: str) -> int | None:
+    """The slot in a props row of the side an outcome's name says (any case, spaces around), or None."""
+    return _SIDE_SLOT.get(name.strip().lower())
+
+
 class _Walk:
     """What `_walk` found in a file (or a piece of one)."""
 
@@ -387,8 +411,8 @@ def _walk(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tu
     exact_points: set[float] = set()  # float points _exact_point accepted (a point repeats across books)
     by_market: dict[tuple, dict] = {}  # props: (event, bookmaker, market) -> {(player, line): row}
     seen: dict[tuple, tuple[list, int]] = {}  # game lines: natural key -> (rows list, index) of its row
-    slots: dict = {}  # outcome name -> slot of its side in a props row, or None
-    side_slot, isfinite = _SIDE_SLOT, math.isfinite
+    slots = _Made(_slot_of_side)  # outcome name -> slot of its side in a props row, or None
+    isfinite = math.isfinite
     n_prices = 0
     all_american = True
     irregular = False
@@ -415,6 +439,7 @@ def _walk(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tu
             "next_snapshot_timestamp": following,
             "minutes_before_tipoff": (commence_at - snap_at) // _ONE_MINUTE if commence_at else None,
         }
+        event_text = object_text(event_base)[:-1]
         for bookmaker in _required_list(event, "bookmakers", f"bookmakers of event {event_id}"):
             if not isinstance(bookmaker, dict):
                 raise _bad(f"wrong shape: a bookmaker of event {event_id} is a JSON {_type_name(bookmaker)}")
@@ -422,19 +447,26 @@ def _walk(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tu
             where = f"event {event_id} bookmaker {book}"
             book_base = dict(event_base)
             book_base["bookmaker_key"] = book
-            book_base["bookmaker_title"] = _optional_str(bookmaker, "title", f"{where} title")
-            book_base["bookmaker_last_update"] = _timestamp(bookmaker.get("last_update"), f"{where} last_update")[1]
-            book_text = object_text(book_base)[:-1]  # the staging text of every head of this bookmaker
+            title = book_base["bookmaker_title"] = _optional_str(bookmaker, "title", f"{where} title")
+            updated = book_base["bookmaker_last_update"] = _timestamp(bookmaker.get("last_update"),
+                                                                      f"{where} last_update")[1]
+            # the staging text of every head of this bookmaker: object_text(book_base) without its "}"
+            book_text = (f'{event_text},"bookmaker_key":{quote(book)},"bookmaker_title":{_text_or_null(title)},'
+                         f'"bookmaker_last_update":{_text_or_null(updated)}')
             for market in _required_list(bookmaker, "markets", f"markets of {where}"):
                 if not isinstance(market, dict):
                     raise _bad(f"wrong shape: a market of {where} is a JSON {_type_name(market)}")
-                key = _required_str(market, "key", f"market key in {where}")
+                key = market.get("key")
+                if type(key) is not str or not key:
+                    key = _required_str(market, "key", f"market key in {where}")  # raises
                 mwhere = f"{where} market {key}"
                 updated = _timestamp(market.get("last_update"), f"{mwhere} last_update")[1]
-                head_text = (f'{book_text},"market_key":{quote(key)},'
-                             f'"market_last_update":{"null" if updated is None else quote(updated)}')
-                outcomes = _required_list(market, "outcomes", f"outcomes of {mwhere}")
+                head_text = f'{book_text},"market_key":{quote(key)},"market_last_update":{_text_or_null(updated)}'
+                outcomes = market.get("outcomes")
+                if type(outcomes) is not list:
+                    outcomes = _required_list(market, "outcomes", f"outcomes of {mwhere}")  # raises
                 rows: list = []
+                last_player = last_point = last_row = None  # props: the row of the outcome before
                 if props:
                     is_player_market = key.startswith("player_")
                     by_key = by_market.get((event_id, book, key))
@@ -443,10 +475,12 @@ def _walk(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tu
                 for outcome in outcomes:
                     if type(outcome) is not dict:
                         raise _bad(f"wrong shape: an outcome of {mwhere} is a JSON {_type_name(outcome)}")
-                    name = outcome.get("name")
-                    price = outcome.get("price")
-                    point = outcome.get("point")
-                    description = outcome.get("description")
+                    try:  # subscripts are cheaper than get() calls, and props outcomes have all four
+                        name, price = outcome["name"], outcome["price"]
+                        point, description = outcome["point"], outcome["description"]
+                    except KeyError:  # a game line without point or description, or a bad outcome
+                        name, price = outcome.get("name"), outcome.get("price")
+                        point, description = outcome.get("point"), outcome.get("description")
                     if type(name) is not str or not name:
                         name = _required_str(outcome, "name", f"outcome name in {mwhere}")  # raises
                     kind = type(price)
@@ -477,9 +511,7 @@ def _walk(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tu
                             prices[price]
                         continue
                     # Player props: player = description, side = name (see the module docstring).
-                    slot = slots.get(name, 0)
-                    if slot == 0:
-                        slot = slots[name] = side_slot.get(name.strip().lower())
+                    slot = slots[name]
                     if description:
                         if slot is None:
                             if not is_player_market:
@@ -500,11 +532,15 @@ def _walk(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tu
                             raise _bad(f"outcome {name!r} in market {key} (bookmaker {book}) has no player "
                                        f"(no description)")
                         player, slot = name, _YES
-                    row = by_key.get((player, point))
-                    if row is None:  # a (player, line) met again later, even in a repeated market, is this row
-                        row = by_key[player, point] = [player, point, None, None, None, None]
-                        rows.append(row)
-                    elif row[slot] is not None:  # a side given twice: the last one wins
+                    if point == last_point and player == last_player:  # the other side of the outcome before
+                        row = last_row
+                    else:
+                        row = by_key.get((player, point))
+                        if row is None:  # a (player, line) met again later, even in a repeated market, is this row
+                            row = by_key[player, point] = [player, point, None, None, None, None]
+                            rows.append(row)
+                        last_player, last_point, last_row = player, point, row
+                    if row[slot] is not None:  # a side given twice: the last one wins
                         irregular = True
                     row[slot] = price
                     if prices is not None:
@@ -532,24 +568,12 @@ def _check_decimal_prices(markets: list[tuple], price_format: str) -> None:
                            f"file is american (whole, |p| >= 100)")
 
 
-class _Made(dict):
-    """A per-file cache: the value of a key met for the first time is made by `make` and kept."""
-
-    __slots__ = ("make",)
-
-    def __init__(self, make):
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, key):
-        value = self[key] = self.make(key)
-        return value
-
-
 class _Texts:
-    """One file's converted prices and the staging texts its rows are made of, each made once
-    per file: an item that repeats (a player, a line, a price) is looked up, not written again.
-    A number key never stands for 0.0 or -0.0, which are equal keys with different texts."""
+    """Converted prices and the staging texts rows are made of, each made once and looked up
+    after: a player (name and lookup), a line, a price (its two columns), for one price format
+    and endpoint. Kept from file to file (`price_texts`), since the same players, lines and prices
+    come back in every snapshot. A number key never stands for 0.0 or -0.0, which are equal keys
+    with different texts."""
 
     def __init__(self, price_format: str, price_columns: tuple[tuple[str, str], ...], point_column: str):
         self.price_format = price_format
@@ -569,12 +593,27 @@ class _Texts:
         """`,"column":point` of any point, 0.0 and -0.0 included."""
         return self.points[point] if point else f',"{self.point_column}":{number_text(point)}'
 
+    def size(self) -> int:
+        return sum(map(len, (self.pairs, *self.prices, self.points, self.strings, self.players)))
+
+
+# The texts of each (price format, endpoint), shared by every file (and thread: a dict's get and
+# set are atomic, and two threads making the same text make the same one). A set that grew past
+# TEXTS_KEPT entries (a file of unusual names) is dropped at the start of the next file.
+TEXTS_KEPT = 20_000
+_texts: dict[tuple[str, str], _Texts] = {}
+
 
 def price_texts(ref: ObjectRef, price_format: str) -> _Texts:
-    """The converted prices and texts of one file, to share between its pieces (streaming.py)."""
-    if ref.endpoint == "player-props":
-        return _Texts(price_format, _PROP_PRICE_COLUMNS, "line")
-    return _Texts(price_format, _LINE_PRICE_COLUMNS, "outcome_point")
+    """The converted prices and texts a file's rows are made of (shared by its pieces, streaming.py)."""
+    texts = _texts.get((price_format, ref.endpoint))
+    if texts is None or texts.size() > TEXTS_KEPT:
+        if ref.endpoint == "player-props":
+            texts = _Texts(price_format, _PROP_PRICE_COLUMNS, "line")
+        else:
+            texts = _Texts(price_format, _LINE_PRICE_COLUMNS, "outcome_point")
+        _texts[price_format, ref.endpoint] = texts
+    return texts
 
 
 def _head_tail(ref: ObjectRef, price_format: str, generation: int) -> dict:
