@@ -1,6 +1,14 @@
-"""Odds API snapshot files -> staged rows (one dict per row, exactly `TableSpec.staged_columns`).
+"""Odds API snapshot files -> staged rows (exactly `TableSpec.staged_columns`).
 
 Pure: no Google imports, no I/O except in `cmd_transform`. One `json.loads` per file.
+
+One walk over a file's outcomes (`_walk`) validates them and pivots them into rows; two thin
+writers consume it: `staged_for_object`, the holder's path, writes the staging NDJSON
+(staging.py) straight from the walked values, from texts made once (a player's name and lookup,
+a line, a price's two columns), never a dict per row; `markets_for_object` / `rows_for_object`
+build the same rows as dicts, for tests and checks. The text is byte for byte
+`staging.encode` of the dicts (tests/unit/test_staging.py, and every bench run). A file's
+errors come out in one order whichever writer asks (`_rows_of`).
 
 Rules this module decides (tests in tests/unit/test_transform.py pin each one):
 
