@@ -362,7 +362,7 @@ _LINE_PRICE_COLUMNS = (("price_decimal", "price_american"),)
 
 
 class _Made(dict):
-    """A per-file cache: the value of a key met for the first time is made by `make` and kept."""
+    """A cache: the value of a key met for the first time is made by `make` and kept."""
 
     __slots__ = ("make",)
 
@@ -397,7 +397,7 @@ class _Walk:
         self.all_american = all_american  # whether every price reads as american
         # A rule met whose error or price must be placed in payload order among the prices the
         # rows hold: an outcome whose side cannot be told, a props side given twice, a game line
-        # given twice. The file is walked again, pricing as it goes (`_priced_walk`).
+        # given twice. The file is walked again, pricing as it goes (`_walk` with prices, `_rows_of`).
         self.irregular = irregular
 
 
@@ -516,7 +516,7 @@ def _walk(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tu
                         seen[line_key] = (rows, len(rows))
                         rows.append((name, description or None, point, price))
                         if prices is not None:
-                            prices[price]
+                            prices[price]  # converted (or BadInputError) in payload order
                         continue
                     # Player props: player = description, side = name (see the module docstring).
                     slot = slots[name]
@@ -543,16 +543,17 @@ def _walk(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tu
                     if point == last_point and player == last_player:  # the other side of the outcome before
                         row = last_row
                     else:
-                        row = by_key.get((player, point))
+                        row_key = (player, point)
+                        row = by_key.get(row_key)
                         if row is None:  # a (player, line) met again later, even in a repeated market, is this row
-                            row = by_key[player, point] = [player, point, None, None, None, None]
+                            row = by_key[row_key] = [player, point, None, None, None, None]
                             rows.append(row)
                         last_player, last_point, last_row = player, point, row
                     if row[slot] is not None:  # a side given twice: the last one wins
                         irregular = True
                     row[slot] = price
                     if prices is not None:
-                        prices[price]
+                        prices[price]  # converted (or BadInputError) in payload order
                 n_prices += len(outcomes)
                 markets.append((book_base, key, updated, head_text, outcomes, rows))
     return _Walk(markets, n_prices, all_american, irregular)
