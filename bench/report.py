@@ -34,9 +34,10 @@ METHOD = [
     "300- and 1,000-file dates, then every 1 s from 10 s after the last upload).",
     "MERGEs and jobs: BigQuery jobs listed before and after (after the stack is idle, so late rounds count); the "
     "bench's own count queries carry the `bench_` prefix and are excluded. MERGEs per table from the job ids.",
-    "Transform: `transform.markets_for_object` + `staging.encode` (as `holder._read` runs them) over every file "
-    "of `synthesize_day(games=15, snapshots=34)`, vs `json.loads` of the same bytes; process CPU seconds, best "
-    "of 3. Checked each run: the staged lines un-nested give exactly `rows_for_object`.",
+    "Transform: `transform.staged_for_object` (as `reading.read_object` runs it for a file read whole) over every "
+    "file of `synthesize_day(games=15, snapshots=34)`, vs `json.loads` of the same bytes; process CPU seconds, "
+    "best of 5, the two interleaved. Checked each run: the staged text is byte for byte `staging.encode` of "
+    "`markets_for_object` (the rows built as dicts), and un-nested gives exactly `rows_for_object`.",
     "Memory: VmHWM of each function's gunicorn worker (child of the recorded functions-framework pid) after the "
     "1,000-file date; a fresh stack, so the peak is that date's. Spooled staging files beyond 64 MiB live in "
     "the temp directory, which is not in RSS locally; on Cloud Functions gen2 /tmp is in memory and counts "
@@ -59,11 +60,11 @@ def reasons(run: Run) -> list[str]:
         floor = by.get("reencode_parsed_input_over_bare_parse")
         stages = by.get("transform_stages_over_bare_parse")
         out.append(f"Why transform misses 2.5x: {by['transform_rows_per_s'].note}; {t.note}; per stage "
-                   f"(parse + rows + encode) {stages.value if stages else '?'} x the parse. Encoding the parsed input "
+                   f"(parse + walk + write) {stages.value if stages else '?'} x the parse. Encoding the parsed input "
                    f"again, untouched, with the standard library's C encoder costs {floor.value if floor else '?'}x "
-                   "the parse: the rows therefore write their own staging text from texts written once per file "
-                   "(staging.StagedRow), and what is left is the Python work per outcome (validate, pivot) and per "
-                   "row (its dict and its text).")
+                   "the parse: the staging text is therefore written straight from the parsed values, from texts "
+                   "made once per file, and what is left is the Python work per outcome (validate, pivot) and per "
+                   "row (its text).")
     for f in run.figures:
         if f.name.startswith("burst_speedup_settle") and not f.met:
             settle = f.name.removeprefix("burst_speedup_settle")

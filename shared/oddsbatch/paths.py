@@ -82,8 +82,10 @@ def parse_object_name(name: str) -> ObjectRef:
     name_time = None
     t = _NAME_TIME.search(file_part)
     if t:
-        try:
-            name_time = datetime.strptime(t.group("stamp"), "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
+        stamp = t.group("stamp")  # 8 digits, "_", 6 digits: strptime("%Y%m%d_%H%M%S") has one way to read
+        try:  # it, and its fields' ranges are datetime's own; built directly, it costs a tenth of strptime
+            name_time = datetime(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]),
+                                 int(stamp[11:13]), int(stamp[13:]), tzinfo=timezone.utc)
         except ValueError:
             raise BadInputError(f"impossible snapshot time {t.group('stamp')!r} in object name: {name}") from None
     tag = _SNAP_TAG.search(file_part)

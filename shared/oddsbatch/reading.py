@@ -2,7 +2,7 @@
 
 A file is read one of two ways:
 
-* whole (`transform.markets_for_object`, then `staging.encode`): fastest, but it takes about
+* whole (`transform.staged_for_object`): fastest, but it takes about
   WHOLE_FILE_BYTES_PER_BYTE times the file's size at its peak (the parsed document, the rows,
   their text); for files up to ODDSBATCH_STREAM_OBJECT_BYTES (real snapshots are ~100 KB);
 * streamed (streaming.py): one bookmaker at a time from an incremental parser, in memory that
@@ -32,16 +32,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Callable, Iterator
 
-from . import staging, streaming, transform
+from . import streaming, transform
 from .budget import budget_of
 from .config import Settings
 from .errors import BadInputError
 from .paths import parse_object_name
 from .tables import table_for_endpoint
 
-# Peak bytes per input byte of a file read whole, measured with tracemalloc (markets_for_object +
-# staging.encode): ~14 for a props snapshot, ~42 for a game-lines file of many bookmakers (a
-# 29.6 MB one peaked at 1,177 MiB). The larger one, for every file.
+# Peak bytes per input byte of a file read whole, measured with tracemalloc when rows were dicts
+# (markets_for_object + staging.encode): ~14 for a props snapshot, ~42 for a game-lines file of
+# many bookmakers (a 29.6 MB one peaked at 1,177 MiB). The larger one, for every file. The text
+# written straight from the walk (transform.staged_for_object) peaks lower (10.7 and 21.7 for a
+# props snapshot and a 3 MB game-lines file, vs 12.3 and 31.8 the old way): kept as a margin.
 WHOLE_FILE_BYTES_PER_BYTE = 42
 WHOLE_FILE_FIXED_BYTES = 1024 * 1024
 # A streamed file besides its raw bytes: the parser's buffers, one bookmaker, the per-file texts
@@ -117,9 +119,8 @@ def _gunzip_all(compressed: bytes, limit: int) -> bytes:
 
 
 def _whole(name: str, data: bytes, generation: int, created: datetime | None) -> StagedObject:
-    groups = transform.markets_for_object(name, data, generation, created)
-    snapshot = _snapshot(groups[0][0]["snapshot_timestamp"]) if groups else None  # one per file
-    return StagedObject(staging.encode(groups), staging.row_count(groups), snapshot)
+    staged = transform.staged_for_object(name, data, generation, created)
+    return StagedObject(staged.ndjson, staged.rows, _snapshot(staged.snapshot))
 
 
 def _streamed(name: str, open_stream: Callable[[], BinaryIO], generation: int,

@@ -12,10 +12,12 @@ for 59 MB of input and serializing it cost 7x the JSON parse of the input; group
 a fraction of that (bench/RESULTS.md), and the load job reads that much less. The MERGE
 un-nests the rows again (sql.deduplicated_source_sql), so the target table is unchanged.
 
-Writing it is most of a file's transform cost, so the transform writes each row's text as it
-builds the row (`StagedRow`), from texts it wrote once per file (a player's name, a price, a
-line): `encode` then joins texts instead of encoding every row item by item
-(bench/transform_bench.py prints the split).
+Writing it was most of a file's transform cost, so the holder's path never builds a row as a
+dict: `transform.staged_for_object` writes each line's text straight from the parsed values,
+from texts it makes once per file (a player's name and lookup, a line, a price's two columns).
+`encode` here is the reference it is held to: `json.dumps` of each market of dict rows
+(`transform.markets_for_object`, the same rows for tests and checks), byte for byte the same
+text (tests/unit/test_staging.py, and checked on every bench run, bench/transform_bench.py).
 
 Pure: no Google imports, no I/O.
 """
@@ -56,52 +58,14 @@ def object_text(mapping: dict) -> str:
     return _encode(mapping)
 
 
-class StagedRow(dict):
-    """A staged row or market head that carries its own staging text: `json`, exactly
-    `object_text(self)`, set by whoever built it (transform.py). Any change to the dict drops
-    the text (`json` = None), and `encode` writes a row without one the ordinary way, so a
-    caller that edits the rows it was given stages what it edited."""
-
-    __slots__ = ("json",)
-
-
-def _drops_text(method):
-    def changed(self, *args, **kwargs):
-        self.json = None
-        return method(self, *args, **kwargs)
-
-    changed.__name__ = changed.__qualname__ = method.__name__
-    changed.__doc__ = method.__doc__
-    return changed
-
-
-for _name in ("__setitem__", "__delitem__", "__ior__", "clear", "pop", "popitem", "setdefault", "update"):
-    setattr(StagedRow, _name, _drops_text(getattr(dict, _name)))
-
-
-def _joined_line(head, rows) -> str | None:
-    """The staging line of a head and rows that all carry their text; None when the head has
-    none (AttributeError / TypeError when a row has none)."""
-    head_text = head.json
-    if not head_text or not head or MARKET_ROWS_FIELD in head:
-        return None
-    return f'{head_text[:-1]},"{MARKET_ROWS_FIELD}":[{",".join([row.json for row in rows])}]}}'
-
-
 def encode(groups: Iterable[MarketRows]) -> bytes:
     """Staging NDJSON of grouped market rows (transform.markets_for_object): exactly
     `json.dumps({**head, "market_rows": rows}, separators=(",", ":"))` per market, one per line."""
     lines = []
     for head, rows in groups:
-        try:
-            text = _joined_line(head, rows)
-        except (AttributeError, TypeError):  # a plain dict, a row changed after it was built
-            text = None
-        if text is None:
-            line = dict(head)
-            line[MARKET_ROWS_FIELD] = rows
-            text = _encode(line)
-        lines.append(text)
+        line = dict(head)
+        line[MARKET_ROWS_FIELD] = rows
+        lines.append(_encode(line))
     if not lines:
         return b""
     lines.append("")

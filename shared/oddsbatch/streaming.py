@@ -6,10 +6,10 @@ Python objects, and its staged rows as much again (issue 19). Here an incrementa
 
 1. the skeleton: the document with every event's bookmakers left out (the wrapper's and the
    events' own fields), and the file's price format (transform's rule over every price, by
-   running `transform._markets` on each bookmaker);
-2. the rows: each bookmaker, inside its event's fields, through the same functions that
-   transform a whole file (`_markets`, `_heads`, `pivot`), its staged text handed out before
-   the next bookmaker is read.
+   running `transform._walk` on each bookmaker);
+2. the rows: each bookmaker, inside its event's fields, through the same function that stages
+   a whole file (`transform.staged_from_payload`, with the file's price format and texts), its
+   staged text handed out before the next bookmaker is read.
 
 A piece (one event with one bookmaker) is a payload of its own, and a file's rows are the rows
 of its pieces: the transform's file-wide rules (a repeated game line: the last one wins; one
@@ -27,7 +27,7 @@ import io
 from datetime import datetime
 from typing import Any, BinaryIO, Iterator
 
-from . import staging, transform
+from . import transform
 from .errors import BadInputError
 from .paths import ObjectRef
 
@@ -213,12 +213,11 @@ class StreamedFile:
         with self.open_stream() as stream:
             for _, bookmaker in _pieces(stream, skeleton):
                 try:
-                    _, n, american = transform._markets(self.ref, [dict(name_event, bookmakers=[bookmaker])],
-                                                        None, snapshot)
+                    walked = transform._walk(self.ref, [dict(name_event, bookmakers=[bookmaker])], None, snapshot)
                 except BadInputError:
                     continue  # pass 2 refuses the file, with the error in its context
-                n_prices += n
-                all_american = all_american and american
+                n_prices += walked.n_prices
+                all_american = all_american and walked.all_american
         return skeleton[0], transform.price_format_of(n_prices, all_american)
 
     def texts(self) -> Iterator[bytes]:
@@ -227,7 +226,7 @@ class StreamedFile:
         skeleton, price_format = self._skeleton()
         events, wrapper = transform.split_payload(skeleton)  # the shape errors of the whole file
         snapshot = transform._snapshot(ref, wrapper, self.created)
-        transform._markets(ref, events, wrapper, snapshot)  # the wrapper's and every event's own fields
+        transform._walk(ref, events, wrapper, snapshot)  # the wrapper's and every event's own fields
         texts = transform.price_texts(ref, price_format)
         seen: set = set()
         with self.open_stream() as stream:
@@ -235,17 +234,17 @@ class StreamedFile:
                 event = _where_is(skeleton, events, at)
                 piece = dict(event)
                 piece["bookmakers"] = [bookmaker]
-                markets, _, _ = transform._markets(ref, [piece], wrapper, snapshot)  # validates the bookmaker
+                walked = transform._walk(ref, [piece], wrapper, snapshot)  # validates the bookmaker
                 key = (event["id"], bookmaker["key"])
                 if key in seen:
                     raise NotStreamable(f"bookmaker {key[1]!r} appears twice in event {key[0]!r}")
                 seen.add(key)
-                groups = transform.pivot(ref, transform._heads(ref, markets, price_format, self.generation),
-                                         price_format, texts)
-                if groups:
-                    self.rows += staging.row_count(groups)
-                    self.snapshot = groups[0][0]["snapshot_timestamp"]
-                    yield staging.encode(groups)
+                staged = transform.staged_text(ref, [piece], wrapper, snapshot, self.generation, price_format, texts,
+                                               walked)
+                if staged.rows:
+                    self.rows += staged.rows
+                    self.snapshot = staged.snapshot
+                    yield staged.ndjson
 
 
 def stream_of(data: bytes):

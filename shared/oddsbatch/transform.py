@@ -1,6 +1,14 @@
-"""Odds API snapshot files -> staged rows (one dict per row, exactly `TableSpec.staged_columns`).
+"""Odds API snapshot files -> staged rows (exactly `TableSpec.staged_columns`).
 
 Pure: no Google imports, no I/O except in `cmd_transform`. One `json.loads` per file.
+
+One walk over a file's outcomes (`_walk`) validates them and pivots them into rows; two thin
+writers consume it: `staged_for_object`, the holder's path, writes the staging NDJSON
+(staging.py) straight from the walked values, from texts made once (a player's name and lookup,
+a line, a price's two columns), never a dict per row; `markets_for_object` / `rows_for_object`
+build the same rows as dicts, for tests and checks. The text is byte for byte
+`staging.encode` of the dicts (tests/unit/test_staging.py, and every bench run). A file's
+errors come out in one order whichever writer asks (`_rows_of`).
 
 Rules this module decides (tests in tests/unit/test_transform.py pin each one):
 
@@ -49,13 +57,13 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from . import teams
 from .errors import BadInputError
 from .paths import ObjectRef, endpoint_of, parse_object_name
-from .staging import MarketRows, StagedRow, number_text, object_text, quote
-from .tables import TableSpec, table_for_endpoint
+from .staging import MarketRows, number_text, object_text, quote
+from .tables import MARKET_ROWS_FIELD, TableSpec, table_for_endpoint
 
 SNAPSHOT_SOURCES = ("wrapper", "object_name", "object_created")
 PRICE_FORMATS = ("american", "decimal")
@@ -342,19 +350,80 @@ def _snapshot(ref: ObjectRef, wrapper: dict | None, created: datetime | None) ->
     raise _bad(f"no snapshot time: no wrapper timestamp, no YYYYMMDD_HHMMSS in the name, no creation time: {ref.name}")
 
 
-def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None,
-             snapshot: tuple) -> tuple[list[tuple[dict, list[tuple], str]], int, bool]:
-    """Validate the events once: ([(market base row, [(name, description, point, price)], head
-    text)], how many prices, whether every price reads as american)."""
+# How a walk over a file's outcomes groups them into rows. Player props: a row per (event,
+# bookmaker, market, player, line), [player, line, over, under, yes, no] with each side's source
+# price or None. Game lines: a row per outcome, (name, description, point, price), None once a
+# later outcome with its natural key replaced it.
+_SIDE_SLOT = {s: i for i, s in enumerate(SIDES, 2)}
+_SIDE_COLUMNS = {s: (f"{s}_price_decimal", f"{s}_price_american") for s in SIDES}
+_YES = _SIDE_SLOT["yes"]
+_PROP_PRICE_COLUMNS = tuple(_SIDE_COLUMNS.values())
+_LINE_PRICE_COLUMNS = (("price_decimal", "price_american"),)
+
+
+class _Made(dict):
+    """A cache: the value of a key met for the first time is made by `make` and kept."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        value = self[key] = self.make(key)
+        return value
+
+
+def _text_or_null(value: str | None) -> str:
+    """A JSON string or null, exactly as `object_text` writes it."""
+    return "null" if value is None else quote(value)
+
+
+def _slot_of_side(name: str) -> int | None:
+    """The slot in a props row of the side an outcome's name says (any case, spaces around), or None."""
+    return _SIDE_SLOT.get(name.strip().lower())
+
+
+class _Walk:
+    """What `_walk` found in a file (or a piece of one)."""
+
+    __slots__ = ("markets", "n_prices", "all_american", "irregular")
+
+    def __init__(self, markets: list[tuple], n_prices: int, all_american: bool, irregular: bool):
+        # [(bookmaker head columns, market key, market last_update, head text, source outcomes, rows)]
+        self.markets = markets
+        self.n_prices = n_prices  # how many prices
+        self.all_american = all_american  # whether every price reads as american
+        # A rule met whose error or price must be placed in payload order among the prices the
+        # rows hold: an outcome whose side cannot be told, a props side given twice, a game line
+        # given twice. The file is walked again, pricing as it goes (`_walk` with prices, `_rows_of`).
+        self.irregular = irregular
+
+
+def _walk(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tuple,
+          prices: dict | None = None) -> _Walk:
+    """Validate the events and group their outcomes into rows, in one pass over the outcomes.
+
+    Without `prices` (the file's price format is not known yet) a side that cannot be told
+    marks the walk irregular and the outcome is left out. With `prices` (the file's
+    `_Texts.pairs`) every price a row takes is converted in payload order (BadInputError when
+    out of range), and a side that cannot be told is BadInputError at once."""
     snap_at, snap_text, snap_source = snapshot
     previous = _timestamp(wrapper.get("previous_timestamp"), "wrapper previous_timestamp")[1] if wrapper else None
     following = _timestamp(wrapper.get("next_timestamp"), "wrapper next_timestamp")[1] if wrapper else None
     game_date = format_date(ref.game_date)
     name_event = ref.event_id.lower() if ref.event_id else None
-    markets: list[tuple[dict, list[tuple], str]] = []
+    props = ref.endpoint == "player-props"
+    markets: list[tuple] = []
     exact_points: set[float] = set()  # float points _exact_point accepted (a point repeats across books)
+    by_market: dict[tuple, dict] = {}  # props: (event, bookmaker, market) -> {(player, line): row}
+    seen: dict[tuple, tuple[list, int]] = {}  # game lines: natural key -> (rows list, index) of its row
+    slots = _Made(_slot_of_side)  # outcome name -> slot of its side in a props row, or None
+    isfinite = math.isfinite
     n_prices = 0
     all_american = True
+    irregular = False
     for event in events:
         event_id = _required_str(event, "id", "event id")
         if name_event is not None and event_id.lower() != name_event:
@@ -378,6 +447,7 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None,
             "next_snapshot_timestamp": following,
             "minutes_before_tipoff": (commence_at - snap_at) // _ONE_MINUTE if commence_at else None,
         }
+        event_text = object_text(event_base)[:-1]
         for bookmaker in _required_list(event, "bookmakers", f"bookmakers of event {event_id}"):
             if not isinstance(bookmaker, dict):
                 raise _bad(f"wrong shape: a bookmaker of event {event_id} is a JSON {_type_name(bookmaker)}")
@@ -385,34 +455,47 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None,
             where = f"event {event_id} bookmaker {book}"
             book_base = dict(event_base)
             book_base["bookmaker_key"] = book
-            book_base["bookmaker_title"] = _optional_str(bookmaker, "title", f"{where} title")
-            book_base["bookmaker_last_update"] = _timestamp(bookmaker.get("last_update"), f"{where} last_update")[1]
-            book_text = object_text(book_base)[:-1]  # the staging text of every head of this bookmaker
+            title = book_base["bookmaker_title"] = _optional_str(bookmaker, "title", f"{where} title")
+            updated = book_base["bookmaker_last_update"] = _timestamp(bookmaker.get("last_update"),
+                                                                      f"{where} last_update")[1]
+            # the staging text of every head of this bookmaker: object_text(book_base) without its "}"
+            book_text = (f'{event_text},"bookmaker_key":{quote(book)},"bookmaker_title":{_text_or_null(title)},'
+                         f'"bookmaker_last_update":{_text_or_null(updated)}')
             for market in _required_list(bookmaker, "markets", f"markets of {where}"):
                 if not isinstance(market, dict):
                     raise _bad(f"wrong shape: a market of {where} is a JSON {_type_name(market)}")
-                key = _required_str(market, "key", f"market key in {where}")
+                key = market.get("key")
+                if type(key) is not str or not key:
+                    key = _required_str(market, "key", f"market key in {where}")  # raises
                 mwhere = f"{where} market {key}"
-                base = dict(book_base)
-                base["market_key"] = key
-                updated = base["market_last_update"] = _timestamp(market.get("last_update"), f"{mwhere} last_update")[1]
-                head_text = (f'{book_text},"market_key":{quote(key)},'
-                             f'"market_last_update":{"null" if updated is None else quote(updated)}')
-                outcomes = []
-                for outcome in _required_list(market, "outcomes", f"outcomes of {mwhere}"):
+                updated = _timestamp(market.get("last_update"), f"{mwhere} last_update")[1]
+                head_text = f'{book_text},"market_key":{quote(key)},"market_last_update":{_text_or_null(updated)}'
+                outcomes = market.get("outcomes")
+                if type(outcomes) is not list:
+                    outcomes = _required_list(market, "outcomes", f"outcomes of {mwhere}")  # raises
+                rows: list = []
+                last_player = last_point = last_row = None  # props: the row of the outcome before
+                if props:
+                    is_player_market = key.startswith("player_")
+                    by_key = by_market.get((event_id, book, key))
+                    if by_key is None:
+                        by_key = by_market[event_id, book, key] = {}
+                for outcome in outcomes:
                     if type(outcome) is not dict:
                         raise _bad(f"wrong shape: an outcome of {mwhere} is a JSON {_type_name(outcome)}")
-                    name = outcome.get("name")
-                    price = outcome.get("price")
-                    point = outcome.get("point")
-                    description = outcome.get("description")
+                    try:  # subscripts are cheaper than get() calls, and props outcomes have all four
+                        name, price = outcome["name"], outcome["price"]
+                        point, description = outcome["point"], outcome["description"]
+                    except KeyError:  # a game line without point or description, or a bad outcome
+                        name, price = outcome.get("name"), outcome.get("price")
+                        point, description = outcome.get("point"), outcome.get("description")
                     if type(name) is not str or not name:
                         name = _required_str(outcome, "name", f"outcome name in {mwhere}")  # raises
                     kind = type(price)
                     if kind is int:
                         if all_american and -100 < price < 100:
                             all_american = False
-                    elif kind is float and math.isfinite(price):
+                    elif kind is float and isfinite(price):
                         if all_american and (not price.is_integer() or -100 < price < 100):
                             all_american = False
                     elif price is None:
@@ -424,248 +507,294 @@ def _markets(ref: ObjectRef, events: list[dict], wrapper: dict | None,
                         exact_points.add(point)
                     if description is not None and type(description) is not str:
                         description = _optional_str(outcome, "description", f"description of outcome {name!r} in {mwhere}")
-                    outcomes.append((name, description or None, point, price))
+                    if not props:
+                        line_key = (event_id, book, key, name, description or None, point)
+                        earlier = seen.get(line_key)
+                        if earlier is not None:  # same natural key twice in one file: the last one wins
+                            earlier[0][earlier[1]] = None
+                            irregular = True  # the price it replaced is converted (and checked) all the same
+                        seen[line_key] = (rows, len(rows))
+                        rows.append((name, description or None, point, price))
+                        if prices is not None:
+                            prices[price]  # converted (or BadInputError) in payload order
+                        continue
+                    # Player props: player = description, side = name (see the module docstring).
+                    slot = slots[name]
+                    if description:
+                        if slot is None:
+                            if not is_player_market:
+                                continue
+                            if prices is None:
+                                irregular = True
+                                continue
+                            raise _bad(f"cannot tell the side of outcome {name!r} for {description!r} in market "
+                                       f"{key} (bookmaker {book}): expected Over/Under/Yes/No")
+                        player = description
+                    else:
+                        if not is_player_market:
+                            continue  # a team market in a props file: not a player prop
+                        if slot is not None:
+                            if prices is None:
+                                irregular = True
+                                continue
+                            raise _bad(f"outcome {name!r} in market {key} (bookmaker {book}) has no player "
+                                       f"(no description)")
+                        player, slot = name, _YES
+                    if point == last_point and player == last_player:  # the other side of the outcome before
+                        row = last_row
+                    else:
+                        row_key = (player, point)
+                        row = by_key.get(row_key)
+                        if row is None:  # a (player, line) met again later, even in a repeated market, is this row
+                            row = by_key[row_key] = [player, point, None, None, None, None]
+                            rows.append(row)
+                        last_player, last_point, last_row = player, point, row
+                    if row[slot] is not None:  # a side given twice: the last one wins
+                        irregular = True
+                    row[slot] = price
+                    if prices is not None:
+                        prices[price]  # converted (or BadInputError) in payload order
                 n_prices += len(outcomes)
-                markets.append((base, outcomes, head_text))
-    return markets, n_prices, all_american
+                markets.append((book_base, key, updated, head_text, outcomes, rows))
+    return _Walk(markets, n_prices, all_american, irregular)
 
 
 def price_format_of(n_prices: int, all_american: bool) -> str:
-    """The file's price format (module docstring), from `_markets`' count and verdict."""
+    """The file's price format (module docstring), from `_walk`'s count and verdict."""
     return "american" if n_prices and all_american else "decimal"
 
 
-def _heads(ref: ObjectRef, markets: list[tuple[dict, list[tuple], str]], price_format: str,
-           generation: int) -> list[tuple[dict, list[tuple]]]:
-    """[(market head, outcomes)]: the base rows with the file's columns added; BadInputError for a
-    price that is no decimal price in a decimal file."""
-    tail = {"price_format": price_format, "source_object": ref.name, "source_generation": int(generation)}
-    tail_text = "," + object_text(tail)[1:]
-    heads = []
-    for base, outcomes, head_text in markets:
-        base.update(tail)
-        head = StagedRow(base)
-        head.json = head_text + tail_text
-        heads.append((head, outcomes))
-        if price_format == "decimal":
-            for name, _, _, price in outcomes:
-                if price <= 1:
-                    raise _bad(f"price {price!r} of outcome {name!r} (market {base['market_key']}, bookmaker "
-                               f"{base['bookmaker_key']}) is no decimal price (> 1), and not every price of the "
-                               f"file is american (whole, |p| >= 100)")
-    return heads
-
-
+def _check_decimal_prices(markets: list[tuple], price_format: str) -> None:
+    """BadInputError for the first price that is no decimal price in a decimal file."""
+    if price_format != "decimal":
+        return
+    for book_base, key, _, _, outcomes, _ in markets:
+        for outcome in outcomes:
+            price = outcome["price"]
+            if price <= 1:
+                raise _bad(f"price {price!r} of outcome {outcome['name']!r} (market {key}, bookmaker "
+                           f"{book_base['bookmaker_key']}) is no decimal price (> 1), and not every price of the "
+                           f"file is american (whole, |p| >= 100)")
 
 
 class _Texts:
-    """The staging texts a file's rows are made of, each written once per file: an item that
-    repeats (a name, a line, a price) is looked up, not written again."""
+    """Converted prices and the staging texts rows are made of, each made once and looked up
+    after: a player (name and lookup), a line, a price (its two columns), for one price format
+    and endpoint. Kept from file to file (`price_texts`), since the same players, lines and prices
+    come back in every snapshot. A number key never stands for 0.0 or -0.0, which are equal keys
+    with different texts."""
 
-    def __init__(self, price_format: str, price_columns: tuple[tuple[str, str], ...]):
+    def __init__(self, price_format: str, price_columns: tuple[tuple[str, str], ...], point_column: str):
         self.price_format = price_format
-        self.price_columns = price_columns  # (decimal column, american column) of each price a row holds
-        # source price -> ((decimal, american), the text of its two columns for each of price_columns)
-        self.prices: dict = {}
-        self.strings: dict[str, str] = {}
-        self.numbers: dict[tuple[str, float], str] = {}
+        # source price -> (decimal, american); BadInputError when out of range
+        self.pairs = pairs = _Made(lambda price: _convert(price, price_format))
+        # per (decimal column, american column) of a row: source price -> the text of both columns
+        self.prices = tuple(
+            _Made(lambda price, d=d, a=a: f',"{d}":{number_text(pairs[price][0])},"{a}":{number_text(pairs[price][1])}')
+            for d, a in price_columns)
+        self.point_column = point_column
+        self.points = _Made(lambda point: f',"{point_column}":{number_text(point)}')  # a nonzero point
+        self.strings = _Made(quote)
+        self.players = _Made(lambda player: f'{{"player_name":{quote(player)},"player_lookup":'
+                                            f'{quote(player_lookup(player))}')
 
-    def price(self, price) -> tuple:
-        """((decimal, american), *texts) of a source price; BadInputError when out of range."""
-        found = self.prices.get(price)
-        if found is None:
-            pair = _convert(price, self.price_format)
-            decimal, american = number_text(pair[0]), number_text(pair[1])
-            found = self.prices[price] = (pair, *(f',"{d}":{decimal},"{a}":{american}' for d, a in self.price_columns))
-        return found
+    def point(self, point: float) -> str:
+        """`,"column":point` of any point, 0.0 and -0.0 included."""
+        return self.points[point] if point else f',"{self.point_column}":{number_text(point)}'
 
-    def string(self, value: str) -> str:
-        text = self.strings.get(value)
-        if text is None:
-            text = self.strings[value] = quote(value)
-        return text
-
-    def number(self, column: str, value: float) -> str:
-        """`,"column":value`."""
-        text = self.numbers.get((column, value))
-        if text is None:
-            text = f',"{column}":{number_text(value)}'
-            if value != 0:  # 0.0 and -0.0 are equal keys but different texts
-                self.numbers[column, value] = text
-        return text
+    def size(self) -> int:
+        return sum(map(len, (self.pairs, *self.prices, self.points, self.strings, self.players)))
 
 
-_LINE_PRICE_COLUMNS = (("price_decimal", "price_american"),)
+# The texts of each (price format, endpoint), shared by every file (and thread: a dict's get and
+# set are atomic, and two threads making the same text make the same one). A set that grew past
+# TEXTS_KEPT entries (a file of unusual names) is dropped at the start of the next file.
+TEXTS_KEPT = 20_000
+_texts: dict[tuple[str, str], _Texts] = {}
 
 
-def _game_line_markets(markets: list[tuple[dict, list[tuple]]], price_format: str,
-                       texts: _Texts | None = None) -> list[MarketRows]:
-    groups: list[tuple[dict, list]] = []
-    seen: dict[tuple, tuple[list, int]] = {}  # natural key -> (rows list, index) of its row
-    texts = texts or _Texts(price_format, _LINE_PRICE_COLUMNS)
-    prices = texts.prices
-    for head, outcomes in markets:
-        prefix = (head["game_id"], head["bookmaker_key"], head["market_key"])
-        rows: list = []
-        for outcome in outcomes:
-            key = prefix + outcome[:3]  # (name, description, point)
-            earlier = seen.get(key)
-            if earlier is not None:  # same natural key twice in one file: the last one wins
-                earlier[0][earlier[1]] = None
-            seen[key] = (rows, len(rows))
-            rows.append((outcome, prices.get(outcome[3]) or texts.price(outcome[3])))
-        groups.append((head, rows))
-    string, number = texts.string, texts.number
-    out = []
-    for head, rows in groups:
+def price_texts(ref: ObjectRef, price_format: str) -> _Texts:
+    """The converted prices and texts a file's rows are made of (shared by its pieces, streaming.py)."""
+    texts = _texts.get((price_format, ref.endpoint))
+    if texts is None or texts.size() > TEXTS_KEPT:
+        if ref.endpoint == "player-props":
+            texts = _Texts(price_format, _PROP_PRICE_COLUMNS, "line")
+        else:
+            texts = _Texts(price_format, _LINE_PRICE_COLUMNS, "outcome_point")
+        _texts[price_format, ref.endpoint] = texts
+    return texts
+
+
+def _head_tail(ref: ObjectRef, price_format: str, generation: int) -> dict:
+    """The head columns a file's markets share after their own."""
+    return {"price_format": price_format, "source_object": ref.name, "source_generation": int(generation)}
+
+
+def _prop_lines(markets: list[tuple], tail: str, texts: _Texts) -> tuple[list[str], int]:
+    """(staging lines, rows) of props markets: the head text once, then each row's text."""
+    players, points, point = texts.players, texts.points, texts.point
+    over_text, under_text, yes_text, no_text = texts.prices
+    lines = []
+    n = 0
+    for _, _, _, head_text, _, rows in markets:
+        if not rows:
+            continue
+        n += len(rows)
+        row_texts = [
+            f"{players[player]}{points[line]}{over_text[over]}{under_text[under]}}}"  # the common row
+            if line and over is not None and under is not None and yes is None and no is None else
+            "".join((players[player], "" if line is None else point(line),
+                     "" if over is None else over_text[over], "" if under is None else under_text[under],
+                     "" if yes is None else yes_text[yes], "" if no is None else no_text[no], "}"))
+            for player, line, over, under, yes, no in rows]
+        lines.append(f"{head_text}{tail}{','.join(row_texts)}]}}")
+    return lines, n
+
+
+def _game_line_lines(markets: list[tuple], tail: str, texts: _Texts) -> tuple[list[str], int]:
+    """(staging lines, rows) of game-lines markets: the head text once, then each row's text."""
+    strings, point_text, (price_text,) = texts.strings, texts.point, texts.prices
+    lines = []
+    n = 0
+    for _, _, _, head_text, _, rows in markets:
+        row_texts = [
+            "".join(('{"outcome_name":', strings[name],
+                     "" if description is None else ',"outcome_description":' + strings[description],
+                     "" if point is None else point_text(point), price_text[price], "}"))
+            for name, description, point, price in filter(None, rows)]  # None: replaced by a later one
+        if row_texts:
+            n += len(row_texts)
+            lines.append(f"{head_text}{tail}{','.join(row_texts)}]}}")
+    return lines, n
+
+
+def _staged_lines(ref: ObjectRef, markets: list[tuple], texts: _Texts, generation: int) -> tuple[list[str], int]:
+    """The staging lines of a walk's markets and their row count: the text of
+    `staging.encode(_grouped(...))`, written straight from the walked values."""
+    tail = "," + object_text(_head_tail(ref, texts.price_format, generation))[1:-1] + f',"{MARKET_ROWS_FIELD}":['
+    if ref.endpoint == "player-props":
+        return _prop_lines(markets, tail, texts)
+    return _game_line_lines(markets, tail, texts)
+
+
+def _grouped(ref: ObjectRef, markets: list[tuple], texts: _Texts, generation: int) -> tuple[list[MarketRows], int]:
+    """The same rows as dicts, grouped per market (MarketRows), and their count."""
+    tail = _head_tail(ref, texts.price_format, generation)
+    pairs = texts.pairs
+    props = ref.endpoint == "player-props"
+    out: list[MarketRows] = []
+    n = 0
+    for book_base, key, updated, _, _, rows in markets:
         staged = []
-        for item in rows:
-            if item is None:  # superseded
+        for row in rows:
+            if row is None:  # a game line replaced by a later one
                 continue
-            (name, description, point, _), (pair, price_text) = item
-            columns = {"outcome_name": name}
-            text = '{"outcome_name":' + string(name)
-            if description is not None:
-                columns["outcome_description"] = description
-                text += ',"outcome_description":' + string(description)
-            if point is not None:
-                columns["outcome_point"] = point
-                text += number("outcome_point", point)
-            columns["price_decimal"], columns["price_american"] = pair
-            row = StagedRow(columns)
-            row.json = text + price_text + "}"
-            staged.append(row)
-        if staged:
-            out.append((head, staged))
-    return out
-
-
-# A pivoted player-props row while the file is read: [player, line, over, under, yes, no], each
-# side the `_Texts.price` of its price, or None.
-_SIDE_SLOT = {s: i for i, s in enumerate(SIDES, 2)}
-_SIDE_COLUMNS = {s: (f"{s}_price_decimal", f"{s}_price_american") for s in SIDES}
-_YES = _SIDE_SLOT["yes"]
-_PROP_PRICE_COLUMNS = tuple(_SIDE_COLUMNS.values())
-
-
-def _player_prop_markets(markets: list[tuple[dict, list[tuple]]], price_format: str,
-                         texts: _Texts | None = None) -> list[MarketRows]:
-    groups: list[tuple[dict, list]] = []
-    by_market: dict[tuple, dict] = {}  # (event, bookmaker, market) -> {(player, line): pivoted row}
-    texts = texts or _Texts(price_format, _PROP_PRICE_COLUMNS)
-    prices = texts.prices
-    slots: dict = {}  # outcome name -> slot of its side, or None
-    for head, outcomes in markets:
-        market = head["market_key"]
-        is_player_market = market.startswith("player_")
-        prefix = (head["game_id"], head["bookmaker_key"], market)
-        by_key = by_market.get(prefix)
-        if by_key is None:
-            by_key = by_market[prefix] = {}
-        rows: list[list] = []
-        for name, description, point, price in outcomes:
-            slot = slots.get(name, 0)
-            if slot == 0:
-                slot = slots[name] = _SIDE_SLOT.get(name.strip().lower())
-            if description is not None:
-                if slot is None:
-                    if not is_player_market:
-                        continue
-                    raise _bad(f"cannot tell the side of outcome {name!r} for {description!r} in market {market} "
-                               f"(bookmaker {head['bookmaker_key']}): expected Over/Under/Yes/No")
-                player = description
+            if props:
+                player, line = row[0], row[1]
+                columns = {"player_name": player, "player_lookup": player_lookup(player)}
+                if line is not None:
+                    columns["line"] = line
+                for (decimal_column, american_column), price in zip(_PROP_PRICE_COLUMNS, row[2:]):
+                    if price is not None:
+                        columns[decimal_column], columns[american_column] = pairs[price]
             else:
-                if not is_player_market:
-                    continue  # a team market in a props file: not a player prop
-                if slot is not None:
-                    raise _bad(f"outcome {name!r} in market {market} (bookmaker {head['bookmaker_key']}) "
-                               f"has no player (no description)")
-                player, slot = name, _YES
-            key = (player, point)
-            row = by_key.get(key)
-            if row is None:  # a (player, line) met again later, even in a repeated market, is this row
-                row = by_key[key] = [player, point, None, None, None, None]
-                rows.append(row)
-            row[slot] = prices.get(price) or texts.price(price)  # a side given twice: the last one wins
-        if rows:
-            groups.append((head, rows))
-    return _staged_player_prop_rows(groups, texts)
+                name, description, point, price = row
+                columns = {"outcome_name": name}
+                if description is not None:
+                    columns["outcome_description"] = description
+                if point is not None:
+                    columns["outcome_point"] = point
+                columns["price_decimal"], columns["price_american"] = pairs[price]
+            staged.append(columns)
+        if staged:
+            head = dict(book_base)
+            head["market_key"] = key
+            head["market_last_update"] = updated
+            head.update(tail)
+            out.append((head, staged))
+            n += len(staged)
+    return out, n
 
 
-def _staged_player_prop_rows(groups: list[tuple[dict, list[list]]], texts: _Texts) -> list[MarketRows]:
-    """The pivoted rows as staged rows (each with its staging text)."""
-    string, number = texts.string, texts.number
-    numbers = texts.numbers
-    players: dict[str, tuple[str, str]] = {}  # player -> (lookup, text of both columns)
-    out = []
-    for head, rows in groups:
-        staged = []
-        for player, point, over, under, yes, no in rows:
-            known = players.get(player)
-            if known is None:
-                lookup = player_lookup(player)
-                known = players[player] = (lookup, f'{{"player_name":{string(player)},"player_lookup":{string(lookup)}')
-            if point is not None and over and under and not yes and not no:  # the common row: one literal
-                line_text = numbers.get(("line", point)) or number("line", point)
-                (over_decimal, over_american), (under_decimal, under_american) = over[0], under[0]
-                row = StagedRow({"player_name": player, "player_lookup": known[0], "line": point,
-                                 "over_price_decimal": over_decimal, "over_price_american": over_american,
-                                 "under_price_decimal": under_decimal, "under_price_american": under_american})
-                row.json = f"{known[1]}{line_text}{over[1]}{under[2]}}}"
-                staged.append(row)
-                continue
-            columns = {"player_name": player, "player_lookup": known[0]}
-            text = known[1]
-            if point is not None:
-                columns["line"] = point
-                text += number("line", point)
-            if over:
-                columns["over_price_decimal"], columns["over_price_american"] = over[0]
-                text += over[1]
-            if under:
-                columns["under_price_decimal"], columns["under_price_american"] = under[0]
-                text += under[2]
-            if yes:
-                columns["yes_price_decimal"], columns["yes_price_american"] = yes[0]
-                text += yes[3]
-            if no:
-                columns["no_price_decimal"], columns["no_price_american"] = no[0]
-                text += no[4]
-            row = StagedRow(columns)
-            row.json = text + "}"
-            staged.append(row)
-        out.append((head, staged))
-    return out
+def _rows_of(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tuple, generation: int,
+             write, price_format: str | None = None, texts: _Texts | None = None, walked: _Walk | None = None):
+    """`write(ref, markets, texts, generation)` of the events' rows, in the one order in which a
+    file's rules are checked, whoever writes its rows: every structural error of the file first
+    (`_walk`), then a price that is no decimal price in a decimal file, then, in payload order, a
+    side that cannot be told or a price out of its column's range. `price_format` and `texts`:
+    the file's, when the events are a piece of it; `walked`: `_walk` of the events, if made."""
+    if walked is None:
+        walked = _walk(ref, events, wrapper, snapshot)
+    if price_format is None:
+        price_format = price_format_of(walked.n_prices, walked.all_american)
+    _check_decimal_prices(walked.markets, price_format)
+    if texts is None:
+        texts = price_texts(ref, price_format)
+    if walked.irregular:
+        walked = _walk(ref, events, wrapper, snapshot, texts.pairs)
+    try:
+        return write(ref, walked.markets, texts, generation)
+    except BadInputError:  # a price out of range: the walk names the first one in payload order
+        _walk(ref, events, wrapper, snapshot, texts.pairs)
+        raise
+
+
+class StagedText(NamedTuple):
+    """One file's staging NDJSON (see staging.py), its row count, and its snapshot time text
+    (one per file; None without rows)."""
+
+    ndjson: bytes
+    rows: int
+    snapshot: str | None
+
+
+def _check_endpoint(ref: ObjectRef) -> None:
+    if ref.endpoint not in ("game-lines", "player-props"):
+        raise _bad(f"no table for endpoint {ref.endpoint!r}")
+
+
+def staged_text(ref: ObjectRef, events: list[dict], wrapper: dict | None, snapshot: tuple, generation: int = 0,
+                price_format: str | None = None, texts: _Texts | None = None,
+                walked: _Walk | None = None) -> StagedText:
+    """The staging NDJSON of validated-shape events (`split_payload`) at their file's snapshot
+    (`_snapshot`); for a piece of a file (streaming.py) with the file's `price_format` and `texts`."""
+    _check_endpoint(ref)
+    lines, n = _rows_of(ref, events, wrapper, snapshot, generation, _staged_lines, price_format, texts, walked)
+    if not lines:
+        return StagedText(b"", 0, None)
+    lines.append("")
+    return StagedText("\n".join(lines).encode("utf-8"), n, snapshot[1])
+
+
+def staged_from_payload(ref: ObjectRef, payload: Any, generation: int = 0,
+                        created: datetime | None = None) -> StagedText:
+    """The staging NDJSON of an already parsed payload (see `staged_for_object`)."""
+    events, wrapper = split_payload(payload)
+    return staged_text(ref, events, wrapper, _snapshot(ref, wrapper, created), generation)
+
+
+def staged_for_object(object_name: str, data: bytes, generation: int = 0,
+                      created: datetime | None = None) -> StagedText:
+    """The staging NDJSON of one object, exactly `staging.encode(markets_for_object(...))` but
+    written straight from the parsed values, without a dict per row; BadInputError if it cannot
+    be read."""
+    ref = parse_object_name(object_name)
+    table_for_endpoint(ref.endpoint)  # KeyError for an endpoint without a table: a programming error
+    return staged_from_payload(ref, parse_payload(data), generation, created)
 
 
 def markets_from_payload(ref: ObjectRef, payload: Any, generation: int = 0,
                          created: datetime | None = None) -> list[MarketRows]:
     """Staged rows of an already parsed payload, grouped per market (see MarketRows)."""
     events, wrapper = split_payload(payload)
-    snapshot = _snapshot(ref, wrapper, created)
-    markets, n_prices, all_american = _markets(ref, events, wrapper, snapshot)
-    price_format = price_format_of(n_prices, all_american)
-    return pivot(ref, _heads(ref, markets, price_format, generation), price_format)
-
-
-def price_texts(ref: ObjectRef, price_format: str) -> _Texts:
-    """The texts `pivot` writes rows from, to share between the pieces of one file."""
-    return _Texts(price_format, _PROP_PRICE_COLUMNS if ref.endpoint == "player-props" else _LINE_PRICE_COLUMNS)
-
-
-def pivot(ref: ObjectRef, heads: list[tuple[dict, list[tuple]]], price_format: str,
-          texts: _Texts | None = None) -> list[MarketRows]:
-    """The staged rows of validated markets (`_heads`), grouped per market."""
-    if ref.endpoint == "game-lines":
-        return _game_line_markets(heads, price_format, texts)
-    if ref.endpoint == "player-props":
-        return _player_prop_markets(heads, price_format, texts)
-    raise _bad(f"no table for endpoint {ref.endpoint!r}")
+    _check_endpoint(ref)
+    return _rows_of(ref, events, wrapper, _snapshot(ref, wrapper, created), generation, _grouped)[0]
 
 
 def markets_for_object(object_name: str, data: bytes, generation: int = 0,
                        created: datetime | None = None) -> list[MarketRows]:
-    """Staged rows of one object, grouped per market; BadInputError if it cannot be read."""
+    """Staged rows of one object as dicts, grouped per market; BadInputError if it cannot be read.
+    For tests and checks: the holder stages `staged_for_object`, the same rows as text."""
     ref = parse_object_name(object_name)
     table_for_endpoint(ref.endpoint)  # KeyError for an endpoint without a table: a programming error
     return markets_from_payload(ref, parse_payload(data), generation, created)

@@ -20,7 +20,7 @@ from datetime import date
 
 import pytest
 
-from oddsbatch import batch, synth, transform
+from oddsbatch import batch, staging, synth, transform
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
 from oddsbatch.event import StorageEvent
@@ -129,15 +129,17 @@ def test_rows_only_the_load_refuses_are_found_by_halves_and_quarantined_alone(st
     files = [f for f in synth.synthesize_day(date.fromisoformat(day), games=3, snapshots=3, seed=22)
              if f[0].startswith("odds-api/game-lines/")]
     refused = {files[2][0], files[6][0]}  # two of nine files
-    original = transform.markets_for_object
+    original = transform.staged_for_object  # what reading stages a whole file with
 
     def with_a_gap(name, data, generation, created=None):  # a value the transform let through
-        groups = original(name, data, generation, created)
+        staged = original(name, data, generation, created)
         if name in refused:
+            groups = staging.decode(staged.ndjson)
             groups[0][1][0]["price_american"] = 10 ** 30  # beyond INT64: the load refuses the row
-        return groups
+            staged = staged._replace(ndjson=staging.encode(groups))
+        return staged
 
-    monkeypatch.setattr(transform, "markets_for_object", with_a_gap)
+    monkeypatch.setattr(transform, "staged_for_object", with_a_gap)
     settings = Settings.from_env("game-lines", {**stack.env, "ODDSBATCH_BUCKET": side_bucket.name,
                                                 "ODDSBATCH_SETTLE_SECONDS": "0"})
     events = _upload(side_bucket, files)

@@ -100,14 +100,14 @@ def test_a_file_whose_rows_the_load_refuses_is_quarantined_alone(world, monkeypa
 
 
 def test_any_exception_while_transforming_a_file_quarantines_it_and_the_batch_goes_on(world, monkeypatch):
-    original = transform.markets_for_object
+    original = transform.staged_for_object  # what reading stages a whole file with
 
     def flaky(object_name, data, generation, created=None):
         if object_name == name(2):
             raise ZeroDivisionError("a bug the transform has for this file")
         return original(object_name, data, generation, created)
 
-    monkeypatch.setattr(transform, "markets_for_object", flaky)
+    monkeypatch.setattr(transform, "staged_for_object", flaky)
     wh = FakeWarehouse()
     h, pending = make_holder(world, "event-1", wh)
     for i in range(4):

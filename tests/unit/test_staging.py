@@ -43,10 +43,11 @@ def files():
 @pytest.mark.parametrize("name,data", list(files()), ids=lambda v: v if isinstance(v, str) else "")
 def test_staged_bytes_unnest_to_exactly_the_transform_rows(name, data):
     endpoint = parse_object_name(name).endpoint
-    groups = transform.markets_for_object(name, data, generation=9)
-    encoded = staging.encode(groups)
-    assert unnested(encoded, endpoint) == transform.rows_for_object(name, data, generation=9)
-    assert staging.row_count(groups) == len(transform.rows_for_object(name, data, generation=9)) > 0
+    staged = transform.staged_for_object(name, data, generation=9)  # what a holder loads
+    rows = transform.rows_for_object(name, data, generation=9)
+    assert unnested(staged.ndjson, endpoint) == rows
+    assert staged.rows == len(rows) > 0
+    assert staged.snapshot == rows[0]["snapshot_timestamp"]
 
 
 def test_each_line_is_one_market_with_its_head_once_and_rows_without_nulls():
@@ -94,40 +95,55 @@ def test_staging_schema_holds_every_staged_column_once(spec):
     assert set(spec.natural_key) <= set(spec.staged_columns)
 
 
-def _plain(groups):
-    """The same groups as plain dicts: encode writes them item by item, without the texts."""
-    return [(dict(head), [dict(row) for row in rows]) for head, rows in groups]
-
-
 @pytest.mark.parametrize("name,data", list(files()), ids=lambda v: v if isinstance(v, str) else "")
-def test_the_texts_the_transform_writes_are_exactly_what_the_encoder_writes(name, data):
+def test_the_text_the_transform_writes_is_exactly_what_the_encoder_writes_of_its_rows(name, data):
+    staged = transform.staged_for_object(name, data, generation=9)
     groups = transform.markets_for_object(name, data, generation=9)
-    assert all(isinstance(r, staging.StagedRow) for head, rows in groups for r in [head, *rows])
-    assert staging.encode(groups) == staging.encode(_plain(groups))
+    assert staged.ndjson == staging.encode(groups)
+    assert staged.rows == staging.row_count(groups)
 
 
-def test_a_row_changed_after_the_transform_is_staged_as_changed():
-    name, data = next(n_d for n_d in synthesize_day(date(2025, 2, 3), games=1, snapshots=1, seed=3)
-                      if "game-lines" in n_d[0])
-    groups = transform.markets_for_object(name, data, generation=2)
-    groups[0][1][0]["price_american"] = 10 ** 30
-    groups[1][0]["market_key"] = "changed"
-    groups[2][1][0].update(outcome_name="also changed")
-    del groups[3][1][0]["price_decimal"]
-    assert staging.encode(groups) == staging.encode(_plain(groups))
-    lines = staging.decode(staging.encode(groups))
-    assert lines[0][1][0]["price_american"] == 10 ** 30 and lines[1][0]["market_key"] == "changed"
-    assert lines[2][1][0]["outcome_name"] == "also changed" and "price_decimal" not in lines[3][1][0]
+def _staged_and_encoded(endpoint: str, payload: dict) -> tuple[bytes, bytes]:
+    name = f"odds-api/{endpoint}/2025-02-03/20250203_120000-snap-1200.json"
+    data = json.dumps(payload).encode()
+    return (transform.staged_for_object(name, data, generation=1).ndjson,
+            staging.encode(transform.markets_for_object(name, data, generation=1)))
 
 
-@pytest.mark.parametrize("value", [0.0, -0.0, 1, 1.0, True, None, "Théo", 2 ** 70, float("nan")])
-def test_equal_values_of_different_types_keep_their_own_text(value):
-    head = staging.StagedRow({"game_date": "2025-02-03"})
-    head.json = '{"game_date":"2025-02-03"}'
-    row = staging.StagedRow({"line": value})
-    row.json = staging.object_text({"line": value})
-    expected = json.dumps({"game_date": "2025-02-03", MARKET_ROWS_FIELD: [{"line": value}]}, separators=(",", ":"))
-    assert staging.encode([(head, [row])]) == (expected + "\n").encode()
+def _one_market(endpoint: str, outcomes: list[dict]) -> dict:
+    market = "player_points" if endpoint == "player-props" else "spreads"
+    return {"id": "e1", "commence_time": "2025-02-04T00:00:00Z", "home_team": "A", "away_team": "B",
+            "bookmakers": [{"key": "book", "markets": [{"key": market, "outcomes": outcomes}]}]}
+
+
+@pytest.mark.parametrize("endpoint", ["game-lines", "player-props"])
+def test_texts_made_once_per_file_fit_every_row_that_shares_them(endpoint):
+    """The writer's per-file texts are keyed by value: equal values of other types (an american
+    price as an int and as a whole float), the same player on other lines, a side given twice
+    (the last price wins), the rarer shapes of a row (one side only, no line) all stage exactly
+    what the encoder writes of the rows."""
+    if endpoint == "player-props":
+        outcomes = [{"name": "Over", "description": "P Q", "price": -110, "point": 10.5},
+                    {"name": "Under", "description": "P Q", "price": -110.0, "point": 10.5},
+                    {"name": "Over", "description": "P Q", "price": 120, "point": 11.5},
+                    {"name": "Over", "description": "P Q", "price": 125, "point": 11.5},  # twice: last wins
+                    {"name": "Yes", "description": "Théo Ñ", "price": 300},
+                    {"name": "Under", "description": "R S", "price": -110, "point": 2}]
+    else:
+        outcomes = [{"name": "A", "price": -110, "point": 1.5}, {"name": "B", "price": -110.0, "point": -1.5},
+                    {"name": "A", "price": 150}, {"name": "Théo", "description": "x", "price": 150.0, "point": 2},
+                    {"name": "B", "price": -120, "point": -1.5}]  # B -1.5 again: the last one wins
+    staged, encoded = _staged_and_encoded(endpoint, _one_market(endpoint, outcomes))
+    assert staged == encoded
+    assert b"\\u00e9" in staged  # the encoder's ASCII escapes
+    (line,) = staging.decode(staged)
+    if endpoint == "player-props":
+        assert [(r["line"] if "line" in r else None, r.get("over_price_american"), r.get("under_price_american"),
+                 r.get("yes_price_american")) for r in line[1]] == [
+            (10.5, -110, -110, None), (11.5, 125, None, None), (None, None, None, 300), (2.0, None, -110, None)]
+    else:
+        assert [(r["outcome_name"], r.get("outcome_point"), r["price_american"]) for r in line[1]] == [
+            ("A", 1.5, -110), ("A", None, 150), ("Théo", 2.0, 150), ("B", -1.5, -120)]
 
 
 def test_zero_and_negative_zero_points_keep_their_sign_in_the_staged_text():
@@ -138,7 +154,6 @@ def test_zero_and_negative_zero_points_keep_their_sign_in_the_staged_text():
     props = dict(event, bookmakers=[{"key": "book", "markets": [
         {"key": "player_points", "outcomes": [dict(o, description="P Q") for o in outcomes[2:]]}]}])
     for endpoint, payload in (("game-lines", event), ("player-props", props)):
-        name = f"odds-api/{endpoint}/2025-02-03/20250203_120000-snap-1200.json"
-        groups = transform.markets_for_object(name, json.dumps(payload).encode(), generation=1)
-        assert staging.encode(groups) == staging.encode(_plain(groups))
-        assert b"-0.0" in staging.encode(groups)
+        staged, encoded = _staged_and_encoded(endpoint, payload)
+        assert staged == encoded
+        assert b"-0.0" in staged

@@ -23,7 +23,7 @@ try:
 except ImportError:  # not pip-installed: use the source tree
     sys.path.insert(0, str(ROOT / "shared"))
 
-from oddsbatch import cli, teams  # noqa: E402
+from oddsbatch import cli, teams, transform  # noqa: E402
 from oddsbatch.errors import BadInputError  # noqa: E402
 from oddsbatch.synth import synthesize_day  # noqa: E402
 from oddsbatch.tables import table_for_endpoint  # noqa: E402
@@ -534,6 +534,39 @@ def test_props_side_given_twice_keeps_the_last():
     rows = pp(ev)
     assert len(rows) == 1
     assert (rows[0]["over_price_american"], rows[0]["under_price_american"]) == (-130, -105)
+
+
+HUGE = 10 ** 30  # an american price beyond INT64: out of range of the price columns
+
+
+@pytest.mark.parametrize("outcomes, reason", [
+    # the first of two errors in payload order is the one named, whichever kind it is
+    ([{"name": "Over", "description": "A B", "price": HUGE, "point": 10.5},
+      {"name": "Exactly 10", "description": "A B", "price": 800, "point": 10}], "out of range of the price columns"),
+    ([{"name": "Exactly 10", "description": "A B", "price": 800, "point": 10},
+      {"name": "Over", "description": "A B", "price": HUGE, "point": 10.5}], "cannot tell the side"),
+    ([{"name": "Over", "price": -110, "point": 10.5},
+      {"name": "Under", "description": "A B", "price": HUGE, "point": 10.5}], "no player"),
+    # a side given twice: the price it replaced is checked all the same
+    ([{"name": "Over", "description": "A B", "price": HUGE, "point": 10.5},
+      {"name": "Over", "description": "A B", "price": -130, "point": 10.5}], "out of range of the price columns"),
+])
+def test_props_errors_of_a_file_are_named_in_payload_order(outcomes, reason):
+    ev = props_event([{"key": "player_points", "outcomes": outcomes}])
+    with pytest.raises(BadInputError, match=reason):
+        pp(ev)
+    with pytest.raises(BadInputError, match=reason):  # the holder's path: the same reason
+        transform.staged_for_object(SAMPLES[PP_AM][0], json.dumps(ev).encode())
+
+
+def test_a_replaced_game_line_price_is_checked_all_the_same():
+    ev = event_payload()
+    ev["bookmakers"] = [{"key": "draftkings", "markets": [{"key": "h2h", "outcomes": [
+        {"name": "Boston Celtics", "price": HUGE}, {"name": "Boston Celtics", "price": -120}]}]}]
+    with pytest.raises(BadInputError, match="out of range of the price columns"):
+        gl(ev)
+    with pytest.raises(BadInputError, match="out of range of the price columns"):
+        transform.staged_for_object(SAMPLES[GL_AM][0], json.dumps(ev).encode())
 
 
 def test_props_player_without_description_is_bad_input():
