@@ -37,7 +37,7 @@ from .ledger import GONE, MERGED, QUARANTINED, Entry, Ledger
 from .lock import BatchLock, LockLost
 from .pending import Marker, PendingWork, key_of
 from .quarantine import quarantine
-from .staged_objects import StagedText, StagingObjects
+from .staged_objects import StagedLocation, StagingObjects
 from .tables import table_for_endpoint
 from .warehouse import Warehouse
 
@@ -354,7 +354,7 @@ class BatchHolder:
             self._staging = StagingObjects(self.settings.staging_bucket, storage_client(self.settings.project))
         return self._staging
 
-    def _read(self, marker: Marker) -> tuple[Marker, StagedText | None, str | None]:
+    def _read(self, marker: Marker) -> tuple[Marker, StagedLocation | None, str | None]:
         """One file to its staging object: (marker, where its rows are, bad-input reason). The
         staging object a previous attempt completed is used as it is (no download, no transform);
         otherwise the object is downloaded and transformed within the instance's memory budget
@@ -387,13 +387,13 @@ class BatchHolder:
         except NotFound:
             return marker, None, None
         except BadInputError as bad:
-            return marker, StagedText(None, 0, 0, None), bad.reason
+            return marker, StagedLocation(None, 0, 0, None), bad.reason
         except (TransientError, TerminalError):  # the download's or the staging write's: the round raises
             raise
         except Exception as exc:  # noqa: BLE001 - confined to this file: it must not block its key
             logs.log("transform_error", severity="ERROR", batch_key=key_of(marker), object=marker.name,
                      generation=marker.generation, error=f"{type(exc).__name__}: {exc}"[:500])
-            return marker, StagedText(None, 0, 0, None), " ".join(
+            return marker, StagedLocation(None, 0, 0, None), " ".join(
                 f"could not transform: {type(exc).__name__}: {exc}".split())[:500]
         if isinstance(staged.payload, bytes):  # read whole: one upload of the bytes it has
             return marker, staging.put(marker.name, generation, staged.payload, staged.rows, staged.snapshot), None

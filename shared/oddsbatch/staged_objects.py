@@ -63,7 +63,7 @@ FORMAT = _format()
 
 
 @dataclass(frozen=True)
-class StagedText:
+class StagedLocation:
     """Where one source object's staged rows are: `uri` (None when it has no rows), rows, size."""
 
     uri: str | None
@@ -126,7 +126,7 @@ class StagingObjects:
     def uri(self, name: str) -> str:
         return f"gs://{self.bucket_name}/{name}"
 
-    def find(self, source_name: str, generation: int) -> StagedText | None:
+    def find(self, source_name: str, generation: int) -> StagedLocation | None:
         """The staging object a previous attempt completed for this (object, generation), if any."""
         name = object_name(source_name, generation)
         try:
@@ -137,14 +137,14 @@ class StagingObjects:
         if blob is None or meta.get(FORMAT_KEY) != FORMAT or not (meta.get(ROWS_KEY) or "").isdigit():
             return None  # absent, or written but never completed (its totals are patched last)
         rows = int(meta[ROWS_KEY])
-        return StagedText(self.uri(name) if rows else None, rows, int(blob.size or 0),
+        return StagedLocation(self.uri(name) if rows else None, rows, int(blob.size or 0),
                           _snapshot(meta.get(SNAPSHOT_KEY, "")), reused=True)
 
     def put(self, source_name: str, generation: int, data: bytes, rows: int,
-            snapshot: datetime | None) -> StagedText:
+            snapshot: datetime | None) -> StagedLocation:
         """A file read whole: its staged bytes in one upload, the metadata with them."""
         if not rows:
-            return StagedText(None, 0, 0, snapshot)
+            return StagedLocation(None, 0, 0, snapshot)
         name = object_name(source_name, generation)
         blob = self.bucket.blob(name)
         blob.metadata = _metadata(rows, snapshot)
@@ -152,27 +152,27 @@ class StagingObjects:
             blob.upload_from_string(data, content_type=CONTENT_TYPE)
         except Exception as exc:
             raise classify(exc) from exc
-        return StagedText(self.uri(name), rows, len(data), snapshot)
+        return StagedLocation(self.uri(name), rows, len(data), snapshot)
 
     def sink(self, source_name: str, generation: int) -> Callable[[], BinaryIO]:
         """The writer a streamed file's pieces go to (reading.read_object's `sink`)."""
         return lambda: _LazyWriter(self.bucket.blob(object_name(source_name, generation)))
 
     def finish(self, source_name: str, generation: int, written, rows: int,
-               snapshot: datetime | None) -> StagedText:
+               snapshot: datetime | None) -> StagedLocation:
         """A streamed file, written: record its totals (what makes it complete for a retry)."""
         name = object_name(source_name, generation)
         if not rows:
             if getattr(written, "writer", None) is not None:  # pieces but no rows: nothing to load
                 self.delete([self.uri(name)])
-            return StagedText(None, 0, 0, snapshot)
+            return StagedLocation(None, 0, 0, snapshot)
         blob = self.bucket.blob(name)
         blob.metadata = _metadata(rows, snapshot)
         try:
             blob.patch()
         except Exception as exc:
             raise classify(exc) from exc
-        return StagedText(self.uri(name), rows, int(getattr(written, "bytes", 0)), snapshot)
+        return StagedLocation(self.uri(name), rows, int(getattr(written, "bytes", 0)), snapshot)
 
     def delete(self, uris: list[str], workers: int = 8, **log_fields) -> int:
         """Best effort (the lifecycle rule is the backstop), `workers` at a time: the number that
