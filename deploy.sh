@@ -81,8 +81,8 @@ below are the module's defaults.
   The collections (ODDSBATCH_*_COLLECTION), the quarantine bucket (ODDSBATCH_QUARANTINE_BUCKET) and
   the staging bucket (ODDSBATCH_STAGING_BUCKET) have no flag: outputs firestore_collections,
   quarantine_bucket and staging_bucket, else the module's defaults (BUCKET-staging for staging).
-  --memory M                     memory per instance [1Gi]: 8 holders peak ~224 MiB RSS (bench/RESULTS.md)
-                                 and on Cloud Run /tmp (the rounds' spooled staging) is memory too
+  --memory M                     memory per instance [512Mi]: 8 holders of 300-file dates peak 112 MiB,
+                                 a 30 MB file 39 MiB above idle (bench/RESULTS.md; README, "Memory")
   --timeout T                    seconds, at most 540, e.g. 540 or 540s [540s]
   --max-instances N              [10]
   --concurrency C                requests per instance (cpu is 1), also THREADS [8]
@@ -195,7 +195,7 @@ firestore_database=""
 quarantine_prefix=""
 sweep_topic=""
 outputs_json=""
-memory="1Gi"
+memory="512Mi"
 timeout="540s"
 max_instances="10"
 concurrency="8"

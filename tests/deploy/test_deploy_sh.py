@@ -185,7 +185,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
         assert f["source"] == [str(tmp_path / "build" / name)]
         sa = name.replace("_", "-")
         assert f["service-account"] == [f"oddsbatch-{sa}@my-proj.iam.gserviceaccount.com"]
-        assert f["memory"] == ["1Gi"] and f["timeout"] == ["540s"]
+        assert f["memory"] == ["512Mi"] and f["timeout"] == ["540s"]
         assert f["max-instances"] == ["10"] and f["concurrency"] == ["8"]
         assert f["cpu"] == ["1"]  # concurrency > 1 needs a whole CPU
         assert f["trigger-location"] == ["us"]  # the bucket's default location, US, not the region
@@ -212,7 +212,7 @@ def test_deploys_both_functions(tmp_path, fake_gcloud):
             "ODDSBATCH_QUARANTINE_PREFIX": "quarantine/",
             "ODDSBATCH_STAGING_BUCKET": "my-landing-staging",  # the module's NAME-staging (storage.tf)
             "ODDSBATCH_TIMEOUT_SECONDS": "540",
-            "ODDSBATCH_INSTANCE_MEMORY": "1Gi",  # the memory budget follows the tier (config.py)
+            "ODDSBATCH_INSTANCE_MEMORY": "512Mi",  # the memory budget follows the tier (config.py)
             # the sweep drains the dead letters (the module's default subscription)
             "ODDSBATCH_DEAD_LETTER_SUBSCRIPTION": "projects/my-proj/subscriptions/oddsbatch-dead-letters",
             "THREADS": "8",
