@@ -39,9 +39,8 @@ METHOD = [
     "best of 5, the two interleaved. Checked each run: the staged text is byte for byte `staging.encode` of "
     "`markets_for_object` (the rows built as dicts), and un-nested gives exactly `rows_for_object`.",
     "Memory: VmHWM of each function's gunicorn worker (child of the recorded functions-framework pid) after the "
-    "1,000-file date; a fresh stack, so the peak is that date's. Spooled staging files beyond 64 MiB live in "
-    "the temp directory, which is not in RSS locally; on Cloud Functions gen2 /tmp is in memory and counts "
-    "against the instance's limit.",
+    "1,000-file date; a fresh stack, so the peak is that date's. Staged rows go to the staging bucket, never "
+    "to the temp directory (on Cloud Functions gen2 /tmp is in memory), so VmHWM is the whole figure.",
     "Work per event: `oddsbatch.batch.handle_event` in-process against the stack's emulators while the lock of "
     "its (endpoint, date) is held by another owner, through a counting proxy around the Firestore client; "
     "BigQuery jobs listed before and after.",
