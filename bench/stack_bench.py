@@ -228,7 +228,7 @@ def scenario(b: Bench, files, day: str, concurrency: int, timeout: float, poll_s
     jobs = b.new_jobs(before)
     merges = {e: sum(1 for j in jobs if "_merge_" in j.job_id and ENDPOINT_TABLES[e] in j.job_id)
               for e in ENDPOINT_TABLES}
-    loads = sum(1 for j in jobs if j.job_id.endswith("_load"))
+    loads = sum(1 for j in jobs if "_load_" in j.job_id)  # job ids end with the attempt: ..._load_1
     return {"phases": phases(merged_records(b, day)), "delivered": delivered, "files": len(files), "rows": sum(want.values()), "rows_ok": got == want, "latency": latency,
             "upload_spread": last - first, "merges": merges, "jobs": len(jobs), "loads": loads}
 
