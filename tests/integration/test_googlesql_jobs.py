@@ -57,11 +57,12 @@ def test_table_functions_read_the_latest_line_within_the_partition_filter(stack)
 
 def test_every_statement_the_emulator_ran_is_valid_googlesql(stack, googlesql):
     bq = stack.bigquery()
-    # The DML limit and concurrency tests send their own DDL, UPDATEs, MERGEs and SELECTs to scratch
-    # tables (dml_*, conc_*) that a later reset drops: the tests' SQL, not the package's (whose tables
-    # are odds_api_* and _staging_*). Every other job, among them every one the functions,
-    # reconcile, the sweep and the CLIs sent, is analyzed.
-    seen = analyze_emulator(googlesql(stack.project, stack.dataset), bq, scratch_tables=("dml_", "conc_"))
+    # The DML limit, concurrency and load-from-Cloud-Storage tests send their own DDL, UPDATEs, MERGEs
+    # and SELECTs to scratch tables (dml_*, conc_*, load_from_gcs_*) that they or a later reset drop:
+    # the tests' SQL, not the package's (whose tables are odds_api_* and _staging_*). Every other
+    # job, among them every one the functions, reconcile, the sweep and the CLIs sent, is analyzed.
+    seen = analyze_emulator(googlesql(stack.project, stack.dataset), bq,
+                            scratch_tables=("dml_", "conc_", "load_from_gcs_"))
     print(f"\ngooglesql: analyzed {seen} from the integration stack")
     assert seen.get("MERGE", 0) >= 2  # at least this file's own day, one MERGE per table
     assert seen.get("ROUTINE", 0) == len(routines.all_routines())

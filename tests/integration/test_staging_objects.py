@@ -14,7 +14,7 @@ from google.cloud import bigquery
 from oddsbatch import holder, sql, staged_objects, synth, transform
 from oddsbatch.config import Settings
 from oddsbatch.errors import TransientError
-from oddsbatch.pending import Marker
+from oddsbatch.pending import Marker, marker_id
 from oddsbatch.tables import table_for_endpoint
 
 from .test_end_to_end import upload_all
@@ -63,8 +63,8 @@ def test_a_retried_round_loads_its_staging_objects_without_reading_the_source_ag
     blob = bucket.blob(name)
     blob.upload_from_string(data, content_type="application/json")
     settings = Settings.from_env("game-lines", stack.env)
-    marker = Marker(f"reuse-{uuid.uuid4().hex[:6]}", source_bucket, name, blob.generation)
     key = f"game-lines_{day}"
+    marker = Marker(marker_id(key, source_bucket, name, blob.generation), source_bucket, name, blob.generation)
 
     def merge_fails(self, *args, **kwargs):
         raise TransientError("BigQuery 503 at the MERGE")
