@@ -457,23 +457,20 @@ class BatchHolder:
             self._drop_staged(staged_uris, result)
         else:
             faults.point("after_load")
-            # Fenced or LockLost below: the staging objects stay. Another holder has the key and
-            # reads the same markers: it reuses them, and deleting them under it would fail its load.
             # The fence: a conditional write of every touched key's lock right before the MERGE is
-            # submitted. A holder that lost any of them meanwhile learns it here (LockLost) and
-            # never runs its MERGE.
+            # submitted, then the MERGE's job id recorded in every touched key's fence. A holder that
+            # lost any key meanwhile learns it here (LockLost; Fenced, a LockLost, when another
+            # holder burned the job id) and never runs its MERGE: its staging table goes, its
+            # staging objects stay (another holder has the key, reads the same markers and reuses
+            # them; deleting them under it would fail its load).
             try:
                 for held in touched:
                     if held.lock:
                         held.lock.renew()
-            except LockLost:
-                self.warehouse.drop_staging(staging_id)
-                raise
-            fences = [f for f in (self.fence_of(held) for held in touched) if f is not None]
-            t = time.monotonic()
-            try:
+                fences = [f for f in (self.fence_of(held) for held in touched) if f is not None]
+                t = time.monotonic()
                 merged = self.warehouse.merge(result.run_id, staging_id, result.game_dates, fences=fences)
-            except Fenced:
+            except LockLost:
                 self.warehouse.drop_staging(staging_id)
                 raise
             result.seconds["merge"] = round(time.monotonic() - t, 3)
