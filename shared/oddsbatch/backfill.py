@@ -44,7 +44,7 @@ from .config import Settings
 from .deadline import Deadline
 from .documents import BATCH_KEY_FIELD
 from .errors import DeadlineReached, classify
-from .holder import ROUND_FLOOR_SECONDS, SETTLE_POLL_SECONDS
+from .holder import ROUND_FLOOR_SECONDS, settle_queue
 from .lock import BatchLock, LockLost
 from .pending import key_of
 
@@ -57,17 +57,22 @@ def backfill_key(endpoint: str) -> str:
     return f"{endpoint}{BACKFILL_SUFFIX}"
 
 
-def pending_ids_by_key(db, settings: Settings) -> dict[str, set[str]]:
-    """The endpoint's pending marker ids by date key, in one query (projected to the key)."""
+def endpoint_queue(db, settings: Settings):
+    """The query of the endpoint's pending markers: a range on `batch_key`, which starts with the
+    endpoint (sweep._endpoint_range)."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     from .sweep import _endpoint_range
 
     low, high = _endpoint_range(settings.endpoint)
-    query = (db.collection(settings.pending_collection)
-             .where(filter=FieldFilter(BATCH_KEY_FIELD, ">=", low))
-             .where(filter=FieldFilter(BATCH_KEY_FIELD, "<", high))
-             .select([BATCH_KEY_FIELD]))
+    return (db.collection(settings.pending_collection)
+            .where(filter=FieldFilter(BATCH_KEY_FIELD, ">=", low))
+            .where(filter=FieldFilter(BATCH_KEY_FIELD, "<", high)))
+
+
+def pending_ids_by_key(db, settings: Settings) -> dict[str, set[str]]:
+    """The endpoint's pending marker ids by date key, in one query (projected to the key)."""
+    query = endpoint_queue(db, settings).select([BATCH_KEY_FIELD])
     found: dict[str, set[str]] = {}
     for snap in query.stream():
         found.setdefault(key_of(snap.id), set()).add(snap.id)
@@ -169,33 +174,13 @@ class BackfillHolder:
                                   f"group needs ~{needed:.1f}s; {dates} dates left queued for the retried event")
 
     def settle(self) -> float:
-        """Let the rest of a burst land: until the endpoint's pending count stands still for
-        settle_quiet_seconds, at most settle_seconds (holder.BatchHolder.settle, one level up)."""
-        limit, quiet = self.settings.settle_seconds, self.settings.settle_quiet_seconds
-        if not limit:
-            return 0.0
-        waited = still = 0.0
-        seen = self.count()
-        while still < quiet and waited < limit:
-            step = min(SETTLE_POLL_SECONDS, limit - waited)
-            self.sleep(step)
-            waited += step
-            now = self.count()
-            still = still + step if now == seen else 0.0
-            seen = now
-        return waited
+        """Let the rest of a burst land: holder.settle_queue over the endpoint's pending count
+        (the date holder's settle, one level up)."""
+        return settle_queue(self.settings, self.count, self.sleep)
 
     def count(self) -> int:
         """The endpoint's pending markers, by an aggregation query."""
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        from .sweep import _endpoint_range
-
-        low, high = _endpoint_range(self.settings.endpoint)
-        query = (self.db.collection(self.settings.pending_collection)
-                 .where(filter=FieldFilter(BATCH_KEY_FIELD, ">=", low))
-                 .where(filter=FieldFilter(BATCH_KEY_FIELD, "<", high)))
         try:
-            return int(query.count().get()[0][0].value)
+            return int(endpoint_queue(self.db, self.settings).count().get()[0][0].value)
         except Exception as exc:
             raise classify(exc) from exc

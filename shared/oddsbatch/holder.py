@@ -147,6 +147,39 @@ def _created(value: str | None) -> datetime | None:
         return None
 
 
+def settle_queue(settings: Settings, count, sleep) -> float:
+    """Let the rest of a burst land before listing a queue: wait until `count()` (the markers
+    queued) stood still for settle_quiet_seconds, at most settle_seconds. A burst that lands at
+    once costs the quiet period only; files that trickle in over seconds still make one round.
+    Both bounds count the slept time and the wall time, whichever is more: under load a count
+    query takes a while itself, and the cap must still be a cap. Returns the seconds waited (the
+    slept seconds count alone in simulated time, where the clock stands still). One date's
+    holder counts its key's queue, the backfill holder (backfill.py) its endpoint's."""
+    limit, quiet = settings.settle_seconds, settings.settle_quiet_seconds
+    if not limit:
+        return 0.0
+    if not quiet or quiet >= limit:
+        sleep(limit)
+        return limit
+    clock = time.monotonic
+    started = clock()
+    slept = still = 0.0
+    seen = count()
+    checked = clock()
+    while still < quiet:
+        waited = max(slept, clock() - started)
+        if waited >= limit:
+            break
+        step = min(SETTLE_POLL_SECONDS, limit - waited)
+        sleep(step)
+        slept += step
+        now_seen = count()
+        now = clock()
+        still = still + max(step, now - checked) if now_seen == seen else 0.0
+        seen, checked = now_seen, now
+    return round(max(slept, clock() - started), 3)
+
+
 class BatchHolder:
     """The invocation that holds the locks of one batch key or of a group of keys of one
     endpoint (`BatchHolder.of_group`), and merges their queues."""
@@ -317,35 +350,9 @@ class BatchHolder:
                                   f"timeout, a round of {files} files needs ~{needed:.1f}s: left to the retried event")
 
     def settle(self) -> float:
-        """Let the rest of a burst land before listing the queue: wait until no new marker
-        appeared for settle_quiet_seconds, at most settle_seconds. A burst that lands at once
-        costs the quiet period only; files that trickle in over seconds still make one round.
-        Both bounds count the slept time and the wall time, whichever is more: under load a
-        count query takes a while itself, and the cap must still be a cap. Returns the seconds
-        waited (the slept seconds count alone in simulated time, where the clock stands still)."""
-        limit, quiet = self.settings.settle_seconds, self.settings.settle_quiet_seconds
-        if not limit:
-            return 0.0
-        if not quiet or quiet >= limit:
-            self.sleep(limit)
-            return limit
-        clock = time.monotonic
-        started = clock()
-        slept = still = 0.0
-        seen = self.count_pending()
-        checked = clock()
-        while still < quiet:
-            waited = max(slept, clock() - started)
-            if waited >= limit:
-                break
-            step = min(SETTLE_POLL_SECONDS, limit - waited)
-            self.sleep(step)
-            slept += step
-            now_seen = self.count_pending()
-            now = clock()
-            still = still + max(step, now - checked) if now_seen == seen else 0.0
-            seen, checked = now_seen, now
-        return round(max(slept, clock() - started), 3)
+        """Let the rest of a burst land before listing the queue (settle_queue over this
+        holding's pending count)."""
+        return settle_queue(self.settings, self.count_pending, self.sleep)
 
     @property
     def staging(self) -> StagingObjects:
